@@ -1,0 +1,1 @@
+"""IPAM with Neutron's semantics (pools, gateway, service types). Imports only `model`."""

@@ -1,0 +1,186 @@
+"""`Cloud`: one consistent snapshot of every resource, with the checks that span resources.
+
+Invariants (checked by `Cloud.validate`, which raises the first violation found):
+- subnets of one network do not overlap; every subnet's network exists;
+- a port's fixed IPs lie in subnets of the port's network, in the subnet's CIDR, and no address
+  is held twice on one network (by ports or floating IPs);
+- a router gateway names an external network; a floating IP is on an external network, in one of
+  its subnets, and its fixed IP is one of its port's addresses.
+Indexes are computed once per snapshot (cached properties); a snapshot is never mutated.
+"""
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field, replace
+from functools import cached_property
+from ipaddress import IPv4Address
+from typing import Iterable, Mapping
+
+from .errors import InvalidInput, NotFound
+from .resources import (
+    DeviceOwner, FloatingIP, Host, Network, Port, Router, Subnet, ROUTER_INTERFACE_OWNERS,
+)
+
+
+def _by_id(items: Iterable, key: str = "id") -> dict:
+    return {getattr(i, key): i for i in items}
+
+
+@dataclass(frozen=True)
+class Cloud:
+    networks: Mapping[str, Network] = field(default_factory=dict)
+    subnets: Mapping[str, Subnet] = field(default_factory=dict)
+    routers: Mapping[str, Router] = field(default_factory=dict)
+    ports: Mapping[str, Port] = field(default_factory=dict)
+    floatingips: Mapping[str, FloatingIP] = field(default_factory=dict)
+    hosts: Mapping[str, Host] = field(default_factory=dict)
+    revision: int = 0
+
+    @classmethod
+    def of(cls, networks=(), subnets=(), routers=(), ports=(), floatingips=(), hosts=(), revision=0) -> "Cloud":
+        return cls(_by_id(networks), _by_id(subnets), _by_id(routers), _by_id(ports),
+                   _by_id(floatingips), _by_id(hosts, "name"), revision)
+
+    def with_(self, **kw) -> "Cloud":
+        return replace(self, **kw)
+
+    # ---- lookups that raise NotFound -------------------------------------------------
+    def network(self, id_: str) -> Network:
+        try:
+            return self.networks[id_]
+        except KeyError:
+            raise NotFound("Network", id_) from None
+
+    def subnet(self, id_: str) -> Subnet:
+        try:
+            return self.subnets[id_]
+        except KeyError:
+            raise NotFound("Subnet", id_) from None
+
+    def router(self, id_: str) -> Router:
+        try:
+            return self.routers[id_]
+        except KeyError:
+            raise NotFound("Router", id_) from None
+
+    def port(self, id_: str) -> Port:
+        try:
+            return self.ports[id_]
+        except KeyError:
+            raise NotFound("Port", id_) from None
+
+    # ---- indexes --------------------------------------------------------------------
+    @cached_property
+    def subnets_by_network(self) -> Mapping[str, tuple[Subnet, ...]]:
+        out: dict[str, list[Subnet]] = defaultdict(list)
+        for s in self.subnets.values():
+            out[s.network_id].append(s)
+        return {k: tuple(sorted(v, key=lambda s: (s.cidr, s.id))) for k, v in out.items()}
+
+    @cached_property
+    def ports_by_device(self) -> Mapping[str, tuple[Port, ...]]:
+        out: dict[str, list[Port]] = defaultdict(list)
+        for p in self.ports.values():
+            if p.device_id:
+                out[p.device_id].append(p)
+        return {k: tuple(sorted(v, key=lambda p: p.id)) for k, v in out.items()}
+
+    @cached_property
+    def ports_by_subnet(self) -> Mapping[str, tuple[Port, ...]]:
+        out: dict[str, list[Port]] = defaultdict(list)
+        for p in self.ports.values():
+            for f in p.fixed_ips:
+                out[f.subnet_id].append(p)
+        return {k: tuple(sorted(set(v), key=lambda p: p.id)) for k, v in out.items()}
+
+    @cached_property
+    def fips_by_port(self) -> Mapping[str, tuple[FloatingIP, ...]]:
+        out: dict[str, list[FloatingIP]] = defaultdict(list)
+        for f in self.floatingips.values():
+            if f.port_id:
+                out[f.port_id].append(f)
+        return {k: tuple(sorted(v, key=lambda f: f.floating_ip_address)) for k, v in out.items()}
+
+    @cached_property
+    def fips_by_router(self) -> Mapping[str, tuple[FloatingIP, ...]]:
+        out: dict[str, list[FloatingIP]] = defaultdict(list)
+        for f in self.floatingips.values():
+            if f.router_id:
+                out[f.router_id].append(f)
+        return {k: tuple(sorted(v, key=lambda f: f.floating_ip_address)) for k, v in out.items()}
+
+    def subnets_of(self, network_id: str) -> tuple[Subnet, ...]:
+        return self.subnets_by_network.get(network_id, ())
+
+    def router_ports(self, router_id: str, owner: str | DeviceOwner) -> tuple[Port, ...]:
+        owner = str(owner)
+        return tuple(p for p in self.ports_by_device.get(router_id, ()) if p.device_owner == owner)
+
+    def router_interfaces(self, router_id: str) -> tuple[Port, ...]:
+        return tuple(p for p in self.ports_by_device.get(router_id, ())
+                     if p.device_owner in ROUTER_INTERFACE_OWNERS)
+
+    def gateway_port(self, router_id: str) -> Port | None:
+        ps = self.router_ports(router_id, DeviceOwner.ROUTER_GATEWAY)
+        return ps[0] if ps else None
+
+    def agent_gateway_port(self, host: str, network_id: str) -> Port | None:
+        for p in self.ports_by_device.get(host, ()):
+            if p.device_owner == DeviceOwner.AGENT_GATEWAY.value and p.network_id == network_id:
+                return p
+        return None
+
+    def subnet_of_ip(self, network_id: str, ip: IPv4Address) -> Subnet | None:
+        for s in self.subnets_of(network_id):
+            if ip in s.cidr:
+                return s
+        return None
+
+    # ---- cross-resource validation ----------------------------------------------------
+    def validate(self) -> "Cloud":
+        for s in self.subnets.values():
+            net = self.networks.get(s.network_id)
+            if net is None:
+                raise InvalidInput("network_id", f"subnet {s.id} names network {s.network_id}, which does not exist")
+        for net_id, subs in self.subnets_by_network.items():
+            for i, a in enumerate(subs):
+                for b in subs[i + 1:]:
+                    if a.cidr.overlaps(b.cidr):
+                        raise InvalidInput("cidr", f"subnet {b.id} ({b.cidr}) overlaps subnet {a.id} ({a.cidr}) on network {net_id}")
+        held: dict[tuple[str, IPv4Address], str] = {}
+        for p in self.ports.values():
+            if p.network_id not in self.networks:
+                raise InvalidInput("network_id", f"port {p.id} names network {p.network_id}, which does not exist")
+            for f in p.fixed_ips:
+                s = self.subnets.get(f.subnet_id)
+                if s is None or s.network_id != p.network_id:
+                    raise InvalidInput("fixed_ips", f"port {p.id}: subnet {f.subnet_id} is not on network {p.network_id}")
+                if f.ip_address not in s.cidr:
+                    raise InvalidInput("fixed_ips", f"port {p.id}: {f.ip_address} is outside {s.cidr}")
+                key = (p.network_id, f.ip_address)
+                if key in held:
+                    raise InvalidInput("fixed_ips", f"port {p.id}: {f.ip_address} is already held by {held[key]}")
+                held[key] = f"port {p.id}"
+        for r in self.routers.values():
+            if r.gateway is not None:
+                net = self.networks.get(r.gateway.network_id)
+                if net is None or not net.external:
+                    raise InvalidInput("external_gateway_info", f"router {r.id}: network {r.gateway.network_id} is not an external network")
+        for f in self.floatingips.values():
+            net = self.networks.get(f.floating_network_id)
+            if net is None or not net.external:
+                raise InvalidInput("floating_network_id", f"floating IP {f.id}: network {f.floating_network_id} is not an external network")
+            s = self.subnets.get(f.subnet_id)
+            if s is None or s.network_id != net.id or f.floating_ip_address not in s.cidr:
+                raise InvalidInput("floating_ip_address", f"floating IP {f.id}: {f.floating_ip_address} is not in subnet {f.subnet_id} of network {net.id}")
+            key = (net.id, f.floating_ip_address)
+            if key in held:
+                raise InvalidInput("floating_ip_address", f"{f.floating_ip_address} is already held by {held[key]}")
+            held[key] = f"floating IP {f.id}"
+            if f.port_id is not None:
+                port = self.ports.get(f.port_id)
+                if port is None:
+                    raise InvalidInput("port_id", f"floating IP {f.id}: port {f.port_id} does not exist")
+                if not port.has_ip(f.fixed_ip_address):
+                    raise InvalidInput("fixed_ip_address", f"floating IP {f.id}: {f.fixed_ip_address} is not an address of port {f.port_id}")
+        return self

@@ -1,0 +1,6 @@
+"""What the control plane does to the model: Neutron's resource operations as pure-Python
+operations on an in-memory `Workspace`. The API server persists their results; the seed scenario
+and the tests use them directly. Imports `model` and `ipam` only."""
+from .workspace import Workspace, IpRequest, UNSET
+
+__all__ = ["Workspace", "IpRequest", "UNSET"]

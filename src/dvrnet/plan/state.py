@@ -1,0 +1,168 @@
+"""Desired (and observed) kernel state as plain values, keyed the way the kernel keys objects.
+
+One `HostState` maps namespace names to `Namespace` values. The same types describe what the
+planner wants and what the kernel reader found, so `reconcile.diff(desired, observed)` compares
+like with like.
+
+Keys (what makes two objects "the same object" to the kernel):
+- Link: (namespace, name)              Address: (dev, ip)        Route: (table, dst, metric)
+- Rule: every selector + action        Neighbour: (dev, ip)      Sysctl: key
+- NftTable: (family, name); its map elements are compared one by one.
+Every value is frozen and orders deterministically, so the text form (`render.py`) of the same
+state is byte-identical run to run.
+Addresses and prefixes are canonical strings ("203.0.113.0/24", "default" for 0.0.0.0/0) so that
+observed state read from `ip -json` compares equal without conversion.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from ipaddress import IPv4Network, ip_network
+from typing import Mapping
+
+MAIN_TABLE = 254
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class Link:
+    """A network device in a namespace.
+
+    kind: "veth" (the only kind dvrnet creates today), or what the kernel reports for an observed
+    device ("bridge", "vxlan", ...). For a veth, `peer_netns`/`peer` name the other end; the pair is
+    created from the end whose (namespace, name) sorts first. `master` is the bridge the device is
+    enslaved to (bridge-side ends of router ports). `mac` None means "whatever the kernel chose".
+    """
+    name: str
+    kind: str = "veth"
+    peer_netns: str | None = None
+    peer: str | None = None
+    mac: str | None = None
+    mtu: int | None = None
+    master: str | None = None
+    up: bool = True
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class Address:
+    dev: str
+    cidr: str                    # interface form: "100.64.0.5/24"
+    noprefixroute: bool = True   # dvrnet adds every connected route itself
+
+    @property
+    def ip(self) -> str:
+        return self.cidr.split("/")[0]
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class Route:
+    table: int
+    dst: str                     # "default" or a canonical prefix "203.0.113.0/24", "203.0.113.9/32"
+    via: str | None = None
+    dev: str | None = None
+    scope: str = "global"        # "global" | "link"
+    onlink: bool = False
+    src: str | None = None
+    type: str = "unicast"        # "unicast" | "blackhole" | "unreachable"
+    metric: int = 0
+
+    @property
+    def key(self) -> tuple[int, str, int]:
+        return (self.table, self.dst, self.metric)
+
+    def sort_key(self) -> tuple:
+        return (self.table, prefix_sort_key(self.dst), self.metric)
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class Rule:
+    priority: int
+    action: str = "lookup"       # "lookup" | "blackhole" | "unreachable" | "prohibit"
+    table: int | None = None     # for "lookup"
+    src: str | None = None       # canonical prefix
+    dst: str | None = None
+    iif: str | None = None
+    fwmark: int | None = None
+    fwmask: int | None = None
+
+    def sort_key(self) -> tuple:
+        return (self.priority, prefix_sort_key(self.src or "0.0.0.0/0"), self.iif or "",
+                self.fwmark or 0, self.action, self.table or 0)
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class Neighbour:
+    dev: str
+    ip: str
+    mac: str                     # always permanent
+
+
+@dataclass(frozen=True, slots=True)
+class NftChain:
+    name: str
+    type: str                    # "filter" | "nat"
+    hook: str                    # "prerouting" | "postrouting" | "output" | "forward"
+    priority: int
+    rules: tuple[str, ...] = ()  # nft syntax, one statement each, in order
+    policy: str = "accept"
+
+
+@dataclass(frozen=True, slots=True)
+class NftMap:
+    """A named map (`data_type` set) or set (`data_type` None) with its elements.
+
+    elements: frozenset of (key, value) for maps, of (key, None) for sets; strings as nft prints them.
+    """
+    name: str
+    key_type: str                # "ipv4_addr"
+    data_type: str | None = None
+    elements: frozenset[tuple[str, str | None]] = frozenset()
+
+
+@dataclass(frozen=True, slots=True)
+class NftTable:
+    family: str                  # "ip" | "inet" | "bridge"
+    name: str
+    chains: tuple[NftChain, ...] = ()
+    maps: tuple[NftMap, ...] = ()
+
+    def structure(self) -> "NftTable":
+        """The table without map elements: what must match for elements to be diffed alone."""
+        return NftTable(self.family, self.name, self.chains,
+                        tuple(NftMap(m.name, m.key_type, m.data_type) for m in self.maps))
+
+
+@dataclass(frozen=True)
+class Namespace:
+    """Everything dvrnet wants in one network namespace.
+
+    managed=False marks a namespace dvrnet uses but does not own (the node's bridge namespace, the
+    root namespace in production): it is never created or deleted, and only the objects listed
+    here are changed in it.
+    """
+    name: str
+    links: Mapping[str, Link] = field(default_factory=dict)
+    addresses: frozenset[Address] = frozenset()
+    routes: frozenset[Route] = frozenset()
+    rules: frozenset[Rule] = frozenset()
+    neighbours: frozenset[Neighbour] = frozenset()
+    sysctls: Mapping[str, str] = field(default_factory=dict)
+    nft: Mapping[tuple[str, str], NftTable] = field(default_factory=dict)
+    managed: bool = True
+
+
+@dataclass(frozen=True)
+class HostState:
+    host: str
+    namespaces: Mapping[str, Namespace] = field(default_factory=dict)
+
+
+def prefix_sort_key(p: str) -> tuple[int, int]:
+    if p == "default":
+        return (0, 0)
+    n = ip_network(p, strict=False)
+    return (int(n.network_address), n.prefixlen)
+
+
+def canon_prefix(net: IPv4Network | str) -> str:
+    """'0.0.0.0/0' -> 'default'; '203.0.113.9' -> '203.0.113.9/32'."""
+    n = ip_network(str(net), strict=True)
+    return "default" if n.prefixlen == 0 else str(n)
