@@ -23,15 +23,22 @@ qrouter-<router> namespace
   rule QR_SNAT_PRIO       `from <tenant cidr> lookup <subnet_table(cidr)>`, one per tenant subnet
                           whose router has a gateway; the table holds `default via <sg- address>`.
 snat-<router> namespace
-  main                    default via the gateway of the SNAT address's subnet
+  main                    connected routes of qg-/sg- and on-link routes for every other subnet of
+                          the external network (S12: SNAT->FIP goes straight to the FIP's node);
+                          no default route
   rule SNAT_SRC_PRIO      `from <qg address>/32 lookup <subnet_table(subnet)>` per qg address whose
                           subnet has a gateway: traffic sourced from each address leaves by its own
-                          subnet's gateway.
+                          subnet's gateway
+  rule SNAT_DEFAULT_PRIO  `lookup <subnet_table(subnet of the SNAT address)>`: forwarded tenant
+                          traffic (routed before it is source-NATed) leaves by the gateway of the
+                          address it will be NATed to
+  table subnet_table(c)   `default via <gateway> dev qg-X onlink`
 """
 from __future__ import annotations
 
 from ipaddress import IPv4Network
 
+MAIN_TABLE_ID = 254
 RT_PROTO = 94
 RT_PROTO_NAME = "dvrnet"
 
@@ -46,6 +53,7 @@ FIP_MARK = 0x10
 QR_SNAT_PRIO = 40000
 
 SNAT_SRC_PRIO = 40010
+SNAT_DEFAULT_PRIO = 40020
 
 LINK_LOCAL_CIDR = IPv4Network("169.254.64.0/18")   # 8192 /31 pairs: even on rfp-, odd on fpr-
 

@@ -69,7 +69,7 @@ class Route:
         return (self.table, self.dst, self.metric)
 
     def sort_key(self) -> tuple:
-        return (self.table, prefix_sort_key(self.dst), self.metric)
+        return (self.table != MAIN_TABLE, self.table, prefix_sort_key(self.dst), self.metric)
 
 
 @dataclass(frozen=True, slots=True, order=True)

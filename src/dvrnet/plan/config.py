@@ -1,0 +1,20 @@
+"""Per-agent settings the planner needs besides the model."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class PlanConfig:
+    """netns_prefix: prepended to every namespace dvrnet creates (empty in production; one per node
+    in the lab, so nodes on one machine never see each other's namespaces).
+    bridge_netns: the namespace holding the node's bridges, where the `dv-` ends of router ports
+    are enslaved (dvrnet uses it but does not own it).
+    external_bridge: the bridge attached to the external segment (every fg-/qg- port plugs there).
+    Tenant networks plug into `names.tenant_bridge(network_id)`.
+    port_kind: the device kind of router ports; only "veth" is implemented.
+    """
+    netns_prefix: str = ""
+    bridge_netns: str = "dvrnet-bridges"
+    external_bridge: str = "br-ex"
+    port_kind: str = "veth"

@@ -1,0 +1,74 @@
+"""The fip-<external network> namespace of one host (architecture.md §2; seed S3-S11).
+
+Invariants:
+- main holds only the /32 of every FIP hosted here, via its router's rfp- address, so inbound
+  traffic for a local FIP always finds it first, and proxy ARP on fg- answers for exactly these;
+- connected and on-link routes live in FIP_ONLINK_TABLE, looked up after `iif fg- blackhole`:
+  nothing arriving from the external segment transits the node, yet FIP->FIP and SNAT->FIP go
+  straight over the segment (S4, S9, S12);
+- every subnet with a gateway gets one table (`default via` that gateway) and one rule
+  `from <cidr>`; a FIP's replies therefore leave through its own subnet's gateway (S3, S11);
+- the number of rules depends on the external subnets only, never on routers or FIPs.
+"""
+from __future__ import annotations
+
+from ipaddress import IPv4Address
+
+from ..model import Cloud, Network, Port, Router
+from ..model.placement import local_fips
+from . import names
+from .builder import NsBuilder
+from .config import PlanConfig
+from .linklocal import pair, veth_mac
+from .numbers import (
+    FIP_BLOCK_PRIO, FIP_ONLINK_PRIO, FIP_ONLINK_TABLE, FIP_SUBNET_PRIO, MAIN_TABLE_ID, NFT_TABLE,
+    subnet_table,
+)
+from .plug import plug
+from .state import Address, Link, Neighbour, NftChain, NftTable, Route, Rule
+
+
+def fip_namespace(cloud: Cloud, host: str, net: Network, fg: Port, routers: list[Router],
+                  slots: dict[str, int], bridges: NsBuilder, cfg: PlanConfig) -> NsBuilder:
+    ns = NsBuilder(names.fip_ns(cfg.netns_prefix, net.id))
+    fg_dev = names.port_dev(names.AGENT_GW_DEV, fg.id)
+    plug(ns, bridges, fg_dev, fg, cfg.external_bridge, net.mtu, cfg)
+
+    subnets = cloud.subnets_of(net.id)
+    fg_ips: dict[str, IPv4Address] = {f.subnet_id: f.ip_address for f in fg.fixed_ips}
+    for s in subnets:
+        ip = fg_ips.get(s.id)
+        if ip is not None:
+            ns.address(Address(fg_dev, f"{ip}/{s.cidr.prefixlen}"))
+        ns.route(Route(FIP_ONLINK_TABLE, str(s.cidr), dev=fg_dev, scope="link",
+                       src=str(ip) if ip is not None else None))
+        if s.gateway_ip is not None:
+            ns.route(Route(subnet_table(s.cidr), "default", via=str(s.gateway_ip), dev=fg_dev, onlink=True))
+            ns.rule(Rule(FIP_SUBNET_PRIO, src=str(s.cidr), table=subnet_table(s.cidr)))
+    ns.rule(Rule(FIP_BLOCK_PRIO, action="blackhole", iif=fg_dev))
+    ns.rule(Rule(FIP_ONLINK_PRIO, table=FIP_ONLINK_TABLE))
+
+    for r in routers:
+        rfp_ip, fpr_ip = pair(slots[r.id])
+        fpr = names.fpr_dev(r.id)
+        rfp = names.rfp_dev(r.id)
+        qr_ns = names.qrouter_ns(cfg.netns_prefix, r.id)
+        ns.link(Link(name=fpr, kind="veth", peer_netns=qr_ns, peer=rfp, mac=veth_mac(r.id, "fpr"), mtu=net.mtu))
+        ns.address(Address(fpr, f"{fpr_ip}/31"))
+        ns.route(Route(FIP_ONLINK_TABLE, f"{rfp_ip}/31", dev=fpr, scope="link", src=str(fpr_ip)))
+        ns.neighbour(Neighbour(fpr, str(rfp_ip), veth_mac(r.id, "rfp")))
+        for f in local_fips(cloud, host, r):
+            ns.route(Route(MAIN_TABLE_ID, f"{f.floating_ip_address}/32", via=str(rfp_ip), dev=fpr, onlink=True))
+
+    ns.sysctl("net.ipv4.ip_forward", 1)
+    ns.sysctl("net.ipv4.ip_nonlocal_bind", 1)
+    ns.sysctl(f"net.ipv4.conf.{fg_dev}.proxy_arp", 1)
+    ns.sysctl(f"net.ipv4.neigh.{fg_dev}.proxy_delay", 0)
+    ns.sysctl("net.ipv4.conf.all.send_redirects", 0)
+    ns.sysctl("net.ipv4.conf.default.send_redirects", 0)
+    # The fip namespace only routes; nothing here needs connection tracking.
+    ns.table(NftTable("ip", NFT_TABLE, chains=(
+        NftChain("raw_pre", "filter", "prerouting", -300, ("notrack",)),
+        NftChain("raw_out", "filter", "output", -300, ("notrack",)),
+    )))
+    return ns

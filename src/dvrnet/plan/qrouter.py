@@ -1,0 +1,99 @@
+"""The qrouter-<router> namespace of one host (architecture.md §2; validated design B).
+
+Invariants:
+- qr- ports hold their subnet's gateway address with the same MAC on every node; every other port
+  of those subnets has a permanent neighbour entry (routing between nodes is asymmetric, so ARP
+  cannot resolve them);
+- FIPs cost the same per packet whatever their number: nftables marks packets whose source is a
+  fixed IP with a FIP (map lookup), ONE fwmark rule sends them to QR_FIP_TABLE (default via the
+  fip- namespace), and DNAT/SNAT use maps. Adding a FIP adds map elements, never a rule;
+- fixed IPs without a FIP follow `from <tenant cidr>` to the table of their subnet, whose default
+  is the router's sg- address on that subnet (the snat- namespace on the SNAT host);
+- rp_filter is strict on qr- (anti-spoofing from VMs) and off on `all` and rfp-: the reverse-path
+  lookup carries no fwmark, so strict checking there would drop NATed FIP traffic.
+"""
+from __future__ import annotations
+
+from ..model import Cloud, DeviceOwner, Router
+from ..model.placement import local_fips
+from . import names
+from .builder import NsBuilder
+from .config import PlanConfig
+from .linklocal import pair, veth_mac
+from .numbers import (
+    FIP_MARK, MAIN_TABLE_ID, NFT_TABLE, QR_FIP_PRIO, QR_FIP_TABLE, QR_SNAT_PRIO, subnet_table,
+)
+from .plug import plug
+from .state import Address, Link, Neighbour, NftChain, NftMap, NftTable, Route, Rule
+
+
+def qrouter_namespace(cloud: Cloud, host: str, router: Router, slot: int | None,
+                      bridges: NsBuilder, cfg: PlanConfig) -> NsBuilder:
+    """`slot` is the router's link-local slot when it is linked to a fip- namespace here."""
+    ns = NsBuilder(names.qrouter_ns(cfg.netns_prefix, router.id))
+    sg_by_subnet = {}
+    if router.gateway is not None:
+        for p in cloud.router_ports(router.id, DeviceOwner.ROUTER_SNAT):
+            for f in p.fixed_ips:
+                sg_by_subnet[f.subnet_id] = f.ip_address
+
+    ns.sysctl("net.ipv4.ip_forward", 1)
+    ns.sysctl("net.ipv4.conf.all.rp_filter", 0)
+    ns.sysctl("net.ipv4.conf.default.rp_filter", 0)
+    ns.sysctl("net.ipv4.conf.all.send_redirects", 0)
+    ns.sysctl("net.ipv4.conf.default.send_redirects", 0)
+
+    for port in cloud.router_interfaces(router.id):
+        net = cloud.network(port.network_id)
+        dev = names.port_dev(names.ROUTER_IF_DEV, port.id)
+        plug(ns, bridges, dev, port, names.tenant_bridge(net.id), net.mtu, cfg)
+        ns.sysctl(f"net.ipv4.conf.{dev}.rp_filter", 1)
+        ns.sysctl(f"net.ipv4.conf.{dev}.send_redirects", 0)
+        for f in port.fixed_ips:
+            s = cloud.subnet(f.subnet_id)
+            ns.address(Address(dev, f"{f.ip_address}/{s.cidr.prefixlen}"))
+            ns.route(Route(MAIN_TABLE_ID, str(s.cidr), dev=dev, scope="link", src=str(f.ip_address)))
+            for other in cloud.ports_by_subnet.get(s.id, ()):
+                if other.id == port.id or not other.mac_address:
+                    continue
+                ip = other.ip_on(s.id)
+                if ip is not None and ip != f.ip_address:
+                    ns.neighbour(Neighbour(dev, str(ip), other.mac_address))
+            sg_ip = sg_by_subnet.get(s.id)
+            if sg_ip is not None:
+                table = subnet_table(s.cidr)
+                ns.route(Route(table, "default", via=str(sg_ip), dev=dev))
+                ns.rule(Rule(QR_SNAT_PRIO, src=str(s.cidr), table=table))
+
+    if slot is not None and router.gateway is not None:
+        ext = cloud.network(router.gateway.network_id)
+        rfp_ip, fpr_ip = pair(slot)
+        rfp = names.rfp_dev(router.id)
+        fpr = names.fpr_dev(router.id)
+        ns.link(Link(name=rfp, kind="veth", peer_netns=names.fip_ns(cfg.netns_prefix, ext.id), peer=fpr,
+                     mac=veth_mac(router.id, "rfp"), mtu=ext.mtu))
+        ns.address(Address(rfp, f"{rfp_ip}/31"))
+        ns.route(Route(MAIN_TABLE_ID, f"{rfp_ip}/31", dev=rfp, scope="link", src=str(rfp_ip)))
+        ns.neighbour(Neighbour(rfp, str(fpr_ip), veth_mac(router.id, "fpr")))
+        ns.route(Route(QR_FIP_TABLE, "default", via=str(fpr_ip), dev=rfp, onlink=True))
+        ns.rule(Rule(QR_FIP_PRIO, fwmark=FIP_MARK, fwmask=FIP_MARK, table=QR_FIP_TABLE))
+        ns.sysctl(f"net.ipv4.conf.{rfp}.rp_filter", 0)
+        ns.sysctl(f"net.ipv4.conf.{rfp}.send_redirects", 0)
+        fips = local_fips(cloud, host, router)
+        ns.table(fip_nat_table(rfp, [(str(f.floating_ip_address), str(f.fixed_ip_address)) for f in fips]))
+    return ns
+
+
+def fip_nat_table(rfp: str, fip_fixed: list[tuple[str, str]]) -> NftTable:
+    """The FIP NAT of one qrouter: structure fixed, FIPs only as map elements."""
+    return NftTable("ip", NFT_TABLE, chains=(
+        NftChain("pre_mangle", "filter", "prerouting", -150,
+                 (f'iifname != "{rfp}" ip saddr @fixed2fip meta mark set meta mark | {FIP_MARK:#x}',)),
+        NftChain("pre_nat", "nat", "prerouting", -100,
+                 (f'iifname "{rfp}" dnat to ip daddr map @fip2fixed',)),
+        NftChain("post_nat", "nat", "postrouting", 100,
+                 (f'oifname "{rfp}" snat to ip saddr map @fixed2fip',)),
+    ), maps=(
+        NftMap("fip2fixed", "ipv4_addr", "ipv4_addr", frozenset(fip_fixed)),
+        NftMap("fixed2fip", "ipv4_addr", "ipv4_addr", frozenset((b, a) for a, b in fip_fixed)),
+    ))
