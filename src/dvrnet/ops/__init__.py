@@ -2,5 +2,6 @@
 operations on an in-memory `Workspace`. The API server persists their results; the seed scenario
 and the tests use them directly. Imports `model` and `ipam` only."""
 from .workspace import Workspace, IpRequest, UNSET
+from . import errors
 
-__all__ = ["Workspace", "IpRequest", "UNSET"]
+__all__ = ["Workspace", "IpRequest", "UNSET", "errors"]

@@ -1,35 +1,802 @@
-"""CONTRACT STUB (being implemented): Neutron's operations on an in-memory, mutable copy of the model.
+"""Neutron's resource operations on an in-memory, mutable copy of the model.
 
-Every method validates first and changes nothing when it raises (nothing half-applied).
-Errors are `dvrnet.model.errors` types (InvalidInput 400, NotFound 404, Conflict/SubnetInUse/
-IpAddressGenerationFailure 409) whose messages name the field or object and the reason.
-Ids: given explicitly, or made by `id_factory(kind, name)` (default: uuid4).
+Invariants:
+- every public method that changes something is one transaction: it checks, applies, then settles
+  the side effects; if anything raises, nothing has changed (nothing half-applied);
+- each successful change adds one to the revision; `snapshot()` is then a `Cloud` that passes
+  `Cloud.validate` (with `check=True` this is verified after every change, and a failure rolls back);
+- side effects follow Neutron's DVR server:
+  * a router's external gateway is a `network:router_gateway` port (device_id = router id) whose
+    `host` is the router's SNAT host: the `dvr_snat` host with the fewest gateway ports, ties by
+    name; "" while there is none (such routers are scheduled when a `dvr_snat` host registers);
+  * a distributed router with a gateway has one `network:router_centralized_snat` port per
+    interface subnet (device_id = router id, host = SNAT host), made and removed with the gateway
+    and the interfaces;
+  * after every change the `network:floatingip_agent_gateway` ports (device_id = host = host name)
+    are exactly `placement.hosts_needing_agent_gateway`; an existing one keeps its addresses
+    (nothing is renumbered when subnets are added or another router goes), and one left with no
+    address by a subnet delete gets a new one when some subnet can serve it;
+  * deleting a port disassociates its floating IPs; a subnet goes only when `check_subnet_delete`
+    allows it, and agent-gateway/DHCP ports then lose their addresses in it.
+- addresses come from `dvrnet.ipam` (service types, pools, gateway; lowest free address first).
+Errors: `dvrnet.model.errors` and `dvrnet.ops.errors` types, with Neutron's names and status codes;
+messages name the object or field and the reason. Ids are given or made by `id_factory(kind, name)`
+(default: uuid4). MAC addresses default to `fa:16:3e:xx:xx:xx` derived from the port id.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+import functools
+import hashlib
+import uuid
+from dataclasses import replace
 from ipaddress import IPv4Address
-from typing import Callable
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
-from ..model import Cloud
+from ..ipam import IpRequest, Released, check_subnet_delete
+from ..ipam.allocator import IpAddressGenerationFailureNoMatchingSubnet  # noqa: F401  (re-export)
+from ..model import (
+    AgentMode, AllocationPool, Cloud, DeviceOwner, ExternalGateway, FixedIP,
+    FloatingIP, Host, InvalidInput, IpAddressGenerationFailure, Network, NotFound, Port, Router,
+    Subnet,
+)
+from ..model.errors import BadRequest as BadRequestError
+from ..model.resources import ROUTER_INTERFACE_OWNERS, parse_cidr, parse_ip
+from .errors import (
+    ExternalGatewayForFloatingIPNotFound, ExternalNetworkInUse, FixedIpInUseByFloatingIP,
+    FloatingIPPortAlreadyAssociated, GatewayConflictWithAllocationPools, GatewayIpInUse, L3PortInUse,
+    NetworkInUse, PortInUse, ResourceExists, RouterExternalGatewayInUseByFloatingIp, RouterInUse,
+    RouterInterfaceInUseByFloatingIP, RouterInterfaceNotFound, RouterInterfaceNotFoundForSubnet,
+    SubnetAlreadyAttached,
+)
+from .store import Store
 
 
 class _Unset:
+    _instance = None
+
+    def __new__(cls):
+        if cls._instance is None:
+            cls._instance = super().__new__(cls)
+        return cls._instance
+
     def __repr__(self) -> str:
         return "UNSET"
 
+    def __bool__(self) -> bool:
+        return False
 
-UNSET = _Unset()   # "field not given" (distinct from None, which may mean "clear")
+
+UNSET: Any = _Unset()   # "field not given" (distinct from None, which may mean "clear")
+
+AGW = DeviceOwner.AGENT_GATEWAY.value
+GW = DeviceOwner.ROUTER_GATEWAY.value
+SNAT = DeviceOwner.ROUTER_SNAT.value
+DVR_IF = DeviceOwner.ROUTER_INTERFACE_DISTRIBUTED.value
+LEGACY_IF = DeviceOwner.ROUTER_INTERFACE.value
+ROUTER_OWNED = ROUTER_INTERFACE_OWNERS | {GW, SNAT}
 
 
-@dataclass(frozen=True)
-class IpRequest:
-    subnet_id: str | None = None
-    ip_address: IPv4Address | None = None
+def _mutating(fn):
+    """Run `fn` as one transaction, settle side effects, count the revision."""
+    @functools.wraps(fn)
+    def run(self: "Workspace", *args, **kwargs):
+        with self._st.transaction():
+            result = fn(self, *args, **kwargs)
+            self._settle()
+            if self._check:
+                self._build_cloud().validate()
+        self._revision += 1
+        self._snap = None
+        return self._fresh(result)
+    return run
 
 
 class Workspace:
-    def __init__(self, cloud: Cloud | None = None, id_factory: Callable[[str, str], str] | None = None):
-        raise NotImplementedError
+    def __init__(self, cloud: Cloud | None = None, id_factory: Callable[[str, str], str] | None = None,
+                 *, check: bool = False):
+        self._st = Store()
+        self._id_factory = id_factory or (lambda kind, name: str(uuid.uuid4()))
+        self._check = check
+        self._revision = 0
+        self._snap: Cloud | None = None
+        if cloud is not None:
+            for kind, items in (("host", cloud.hosts), ("network", cloud.networks),
+                                ("subnet", cloud.subnets), ("router", cloud.routers),
+                                ("port", cloud.ports), ("floatingip", cloud.floatingips)):
+                for obj in items.values():
+                    self._st.put(kind, obj)
+            self._revision = cloud.revision
+        self._st.placement_dirty = True   # settle at the first change
 
-    def snapshot(self) -> Cloud: ...
+    # ---- reading ---------------------------------------------------------------------------
+    @property
+    def revision(self) -> int:
+        return self._revision
+
+    def snapshot(self) -> Cloud:
+        """The current state as a validated, frozen `Cloud` (cached until the next change)."""
+        if self._snap is None:
+            self._snap = self._build_cloud().validate()
+        return self._snap
+
+    def _build_cloud(self) -> Cloud:
+        st = self._st
+        return Cloud(dict(st.networks), dict(st.subnets), dict(st.routers), dict(st.ports),
+                     dict(st.floatingips), dict(st.hosts), self._revision)
+
+    def _fresh(self, result):
+        st = self._st
+        for cls, table in ((Port, st.ports), (FloatingIP, st.floatingips), (Router, st.routers),
+                           (Subnet, st.subnets), (Network, st.networks)):
+            if isinstance(result, cls):
+                return table.get(result.id, result)
+        if isinstance(result, Host):
+            return st.hosts.get(result.name, result)
+        return result
+
+    def _get(self, kind: str, table: Mapping, ident: str):
+        try:
+            return table[ident]
+        except KeyError:
+            raise NotFound(kind, ident) from None
+
+    def _network(self, i: str) -> Network:
+        return self._get("Network", self._st.networks, i)
+
+    def _subnet(self, i: str) -> Subnet:
+        return self._get("Subnet", self._st.subnets, i)
+
+    def _router(self, i: str) -> Router:
+        return self._get("Router", self._st.routers, i)
+
+    def _port(self, i: str) -> Port:
+        return self._get("Port", self._st.ports, i)
+
+    def _fip(self, i: str) -> FloatingIP:
+        return self._get("FloatingIP", self._st.floatingips, i)
+
+    def _new_id(self, kind: str, name: str, given: str | None) -> str:
+        ident = given if given is not None else self._id_factory(kind, name)
+        if not ident:
+            raise InvalidInput("id", "must not be empty")
+        if ident in self._st.table(kind):
+            raise ResourceExists(f"A {kind} with id {ident} already exists.")
+        return ident
+
+    def _mac_for(self, port_id: str) -> str:
+        n = 0
+        while True:
+            d = hashlib.sha256(f"{port_id}/{n}".encode()).digest()
+            mac = "fa:16:3e:%02x:%02x:%02x" % (d[0], d[1], d[2])
+            if mac not in self._st.macs:
+                return mac
+            n += 1
+
+    def _ports_of(self, device_id: str, owners: Iterable[str]) -> list[Port]:
+        owners = set(owners)
+        st = self._st
+        return sorted((st.ports[i] for i in st.ports_by_device.get(device_id, ())
+                       if st.ports[i].device_owner in owners), key=lambda p: p.id)
+
+    def _gateway_port(self, router_id: str) -> Port | None:
+        ps = self._ports_of(router_id, (GW,))
+        return ps[0] if ps else None
+
+    def _interfaces(self, router_id: str) -> list[Port]:
+        return self._ports_of(router_id, ROUTER_INTERFACE_OWNERS)
+
+    def _new_port(self, network_id: str, owner: str, device_id: str, host: str,
+                  fixed: tuple[FixedIP, ...], name: str = "", project_id: str = "") -> Port:
+        pid = self._new_id("port", name, None)
+        port = Port(pid, network_id, owner, device_id, host, fixed, self._mac_for(pid), name, project_id)
+        self._st.put("port", port)
+        return port
+
+    # ---- hosts -----------------------------------------------------------------------------
+    @_mutating
+    def register_host(self, name: str, mode: str | AgentMode = "dvr") -> Host:
+        try:
+            host = Host(name, AgentMode(mode))
+        except ValueError:
+            raise InvalidInput("mode", f"{mode!r} is not one of dvr, dvr_snat") from None
+        self._st.put("host", host)
+        if host.mode is AgentMode.DVR_SNAT:
+            for gw in sorted((self._st.ports[i] for i in self._st.ports_by_owner.get(GW, ())),
+                             key=lambda p: p.device_id):
+                if not gw.host and gw.device_id in self._st.routers:
+                    self._st.put("port", replace(gw, host=self._pick_snat_host()))
+                    self._sync_snat_ports(gw.device_id)
+        return host
+
+    def _pick_snat_host(self) -> str:
+        st = self._st
+        snat_hosts = sorted(h.name for h in st.hosts.values() if h.mode is AgentMode.DVR_SNAT)
+        if not snat_hosts:
+            return ""
+        load = {h: 0 for h in snat_hosts}
+        for i in st.ports_by_owner.get(GW, ()):
+            h = st.ports[i].host
+            if h in load:
+                load[h] += 1
+        return min(snat_hosts, key=lambda h: (load[h], h))
+
+    # ---- networks --------------------------------------------------------------------------
+    @_mutating
+    def create_network(self, name: str = "", external: bool = False, mtu: int = 1500,
+                       project_id: str = "", shared: bool = False, id: str | None = None) -> Network:
+        net = Network(self._new_id("network", name, id), name, bool(external), int(mtu), project_id, bool(shared))
+        self._st.put("network", net)
+        return net
+
+    @_mutating
+    def update_network(self, id: str, name: Any = UNSET, external: Any = UNSET, mtu: Any = UNSET) -> Network:
+        net = self._network(id)
+        st = self._st
+        changes: dict[str, Any] = {}
+        if name is not UNSET:
+            changes["name"] = name
+        if mtu is not UNSET:
+            changes["mtu"] = int(mtu)
+        if external is not UNSET and bool(external) != net.external:
+            users = [st.ports[i] for i in st.ports_by_network.get(id, ())]
+            if net.external:
+                gws = sorted(p.id for p in users if p.device_owner == GW)
+                fips = sorted(f.id for f in st.floatingips.values() if f.floating_network_id == id)
+                if gws or fips:
+                    raise ExternalNetworkInUse(
+                        f"Network {id} cannot be made non-external: router gateway ports {gws} and "
+                        f"floating IPs {fips} use it.")
+            else:
+                ifs = sorted(p.id for p in users if p.device_owner in ROUTER_INTERFACE_OWNERS)
+                if ifs:
+                    raise BadRequestError(f"Network {id} cannot be made external: router interface ports {ifs} are on it.")
+            changes["external"] = bool(external)
+        net = replace(net, **changes)
+        st.put("network", net)
+        return net
+
+    @_mutating
+    def delete_network(self, id: str) -> None:
+        self._network(id)
+        st = self._st
+        ports = sorted((st.ports[i] for i in st.ports_by_network.get(id, ())), key=lambda p: p.id)
+        blocking = [f"{p.id} ({p.device_owner or 'no owner'})" for p in ports
+                    if p.device_owner not in (AGW, DeviceOwner.DHCP.value)]
+        blocking += [f"floating IP {f.id} ({f.floating_ip_address})" for f in
+                     sorted(st.floatingips.values(), key=lambda f: f.id) if f.floating_network_id == id]
+        if blocking:
+            raise NetworkInUse(f"Unable to complete operation on network {id}: there are one or more "
+                               f"ports still in use on it: {', '.join(blocking)}.")
+        for p in ports:
+            st.drop("port", p.id)
+        for sid in sorted(st.subnets_by_network.get(id, ())):
+            st.drop("subnet", sid)
+        st.drop("network", id)
+
+    # ---- subnets ---------------------------------------------------------------------------
+    @staticmethod
+    def _pools(pools: Iterable) -> tuple[AllocationPool, ...]:
+        out = []
+        for p in pools:
+            if isinstance(p, AllocationPool):
+                out.append(p)
+                continue
+            try:
+                start, end = (p["start"], p["end"]) if isinstance(p, Mapping) else p
+            except (KeyError, TypeError, ValueError):
+                raise InvalidInput("allocation_pools", f"{p!r} is not a pool (start, end)") from None
+            out.append(AllocationPool(parse_ip("allocation_pools", start), parse_ip("allocation_pools", end)))
+        return tuple(out)
+
+    @staticmethod
+    def _gateway_vs_pools(gateway: IPv4Address | None, pools: Iterable[AllocationPool]) -> None:
+        for p in pools:
+            if gateway is not None and gateway in p:
+                raise GatewayConflictWithAllocationPools(
+                    f"Gateway IP {gateway} conflicts with allocation pool {p.start}-{p.end}.")
+
+    @_mutating
+    def create_subnet(self, network_id: str, cidr: Any, gateway_ip: Any = UNSET,
+                      allocation_pools: Iterable | None = None, service_types: Iterable[str] = (),
+                      name: str = "", project_id: str = "", enable_dhcp: bool = False,
+                      dns_nameservers: Iterable[str] = (), id: str | None = None) -> Subnet:
+        net = self._network(network_id)
+        cidr = parse_cidr("cidr", cidr)
+        if gateway_ip is UNSET:
+            gateway = cidr.network_address + 1
+        elif gateway_ip is None:
+            gateway = None
+        else:
+            gateway = parse_ip("gateway_ip", gateway_ip)
+        pools = self._pools(allocation_pools or ())
+        self._gateway_vs_pools(gateway, pools)
+        for other in [self._st.subnets[i] for i in sorted(self._st.subnets_by_network.get(net.id, ()))]:
+            if cidr.overlaps(other.cidr):
+                raise InvalidInput("cidr", f"requested subnet {cidr} overlaps subnet {other.id} "
+                                           f"({other.cidr}) of network {net.id}")
+        sid = self._new_id("subnet", name, id)
+        subnet = Subnet(sid, net.id, cidr, gateway, pools, tuple(service_types), name, project_id,
+                        bool(enable_dhcp), tuple(str(d) for d in dns_nameservers))
+        self._st.put("subnet", subnet)
+        return subnet
+
+    def _holders(self, network_id: str, ip: IPv4Address) -> list[str]:
+        st = self._st
+        out = [f"port {p.id} ({p.device_owner or 'no owner'})" for p in
+               (st.ports[i] for i in sorted(st.ports_by_network.get(network_id, ()))) if p.has_ip(ip)]
+        out += [f"floating IP {f.id}" for f in st.floatingips.values()
+                if f.floating_network_id == network_id and f.floating_ip_address == ip]
+        return out
+
+    @_mutating
+    def update_subnet(self, id: str, name: Any = UNSET, gateway_ip: Any = UNSET,
+                      allocation_pools: Any = UNSET, dns_nameservers: Any = UNSET) -> Subnet:
+        s = self._subnet(id)
+        st = self._st
+        pools = s.allocation_pools if allocation_pools is UNSET else self._pools(allocation_pools or ())
+        gateway = s.gateway_ip
+        if gateway_ip is not UNSET:
+            gateway = None if gateway_ip is None else parse_ip("gateway_ip", gateway_ip)
+        if gateway != s.gateway_ip:
+            if s.gateway_ip is not None:
+                for i in sorted(st.ports_by_network.get(s.network_id, ())):
+                    p = st.ports[i]
+                    if p.device_owner in ROUTER_INTERFACE_OWNERS and p.has_ip(s.gateway_ip):
+                        raise GatewayIpInUse(
+                            f"Gateway IP {s.gateway_ip} of subnet {id} is in use by router interface port "
+                            f"{p.id} of router {p.device_id}; remove the router interface first.")
+            if gateway is not None:
+                held = self._holders(s.network_id, gateway)
+                if held:
+                    raise GatewayIpInUse(f"Gateway IP {gateway} for subnet {id} is already held by "
+                                         f"{', '.join(held)}.")
+        self._gateway_vs_pools(gateway, pools)
+        changes: dict[str, Any] = {"gateway_ip": gateway, "allocation_pools": pools}
+        if name is not UNSET:
+            changes["name"] = name
+        if dns_nameservers is not UNSET:
+            changes["dns_nameservers"] = tuple(str(d) for d in (dns_nameservers or ()))
+        s = replace(s, **changes)
+        st.put("subnet", s)
+        return s
+
+    @_mutating
+    def delete_subnet(self, id: str) -> tuple[Released, ...]:
+        """Delete a subnet; returns the agent-gateway/DHCP addresses that went with it."""
+        self._subnet(id)
+        released = check_subnet_delete(self._build_cloud(), id)
+        st = self._st
+        for r in released:
+            p = st.ports[r.port_id]
+            st.put("port", replace(p, fixed_ips=tuple(f for f in p.fixed_ips if f.subnet_id != id)))
+        st.drop("subnet", id)
+        return released
+
+    # ---- ports -----------------------------------------------------------------------------
+    @staticmethod
+    def _requests(fixed_ips: Iterable | None) -> list[IpRequest] | None:
+        if fixed_ips is None:
+            return None
+        out = []
+        for r in fixed_ips:
+            if isinstance(r, IpRequest):
+                out.append(r)
+            elif isinstance(r, FixedIP):
+                out.append(IpRequest(r.subnet_id, r.ip_address))
+            elif isinstance(r, Mapping):
+                unknown = set(r) - {"subnet_id", "ip_address"}
+                if unknown:
+                    raise InvalidInput("fixed_ips", f"unknown keys {sorted(unknown)}")
+                out.append(IpRequest(r.get("subnet_id"), r.get("ip_address")))
+            else:
+                raise InvalidInput("fixed_ips", f"{r!r} is not a fixed IP request")
+        return out
+
+    @_mutating
+    def create_port(self, network_id: str, device_owner: str = "", device_id: str = "", host: str = "",
+                    fixed_ips: Sequence | None = None, mac_address: str | None = None, name: str = "",
+                    project_id: str = "", id: str | None = None) -> Port:
+        net = self._network(network_id)
+        pid = self._new_id("port", name, id)
+        fixed = self._st.allocator.pick(net.id, device_owner, self._requests(fixed_ips))
+        mac = mac_address.lower() if mac_address else self._mac_for(pid)
+        port = Port(pid, net.id, device_owner, device_id, host, fixed, mac, name, project_id)
+        self._st.put("port", port)
+        return port
+
+    @_mutating
+    def update_port(self, id: str, host: Any = UNSET, device_id: Any = UNSET, device_owner: Any = UNSET,
+                    fixed_ips: Any = UNSET, name: Any = UNSET) -> Port:
+        old = self._port(id)
+        st = self._st
+        changes: dict[str, Any] = {}
+        for field, value in (("host", host), ("device_id", device_id), ("device_owner", device_owner),
+                             ("name", name)):
+            if value is not UNSET:
+                changes[field] = value or ""
+        new = replace(old, **changes)
+        if fixed_ips is not UNSET:
+            fixed = st.allocator.pick(old.network_id, new.device_owner, self._requests(fixed_ips or []),
+                                      keep=(f.ip_address for f in old.fixed_ips))
+            gone = {f.ip_address for f in old.fixed_ips} - {f.ip_address for f in fixed}
+            for fid in sorted(st.fips_by_port.get(id, ())):
+                f = st.floatingips[fid]
+                if f.fixed_ip_address in gone:
+                    raise FixedIpInUseByFloatingIP(
+                        f"Fixed IP {f.fixed_ip_address} of port {id} is associated with floating IP "
+                        f"{f.id} ({f.floating_ip_address}); disassociate it first.")
+            new = replace(new, fixed_ips=fixed)
+        st.put("port", new)
+        for rid in {old.device_id, new.device_id}:
+            if rid in st.routers and (old.device_owner in ROUTER_OWNED or new.device_owner in ROUTER_OWNED):
+                self._sync_gateway_info(rid)
+                self._sync_snat_ports(rid)
+        return new
+
+    @_mutating
+    def delete_port(self, id: str) -> None:
+        p = self._port(id)
+        st = self._st
+        if p.device_owner == AGW:
+            raise L3PortInUse(f"Port {id} has owner {AGW} and cannot be deleted through the port API: "
+                              f"the server manages agent gateway ports.")
+        if p.device_owner in ROUTER_OWNED and p.device_id in st.routers:
+            hint = {GW: f"clear the external gateway of router {p.device_id}",
+                    SNAT: f"it goes with the interfaces or the gateway of router {p.device_id}"}.get(
+                p.device_owner, f"use remove_router_interface on router {p.device_id}")
+            raise L3PortInUse(f"Port {id} has owner {p.device_owner} and cannot be deleted through "
+                              f"the port API; {hint}.")
+        for fid in sorted(st.fips_by_port.get(id, ())):
+            f = st.floatingips[fid]
+            st.put("floatingip", replace(f, port_id=None, fixed_ip_address=None, router_id=None))
+        st.drop("port", id)
+
+    # ---- routers ---------------------------------------------------------------------------
+    def _parse_gateway(self, info: Mapping) -> tuple[str, list[IpRequest] | None, bool]:
+        if isinstance(info, ExternalGateway):
+            info = {"network_id": info.network_id, "enable_snat": info.enable_snat,
+                    "external_fixed_ips": list(info.external_fixed_ips)}
+        if not isinstance(info, Mapping) or not info.get("network_id"):
+            raise InvalidInput("external_gateway_info", "network_id is required")
+        net = self._network(info["network_id"])
+        if not net.external:
+            raise InvalidInput("external_gateway_info", f"network {net.id} is not a valid external network")
+        reqs = self._requests(info.get("external_fixed_ips") or None)
+        for r in reqs or ():
+            if r.ip_address is not None:
+                ip = parse_ip("external_fixed_ips", r.ip_address)
+                for sid in sorted(self._st.subnets_by_network.get(net.id, ())):
+                    if self._st.subnets[sid].gateway_ip == ip:
+                        raise InvalidInput("external_fixed_ips", f"{ip} is the gateway address of subnet {sid}")
+        return net.id, reqs, bool(info.get("enable_snat", True))
+
+    def _set_gateway(self, router: Router, info: Mapping) -> None:
+        net_id, reqs, snat = self._parse_gateway(info)
+        fixed = self._st.allocator.pick(net_id, GW, reqs, field="external_fixed_ips")
+        port = self._new_port(net_id, GW, router.id, self._pick_snat_host(), fixed)
+        self._st.put("router", replace(router, gateway=ExternalGateway(net_id, port.fixed_ips, snat)))
+        self._sync_snat_ports(router.id)
+
+    def _unset_gateway(self, router: Router) -> None:
+        st = self._st
+        fips = sorted(st.fips_by_router.get(router.id, ()))
+        if fips:
+            raise RouterExternalGatewayInUseByFloatingIp(
+                f"The gateway of router {router.id} cannot be removed or changed: floating IPs "
+                f"{', '.join(fips)} on external network {router.gateway.network_id} reach their ports through it.")
+        gw = self._gateway_port(router.id)
+        if gw is not None:
+            st.drop("port", gw.id)
+        st.put("router", replace(router, gateway=None))
+        self._sync_snat_ports(router.id)
+
+    def _sync_gateway_info(self, router_id: str) -> None:
+        r = self._st.routers[router_id]
+        gw = self._gateway_port(router_id)
+        if r.gateway is not None and gw is not None and gw.fixed_ips != r.gateway.external_fixed_ips:
+            self._st.put("router", replace(r, gateway=replace(r.gateway, external_fixed_ips=gw.fixed_ips)))
+
+    def _sync_snat_ports(self, router_id: str) -> None:
+        """One centralized-SNAT port per interface subnet of a distributed router with a gateway."""
+        st = self._st
+        r = st.routers.get(router_id)
+        gw = self._gateway_port(router_id)
+        want: set[str] = set()
+        if r is not None and r.distributed and r.gateway is not None:
+            want = {f.subnet_id for p in self._interfaces(router_id) for f in p.fixed_ips}
+        host = gw.host if gw is not None else ""
+        have: set[str] = set()
+        for p in self._ports_of(router_id, (SNAT,)):
+            sids = {f.subnet_id for f in p.fixed_ips}
+            if not sids or not sids <= want or sids & have:
+                st.drop("port", p.id)
+                continue
+            have |= sids
+            if p.host != host:
+                st.put("port", replace(p, host=host))
+        for sid in sorted(want - have):
+            s = st.subnets[sid]
+            fixed = st.allocator.pick(s.network_id, SNAT, [IpRequest(subnet_id=sid)])
+            self._new_port(s.network_id, SNAT, router_id, host, fixed)
+
+    @_mutating
+    def create_router(self, name: str = "", distributed: bool = True,
+                      external_gateway_info: Mapping | None = None, project_id: str = "",
+                      id: str | None = None) -> Router:
+        r = Router(self._new_id("router", name, id), name, bool(distributed), None, project_id)
+        self._st.put("router", r)
+        if external_gateway_info:
+            self._set_gateway(r, external_gateway_info)
+        return r
+
+    @_mutating
+    def update_router(self, id: str, name: Any = UNSET, external_gateway_info: Any = UNSET) -> Router:
+        r = self._router(id)
+        st = self._st
+        if name is not UNSET:
+            r = replace(r, name=name or "")
+            st.put("router", r)
+        if external_gateway_info is UNSET:
+            return r
+        if not external_gateway_info:
+            if r.gateway is not None:
+                self._unset_gateway(r)
+            return r
+        if r.gateway is None:
+            self._set_gateway(r, external_gateway_info)
+            return r
+        net_id, reqs, snat = self._parse_gateway(external_gateway_info)
+        if net_id != r.gateway.network_id:
+            self._unset_gateway(r)
+            self._set_gateway(st.routers[id], external_gateway_info)
+            return r
+        gw = self._gateway_port(id)
+        if gw is not None and reqs is not None:
+            fixed = st.allocator.pick(net_id, GW, reqs, field="external_fixed_ips",
+                                      keep=(f.ip_address for f in gw.fixed_ips))
+            gw = replace(gw, fixed_ips=fixed)
+            st.put("port", gw)
+        fixed = gw.fixed_ips if gw is not None else r.gateway.external_fixed_ips
+        st.put("router", replace(r, gateway=ExternalGateway(net_id, fixed, snat)))
+        return r
+
+    @_mutating
+    def delete_router(self, id: str) -> None:
+        self._router(id)
+        st = self._st
+        ifs = self._interfaces(id)
+        if ifs:
+            raise RouterInUse(f"Router {id} still has interface ports {', '.join(p.id for p in ifs)}; "
+                              f"remove them first.")
+        for fid in sorted(st.fips_by_router.get(id, ())):   # cannot normally happen without interfaces
+            f = st.floatingips[fid]
+            st.put("floatingip", replace(f, port_id=None, fixed_ip_address=None, router_id=None))
+        for p in self._ports_of(id, (GW, SNAT)):
+            st.drop("port", p.id)
+        st.drop("router", id)
+
+    @staticmethod
+    def _one_of(subnet_id: str | None, port_id: str | None) -> None:
+        if (subnet_id is None) == (port_id is None):
+            raise BadRequestError("Either subnet_id or port_id must be given, and not both.")
+
+    def _check_attachable(self, router_id: str, subnet: Subnet) -> None:
+        net = self._st.networks[subnet.network_id]
+        if net.external:
+            raise BadRequestError(f"Subnet {subnet.id} is on external network {net.id}: set it as the "
+                                  f"router's external gateway instead of adding an interface.")
+        for p in self._interfaces(router_id):
+            for f in p.fixed_ips:
+                if f.subnet_id == subnet.id:
+                    raise SubnetAlreadyAttached(f"Router {router_id} already has an interface on subnet "
+                                                f"{subnet.id} (port {p.id}).")
+                other = self._st.subnets.get(f.subnet_id)
+                if other is not None and other.cidr.overlaps(subnet.cidr):
+                    raise BadRequestError(f"CIDR {subnet.cidr} of subnet {subnet.id} overlaps CIDR "
+                                          f"{other.cidr} of subnet {other.id}, already on router {router_id}.")
+
+    @_mutating
+    def add_router_interface(self, router_id: str, subnet_id: str | None = None,
+                             port_id: str | None = None) -> Port:
+        r = self._router(router_id)
+        self._one_of(subnet_id, port_id)
+        st = self._st
+        owner = DVR_IF if r.distributed else LEGACY_IF
+        if subnet_id is not None:
+            s = self._subnet(subnet_id)
+            self._check_attachable(router_id, s)
+            if s.gateway_ip is None:
+                raise InvalidInput("subnet_id", f"subnet {s.id} has no gateway_ip; attach a port by port_id instead")
+            held = self._holders(s.network_id, s.gateway_ip)
+            if held:
+                raise InvalidInput("subnet_id", f"the gateway address {s.gateway_ip} of subnet {s.id} is "
+                                                f"already held by {', '.join(held)}")
+            port = self._new_port(s.network_id, owner, router_id, "", (FixedIP(s.id, s.gateway_ip),),
+                                  project_id=r.project_id)
+        else:
+            p = self._port(port_id)
+            if p.device_id:
+                raise PortInUse(f"Port {p.id} is already in use by device {p.device_id} (owner "
+                                f"{p.device_owner or 'none'}).")
+            if not p.fixed_ips:
+                raise BadRequestError(f"Port {p.id} has no fixed IP; a router port needs one.")
+            if len(p.fixed_ips) > 1:
+                raise BadRequestError(f"Port {p.id} has addresses in several IPv4 subnets; a router port "
+                                      f"may have only one.")
+            self._check_attachable(router_id, st.subnets[p.fixed_ips[0].subnet_id])
+            port = replace(p, device_owner=owner, device_id=router_id)
+            st.put("port", port)
+        self._sync_snat_ports(router_id)
+        return port
+
+    @_mutating
+    def remove_router_interface(self, router_id: str, subnet_id: str | None = None,
+                                port_id: str | None = None) -> Port:
+        self._router(router_id)
+        self._one_of(subnet_id, port_id)
+        st = self._st
+        ifs = self._interfaces(router_id)
+        if subnet_id is not None:
+            self._subnet(subnet_id)
+            found = [p for p in ifs if p.ip_on(subnet_id) is not None]
+            if not found:
+                raise RouterInterfaceNotFoundForSubnet(f"Router {router_id} has no interface on subnet {subnet_id}.")
+            port = found[0]
+        else:
+            found = [p for p in ifs if p.id == port_id]
+            if not found:
+                raise RouterInterfaceNotFound(f"Router {router_id} has no interface port {port_id}.")
+            port = found[0]
+        sids = {f.subnet_id for f in port.fixed_ips}
+        users = []
+        for fid in sorted(st.fips_by_router.get(router_id, ())):
+            f = st.floatingips[fid]
+            fp = st.ports.get(f.port_id) if f.port_id else None
+            if fp is not None and any(x.subnet_id in sids and x.ip_address == f.fixed_ip_address
+                                      for x in fp.fixed_ips):
+                users.append(f"{f.id} ({f.floating_ip_address})")
+        if users:
+            raise RouterInterfaceInUseByFloatingIP(
+                f"The interface of router {router_id} on subnet(s) {', '.join(sorted(sids))} cannot be "
+                f"removed: floating IPs {', '.join(users)} need it.")
+        st.drop("port", port.id)
+        self._sync_snat_ports(router_id)
+        return port
+
+    # ---- floating IPs ----------------------------------------------------------------------
+    def _association(self, network_id: str, fip_id: str, port_id: str | None,
+                     fixed_ip_address: Any) -> tuple[str | None, IPv4Address | None, str | None]:
+        st = self._st
+        if port_id is None:
+            if fixed_ip_address is not None and fixed_ip_address is not UNSET:
+                raise BadRequestError("fixed_ip_address needs a port_id.")
+            return None, None, None
+        p = self._port(port_id)
+        if p.device_owner.startswith("network:"):
+            raise BadRequestError(f"Port {p.id} has owner {p.device_owner} and cannot have a floating IP.")
+        if fixed_ip_address is not None and fixed_ip_address is not UNSET:
+            ip = parse_ip("fixed_ip_address", fixed_ip_address)
+            if not p.has_ip(ip):
+                raise BadRequestError(f"Port {p.id} does not have fixed IP {ip}.")
+        else:
+            if not p.fixed_ips:
+                raise BadRequestError(f"Port {p.id} has no fixed IPv4 address to associate a floating IP with.")
+            ip = p.fixed_ips[0].ip_address
+        sid = next(f.subnet_id for f in p.fixed_ips if f.ip_address == ip)
+        s = st.subnets[sid]
+        if s.gateway_ip is None:
+            raise BadRequestError(f"Cannot give port {p.id} a floating IP: its subnet {sid} has no gateway_ip.")
+        routers = set()
+        for owner in ROUTER_INTERFACE_OWNERS:
+            for i in st.ports_by_owner.get(owner, ()):
+                q = st.ports[i]
+                r = st.routers.get(q.device_id)
+                if r is not None and r.gateway is not None and r.gateway.network_id == network_id \
+                        and q.ip_on(sid) is not None:
+                    routers.add(r.id)
+        if not routers:
+            raise ExternalGatewayForFloatingIPNotFound(
+                f"No router connects subnet {sid} of port {p.id} to external network {network_id} (one needs "
+                f"an interface on that subnet and its gateway on that network), so the port cannot have a "
+                f"floating IP from it.")
+        for fid in sorted(st.fips_by_port.get(p.id, ())):
+            other = st.floatingips[fid]
+            if fid != fip_id and other.fixed_ip_address == ip and other.floating_network_id == network_id:
+                raise FloatingIPPortAlreadyAssociated(
+                    f"Cannot associate a floating IP with fixed IP {ip} of port {p.id}: it already has "
+                    f"floating IP {other.floating_ip_address} ({other.id}) on external network {network_id}.")
+        return p.id, ip, sorted(routers)[0]
+
+    @_mutating
+    def create_floatingip(self, floating_network_id: str, subnet_id: str | None = None,
+                          floating_ip_address: Any = None, port_id: str | None = None,
+                          fixed_ip_address: Any = None, project_id: str = "", description: str = "",
+                          id: str | None = None) -> FloatingIP:
+        net = self._st.networks.get(floating_network_id)
+        if net is None:
+            raise NotFound("Network", floating_network_id)
+        if not net.external:
+            raise InvalidInput("floating_network_id", f"network {net.id} is not a valid external network")
+        if subnet_id is not None:
+            s = self._subnet(subnet_id)
+            if s.network_id != net.id:
+                raise InvalidInput("subnet_id", f"subnet {s.id} is not on network {net.id}")
+        fid = self._new_id("floatingip", "", id)
+        req = None
+        if subnet_id is not None or floating_ip_address is not None:
+            req = [IpRequest(subnet_id, floating_ip_address)]
+        (fixed,) = self._st.allocator.pick(net.id, DeviceOwner.FLOATINGIP.value, req, field="floating_ip_address")
+        pid, ip, rid = self._association(net.id, fid, port_id, fixed_ip_address)
+        fip = FloatingIP(fid, net.id, fixed.ip_address, fixed.subnet_id, pid, ip, rid, project_id, description)
+        self._st.put("floatingip", fip)
+        return fip
+
+    @_mutating
+    def update_floatingip(self, id: str, port_id: Any = UNSET, fixed_ip_address: Any = UNSET,
+                          description: Any = UNSET) -> FloatingIP:
+        f = self._fip(id)
+        changes: dict[str, Any] = {}
+        if description is not UNSET:
+            changes["description"] = description or ""
+        if port_id is not UNSET or fixed_ip_address is not UNSET:
+            pid = f.port_id if port_id is UNSET else port_id
+            fixed = fixed_ip_address
+            if fixed is UNSET and port_id is UNSET:
+                fixed = f.fixed_ip_address
+            pid, ip, rid = self._association(f.floating_network_id, f.id, pid, fixed)
+            changes.update(port_id=pid, fixed_ip_address=ip, router_id=rid)
+        f = replace(f, **changes)
+        self._st.put("floatingip", f)
+        return f
+
+    @_mutating
+    def delete_floatingip(self, id: str) -> None:
+        self._fip(id)
+        self._st.drop("floatingip", id)
+
+    # ---- agent-gateway ports ---------------------------------------------------------------
+    def _needed_agent_gateways(self) -> set[tuple[str, str]]:
+        """Same answer as `placement.hosts_needing_agent_gateway`, from the store's indexes."""
+        st = self._st
+        nets_by_subnet: dict[str, set[str]] = {}
+        for r in st.routers.values():
+            if not r.distributed or r.gateway is None:
+                continue
+            for p in self._interfaces(r.id):
+                for f in p.fixed_ips:
+                    nets_by_subnet.setdefault(f.subnet_id, set()).add(r.gateway.network_id)
+        out: set[tuple[str, str]] = set()
+        for host in st.hosts:
+            for sid, n in st.compute_subnets_by_host.get(host, {}).items():
+                if n > 0:
+                    out.update((host, net) for net in nets_by_subnet.get(sid, ()))
+        return out
+
+    def _settle(self) -> None:
+        st = self._st
+        existing: dict[tuple[str, str], Port] = {}
+        for i in sorted(st.ports_by_owner.get(AGW, ())):
+            p = st.ports[i]
+            if (p.device_id, p.network_id) in existing:
+                st.drop("port", p.id)          # a duplicate (only possible in a loaded Cloud)
+            else:
+                existing[(p.device_id, p.network_id)] = p
+        if st.placement_dirty:
+            needed = self._needed_agent_gateways()
+            for key in sorted(set(existing) - needed):
+                st.drop("port", existing.pop(key).id)
+            for host, net in sorted(needed - set(existing)):
+                try:
+                    fixed = st.allocator.pick(net, AGW, None)
+                except IpAddressGenerationFailure as e:
+                    raise type(e)(f"Cannot make the agent gateway port of host {host} on external network "
+                                  f"{net}: {e.message}") from None
+                existing[(host, net)] = self._new_port(net, AGW, host, host, fixed)
+            st.placement_dirty = False
+        for (host, net), p in sorted(existing.items()):
+            if not p.fixed_ips:
+                try:
+                    fixed = st.allocator.pick(net, AGW, None)
+                except IpAddressGenerationFailure:
+                    continue   # stays without an address until a subnet can serve it
+                st.put("port", replace(p, fixed_ips=fixed))
