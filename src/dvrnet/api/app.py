@@ -1,0 +1,56 @@
+"""The dvrnet server as an ASGI app: `create_app(db_url, auth="none", tokens=None)`.
+
+A thin edge around the pure core: requests are parsed (`schema`), authorised (`auth`, `policy`),
+turned into Workspace operations (`actions`), persisted (`dvrnet.store`) and rendered back in
+Neutron's shape (`render`). Every error leaves as `{"NeutronError": {...}}` (`errors.install`).
+The OpenAPI document is at `/openapi.json` (Swagger UI at `/docs`).
+The database is opened, and migrated to the newest schema, when the app is created.
+"""
+from __future__ import annotations
+
+import uuid
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+
+from .. import __version__
+from ..store import Store
+from . import agents, discovery, errors, resources
+from .auth import Auth
+from .feed import Feed
+from .service import Service
+
+
+def create_app(db_url: str, auth: str = "none", tokens: str | None = None, *,
+               feed_poll_interval: float = 1.0) -> FastAPI:
+    authn = Auth(auth, tokens)
+    store = Store(db_url)
+    svc = Service(store)
+    feed = Feed(store, poll_interval=feed_poll_interval)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI):
+        feed.bind()
+        feed.observe(store.current_revision())
+        try:
+            yield
+        finally:
+            feed.close()
+            store.close()
+
+    app = FastAPI(title="dvrnet", version=__version__, lifespan=lifespan,
+                  description="Neutron v2.0-compatible API of the dvrnet distributed virtual router, "
+                              "plus the host view change feed its agents follow.")
+    app.state.store, app.state.service, app.state.feed, app.state.auth = store, svc, feed, authn
+    errors.install(app)
+
+    @app.middleware("http")
+    async def request_id(request: Request, call_next):
+        response = await call_next(request)
+        response.headers["X-Openstack-Request-Id"] = f"req-{uuid.uuid4()}"
+        return response
+
+    app.include_router(discovery.routes(authn))
+    app.include_router(resources.routes(svc, authn))
+    app.include_router(agents.routes(svc, authn, feed))
+    return app

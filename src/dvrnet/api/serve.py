@@ -1,0 +1,27 @@
+"""`run(...)`: start the server with uvicorn and block (what `dvrnet server` calls)."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import uvicorn
+
+from .app import create_app
+
+
+def parse_bind(bind: str) -> tuple[str, int]:
+    host, sep, port = bind.rpartition(":")
+    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"--bind {bind!r}: expected HOST:PORT, e.g. 127.0.0.1:9696")
+    return host.strip("[]") or "127.0.0.1", int(port)
+
+
+def default_db(state_dir: str) -> str:
+    return f"sqlite:///{Path(state_dir).absolute() / 'dvrnet.db'}"
+
+
+def run(bind: str, db: str | None, auth: str, state_dir: str, tokens: str | None) -> None:
+    host, port = parse_bind(bind)
+    os.makedirs(state_dir, exist_ok=True)
+    app = create_app(db or default_db(state_dir), auth=auth, tokens=tokens)
+    uvicorn.run(app, host=host, port=port, log_level="info", timeout_graceful_shutdown=3)

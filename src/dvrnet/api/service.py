@@ -1,0 +1,48 @@
+"""`Service`: the store plus the Workspace that applies each write.
+
+`write(fn)` runs `fn(txn)` inside `Store.write` (under the write lock, on the committed state)
+and stores the Workspace's resulting snapshot. The Workspace of the last successful write is
+kept, keyed by the revision it produced, so the next write does not rebuild it (and its IPAM
+indexes) from the whole cloud; it is dropped whenever a write fails (a bulk request may have
+applied some operations before one raised, and the database rolled them back) or the revision
+moved under it (another server wrote).
+"""
+from __future__ import annotations
+
+from typing import Callable, TypeVar
+
+from ..ops import Workspace
+from ..store import Change, State, Store
+from .actions import Txn
+
+T = TypeVar("T")
+
+
+class Service:
+    def __init__(self, store: Store, reuse_workspace: bool = True):
+        self.store = store
+        self.reuse_workspace = reuse_workspace
+        self._ws: tuple[int, Workspace] | None = None    # guarded by the store's write lock
+
+    def state(self) -> State:
+        return self.store.state()
+
+    def write(self, fn: Callable[[Txn], T]) -> tuple[T, State]:
+        holder: dict[str, Workspace] = {}
+
+        def change(state: State) -> Change[T]:
+            cached = self._ws
+            self._ws = None
+            if self.reuse_workspace and cached is not None and cached[0] == state.revision:
+                ws = cached[1]
+            else:
+                ws = Workspace(state.cloud)
+            txn = Txn(ws, state.cloud)
+            result = fn(txn)
+            holder["ws"] = ws
+            return Change(result, ws.snapshot(), txn.descriptions)
+
+        result, after = self.store.write(change)
+        if self.reuse_workspace and "ws" in holder:
+            self._ws = (after.revision, holder["ws"])
+        return result, after

@@ -1,0 +1,7 @@
+"""Persistence of the cloud: SQLAlchemy 2 (SQLite by default, PostgreSQL for several servers),
+Alembic migrations applied at startup. See `store.py` for how writes are serialised and why an
+address is never recorded twice."""
+from .rows import Meta
+from .store import Change, State, Store
+
+__all__ = ["Store", "State", "Change", "Meta"]
