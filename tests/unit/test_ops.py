@@ -533,3 +533,21 @@ def test_ten_thousand_floating_ips():
     assert time.perf_counter() - start < 15
     assert len(c.floatingips) == 10000 and {f.subnet_id for f in c.floatingips.values()} == {fsub}
     assert len({f.floating_ip_address for f in c.floatingips.values()}) == 10000
+
+
+def test_deterministic_id_factory_gets_distinct_names():
+    ws = Workspace(id_factory=lambda kind, name: f"{kind}:{name}", check=True)
+    ws.register_host("c1")
+    ws.register_host("n1", "dvr_snat")
+    ext = ws.create_network("ext", external=True).id
+    ws.create_subnet(ext, "203.0.113.0/24", name="pub")
+    t = ws.create_network("t").id
+    ts = ws.create_subnet(t, "10.0.0.0/24", name="ts").id
+    r = ws.create_router("r", external_gateway_info={"network_id": ext}).id
+    qr = ws.add_router_interface(r, subnet_id=ts)
+    assert qr.id == f"port:{DVR_IF}:{r}:{ts}"
+    vm = ws.create_port(t, device_owner="compute:nova", host="c1", name="vm").id
+    ws.create_port(t, name="vm")                                   # same name: made again with a suffix
+    assert ws.create_floatingip(ext, port_id=vm, description="fip of vm").id == "floatingip:fip of vm"
+    assert ws.create_floatingip(ext).id == "floatingip:203.0.113.5"   # .2 gw, .3 fg, .4 first FIP
+    assert ws.snapshot().agent_gateway_port("c1", ext).id == f"port:{AGW}:c1:{ext}"

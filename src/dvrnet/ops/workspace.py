@@ -21,7 +21,8 @@ Invariants:
 - addresses come from `dvrnet.ipam` (service types, pools, gateway; lowest free address first).
 Errors: `dvrnet.model.errors` and `dvrnet.ops.errors` types, with Neutron's names and status codes;
 messages name the object or field and the reason. Ids are given or made by `id_factory(kind, name)`
-(default: uuid4). MAC addresses default to `fa:16:3e:xx:xx:xx` derived from the port id.
+(default: uuid4; server-made ports pass `owner:device_id:subnet-or-network` as the
+name, floating IPs their description or address). MAC addresses default to `fa:16:3e:xx:xx:xx` derived from the port id.
 """
 from __future__ import annotations
 
@@ -156,11 +157,19 @@ class Workspace:
         return self._get("FloatingIP", self._st.floatingips, i)
 
     def _new_id(self, kind: str, name: str, given: str | None) -> str:
-        ident = given if given is not None else self._id_factory(kind, name)
-        if not ident:
-            raise InvalidInput("id", "must not be empty")
-        if ident in self._st.table(kind):
-            raise ResourceExists(f"A {kind} with id {ident} already exists.")
+        """The given id (which must be new), else `id_factory(kind, name)`; a made id that is
+        taken is made again from `name#1`, `name#2`, ... (deterministic factories)."""
+        table = self._st.table(kind)
+        if given is not None:
+            if not given:
+                raise InvalidInput("id", "must not be empty")
+            if given in table:
+                raise ResourceExists(f"A {kind} with id {given} already exists.")
+            return given
+        ident, n = self._id_factory(kind, name), 0
+        while not ident or ident in table:
+            n += 1
+            ident = self._id_factory(kind, f"{name}#{n}")
         return ident
 
     def _mac_for(self, port_id: str) -> str:
@@ -186,9 +195,11 @@ class Workspace:
         return self._ports_of(router_id, ROUTER_INTERFACE_OWNERS)
 
     def _new_port(self, network_id: str, owner: str, device_id: str, host: str,
-                  fixed: tuple[FixedIP, ...], name: str = "", project_id: str = "") -> Port:
-        pid = self._new_id("port", name, None)
-        port = Port(pid, network_id, owner, device_id, host, fixed, self._mac_for(pid), name, project_id)
+                  fixed: tuple[FixedIP, ...], hint: str, project_id: str = "") -> Port:
+        """A port the server makes (gateway, interface, SNAT, agent gateway): named "" as in
+        Neutron; `hint` (owner:device:subnet-or-network) is what `id_factory` gets as the name."""
+        pid = self._new_id("port", f"{owner}:{device_id}:{hint}", None)
+        port = Port(pid, network_id, owner, device_id, host, fixed, self._mac_for(pid), "", project_id)
         self._st.put("port", port)
         return port
 
@@ -473,7 +484,7 @@ class Workspace:
     def _set_gateway(self, router: Router, info: Mapping) -> None:
         net_id, reqs, snat = self._parse_gateway(info)
         fixed = self._st.allocator.pick(net_id, GW, reqs, field="external_fixed_ips")
-        port = self._new_port(net_id, GW, router.id, self._pick_snat_host(), fixed)
+        port = self._new_port(net_id, GW, router.id, self._pick_snat_host(), fixed, net_id)
         self._st.put("router", replace(router, gateway=ExternalGateway(net_id, port.fixed_ips, snat)))
         self._sync_snat_ports(router.id)
 
@@ -517,7 +528,7 @@ class Workspace:
         for sid in sorted(want - have):
             s = st.subnets[sid]
             fixed = st.allocator.pick(s.network_id, SNAT, [IpRequest(subnet_id=sid)])
-            self._new_port(s.network_id, SNAT, router_id, host, fixed)
+            self._new_port(s.network_id, SNAT, router_id, host, fixed, sid)
 
     @_mutating
     def create_router(self, name: str = "", distributed: bool = True,
@@ -612,7 +623,7 @@ class Workspace:
                 raise InvalidInput("subnet_id", f"the gateway address {s.gateway_ip} of subnet {s.id} is "
                                                 f"already held by {', '.join(held)}")
             port = self._new_port(s.network_id, owner, router_id, "", (FixedIP(s.id, s.gateway_ip),),
-                                  project_id=r.project_id)
+                                  s.id, project_id=r.project_id)
         else:
             p = self._port(port_id)
             if p.device_id:
@@ -721,11 +732,11 @@ class Workspace:
             s = self._subnet(subnet_id)
             if s.network_id != net.id:
                 raise InvalidInput("subnet_id", f"subnet {s.id} is not on network {net.id}")
-        fid = self._new_id("floatingip", "", id)
         req = None
         if subnet_id is not None or floating_ip_address is not None:
             req = [IpRequest(subnet_id, floating_ip_address)]
         (fixed,) = self._st.allocator.pick(net.id, DeviceOwner.FLOATINGIP.value, req, field="floating_ip_address")
+        fid = self._new_id("floatingip", description or str(fixed.ip_address), id)
         pid, ip, rid = self._association(net.id, fid, port_id, fixed_ip_address)
         fip = FloatingIP(fid, net.id, fixed.ip_address, fixed.subnet_id, pid, ip, rid, project_id, description)
         self._st.put("floatingip", fip)
@@ -791,7 +802,7 @@ class Workspace:
                 except IpAddressGenerationFailure as e:
                     raise type(e)(f"Cannot make the agent gateway port of host {host} on external network "
                                   f"{net}: {e.message}") from None
-                existing[(host, net)] = self._new_port(net, AGW, host, host, fixed)
+                existing[(host, net)] = self._new_port(net, AGW, host, host, fixed, net)
             st.placement_dirty = False
         for (host, net), p in sorted(existing.items()):
             if not p.fixed_ips:
