@@ -5,7 +5,7 @@ from ipaddress import IPv4Address as A
 import pytest
 
 from dvrnet.model import (
-    Cloud, Conflict, InvalidInput, IpAddressAlreadyAllocated, IpAddressGenerationFailure, NotFound,
+    Conflict, InvalidInput, IpAddressAlreadyAllocated, IpAddressGenerationFailure, NotFound,
     SubnetInUse,
 )
 from dvrnet.model.errors import BadRequest

@@ -21,7 +21,7 @@ from ipaddress import IPv4Address
 from typing import Iterable, Sequence
 
 from ..model import Cloud, FixedIP, InvalidInput, IpAddressAlreadyAllocated, IpAddressGenerationFailure, Subnet
-from ..model.resources import DeviceOwner, parse_ip
+from ..model.resources import parse_ip
 from .candidates import candidate_subnets
 from .requests import IpRequest
 
