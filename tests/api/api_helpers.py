@@ -120,3 +120,74 @@ def build_topology(c, headers=None) -> dict:
 
 
 __all__ = ["TestClient", "httpx", "running_server", "ok", "neutron_error", "build_topology"]
+
+
+# ---- a throw-away PostgreSQL server --------------------------------------------------------
+import glob  # noqa: E402
+import os  # noqa: E402
+import pwd  # noqa: E402
+import shutil  # noqa: E402
+import subprocess  # noqa: E402
+import tempfile  # noqa: E402
+
+
+@contextmanager
+def postgres_server() -> Iterator[str]:
+    """initdb + pg_ctl start in a temp dir as an unprivileged user, listening on 127.0.0.1 at a
+    free port (and a unix socket in the temp dir only); yields a postgresql:// URL; stops and
+    removes it afterwards. Skips, with the reason, when it cannot start."""
+    initdbs = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
+    if not initdbs:
+        pytest.skip("PostgreSQL is not installed (no /usr/lib/postgresql/*/bin/initdb; `make setup` installs it)")
+    bindir = os.path.dirname(initdbs[-1])
+    tmp = tempfile.mkdtemp(prefix="dvrnet-pg-")
+    data, log = os.path.join(tmp, "data"), os.path.join(tmp, "pg.log")
+    prefix: list[str] = []
+    if os.geteuid() == 0:
+        try:
+            nobody = pwd.getpwnam("nobody")
+        except KeyError:
+            pytest.skip("running as root and there is no 'nobody' user to run PostgreSQL as")
+        os.chown(tmp, nobody.pw_uid, nobody.pw_gid)
+        prefix = ["runuser", "-u", "nobody", "--"]
+    os.chmod(tmp, 0o700)
+    port = free_port()
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LC_ALL": "C", "HOME": tmp}
+
+    def run(args, timeout=60):
+        return subprocess.run(prefix + args, capture_output=True, text=True, timeout=timeout, env=env, cwd=tmp)
+
+    started = False
+    try:
+        r = run([os.path.join(bindir, "initdb"), "-D", data, "-U", "dvrnet", "--auth=trust", "-E", "UTF8",
+                 "--no-sync", "--no-instructions"])
+        if r.returncode != 0:
+            pytest.skip(f"PostgreSQL initdb failed: {r.stderr.strip()[-400:]}")
+        opts = (f"-c listen_addresses=127.0.0.1 -p {port} -c unix_socket_directories={tmp} "
+                f"-c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=120")
+        r = run([os.path.join(bindir, "pg_ctl"), "-D", data, "-l", log, "-o", opts, "-w", "-t", "30", "start"])
+        if r.returncode != 0:
+            tail = open(log).read()[-400:] if os.path.exists(log) else ""
+            pytest.skip(f"PostgreSQL did not start: {r.stderr.strip()[-300:]} {tail}")
+        started = True
+        yield f"postgresql://dvrnet@127.0.0.1:{port}/postgres"
+    finally:
+        if started:
+            run([os.path.join(bindir, "pg_ctl"), "-D", data, "-m", "immediate", "-w", "stop"])
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+@contextmanager
+def fresh_postgres_db(base_url: str, name: str) -> Iterator[str]:
+    """A new database on the server at `base_url`; dropped afterwards."""
+    import sqlalchemy as sa
+    from dvrnet.store.engine import normalize_url
+    eng = sa.create_engine(normalize_url(base_url), isolation_level="AUTOCOMMIT")
+    with eng.connect() as c:
+        c.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    try:
+        yield base_url.rsplit("/", 1)[0] + "/" + name
+    finally:
+        with eng.connect() as c:
+            c.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        eng.dispose()
