@@ -66,6 +66,78 @@ def server(bind: str, db: str | None, auth: str, tokens: str | None, state_dir: 
     run(bind=bind, db=db, auth=auth, state_dir=state_dir, tokens=tokens)
 
 
+def _plan_options(fn):
+    fn = click.option("--netns-prefix", default="", help="Prefix of every namespace this node's agent owns (the lab gives each node one).")(fn)
+    fn = click.option("--bridge-netns", default="dvrnet-bridges", show_default=True,
+                      help="Namespace holding this node's bridges (where router ports are plugged).")(fn)
+    fn = click.option("--external-bridge", default="br-ex", show_default=True, help="Bridge on the external segment.")(fn)
+    return fn
+
+
+def _plan_config(netns_prefix: str, bridge_netns: str, external_bridge: str):
+    from .plan import PlanConfig
+    return PlanConfig(netns_prefix=netns_prefix, bridge_netns=bridge_netns, external_bridge=external_bridge)
+
+
+@main.command()
+@click.option("--host", required=True, help="This node's name, as ports are bound to it (binding:host_id).")
+@click.option("--mode", type=click.Choice(["dvr", "dvr_snat"]), required=True)
+@click.option("--server", required=True, help="URL of `dvrnet server`, e.g. http://127.0.0.1:9696")
+@click.option("--token", default=None, envvar="DVRNET_TOKEN", help="Token for a server running --auth token.")
+@click.option("--resync-interval", type=float, default=60.0, show_default=True, help="Seconds between full resyncs.")
+@click.option("--once", is_flag=True, help="One full pass, then exit (0 when converged).")
+@click.option("--log-level", default="INFO", show_default=True)
+@_plan_options
+def agent(host, mode, server, token, resync_interval, once, log_level, netns_prefix, bridge_netns, external_bridge):
+    """Run the node agent: follow the server's view of HOST and make the kernel match it."""
+    import logging
+    import signal
+    from .agent.feed import Feed
+    from .agent.loop import Agent
+    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    cfg = _plan_config(netns_prefix, bridge_netns, external_bridge)
+    a = Agent(host, Feed(server, host, mode, token=token), cfg, resync_interval=resync_interval)
+    def _terminate(*_):
+        a.stop.set()
+        raise KeyboardInterrupt     # wakes a long-poll in progress; the data plane is left as it is
+    signal.signal(signal.SIGTERM, _terminate)
+    try:
+        report = a.run(once=once)
+    except KeyboardInterrupt:
+        report = a.last
+    if once:
+        sys.exit(0 if report is not None and report.ok else 1)
+
+
+@main.command()
+@click.argument("host")
+@click.option("--server", default="http://127.0.0.1:9696", show_default=True, help="URL of `dvrnet server`.")
+@click.option("--token", default=None, envvar="DVRNET_TOKEN")
+@click.option("--desired", "what", flag_value="desired", help="What the server's model asks of HOST.")
+@click.option("--actual", "what", flag_value="actual", help="What the kernel holds now (dvrnet-owned objects).")
+@click.option("--diff", "what", flag_value="diff", default=True, help="The operations that would make them equal (default).")
+@_plan_options
+@_one_line_errors
+def show(host, server, token, what, netns_prefix, bridge_netns, external_bridge):
+    """Print HOST's namespace state: desired, actual, or the difference."""
+    from .agent.feed import Feed
+    from .agent.loop import desired_state
+    from .kernel import Reconciler
+    from .plan.render import render
+    from .reconcile import diff as diff_states
+    feed = Feed(server, host, "dvr", token=token, max_backoff=0)
+    view = feed.fetch_once()
+    cfg = _plan_config(netns_prefix, bridge_netns, external_bridge)
+    desired, observed = desired_state(view.cloud, host, cfg, Reconciler(prefix=netns_prefix))
+    if what == "desired":
+        click.echo(render(desired), nl=False)
+    elif what == "actual":
+        click.echo(render(observed), nl=False)
+    else:
+        plan = diff_states(desired, observed, netns_prefix)
+        click.echo(str(plan) if plan or plan.conflicts else f"{host}: kernel matches the model (revision {view.revision})")
+
+
 @main.command()
 @click.option("--quick", is_flag=True, help="Smoke run (N=1,000), well under two minutes.")
 def bench(quick: bool) -> None:

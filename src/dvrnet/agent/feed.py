@@ -1,0 +1,93 @@
+"""The agent's side of the change feed: register, then long-poll the host view.
+
+Invariants: a failed request never raises out of `next_view`; it returns None after waiting the
+current backoff (0.5 s doubling to `max_backoff`, with jitter), so the caller keeps the data plane
+as it is and simply asks again. A successful answer resets the backoff.
+"""
+from __future__ import annotations
+
+import logging
+import random
+import time
+from dataclasses import dataclass
+
+import httpx
+
+from ..model import Cloud
+
+log = logging.getLogger("dvrnet.agent")
+
+
+@dataclass
+class View:
+    revision: int
+    cloud: Cloud
+
+
+class Feed:
+    def __init__(self, server: str, host: str, mode: str, token: str | None = None,
+                 wait: float = 25.0, max_backoff: float = 30.0):
+        self.server = server.rstrip("/")
+        self.host = host
+        self.mode = mode
+        self.wait = wait
+        self.max_backoff = max_backoff
+        self.backoff = 0.0
+        self.registered = False
+        headers = {"X-Auth-Token": token} if token else {}
+        self.http = httpx.Client(base_url=self.server, headers=headers, timeout=httpx.Timeout(wait + 10, connect=3))
+
+    def close(self) -> None:
+        self.http.close()
+
+    def _failed(self, what: str, err: object) -> None:
+        self.backoff = min(self.max_backoff, max(0.5, self.backoff * 2))
+        delay = self.backoff * random.uniform(0.8, 1.2)
+        log.warning("%s failed (%s); data plane left as it is, retrying in %.1f s", what, err, delay)
+        time.sleep(delay)
+
+    def register(self) -> bool:
+        try:
+            r = self.http.post("/v2.0/dvrnet/hosts", json={"host": {"name": self.host, "mode": self.mode}})
+            r.raise_for_status()
+        except (httpx.HTTPError, ValueError) as e:
+            self._failed("registering with the server", e)
+            return False
+        self.registered = True
+        self.backoff = 0.0
+        return True
+
+    def fetch_once(self) -> View:
+        """One request for the current view; raises DvrnetError with the reason on failure."""
+        from ..api.codec import cloud_from_json
+        from ..model.errors import DvrnetError
+        try:
+            r = self.http.get(f"/v2.0/dvrnet/hosts/{self.host}/view")
+            if r.status_code == 404:
+                raise DvrnetError(f"host {self.host} is not known to the server at {self.server}")
+            r.raise_for_status()
+            body = r.json()
+            return View(int(body["revision"]), cloud_from_json(body["cloud"]))
+        except httpx.HTTPError as e:
+            raise DvrnetError(f"cannot read the view of {self.host} from {self.server}: {e}") from None
+
+    def next_view(self, since: int | None) -> View | None:
+        """The host view newer than `since` (None: now), or None after a failure/backoff."""
+        from ..api.codec import cloud_from_json
+        if not self.registered and not self.register():
+            return None
+        params = {"wait": self.wait} if since is not None else {}
+        if since is not None:
+            params["since"] = since
+        try:
+            r = self.http.get(f"/v2.0/dvrnet/hosts/{self.host}/view", params=params)
+            if r.status_code == 404:
+                self.registered = False
+            r.raise_for_status()
+            body = r.json()
+            view = View(int(body["revision"]), cloud_from_json(body["cloud"]))
+        except (httpx.HTTPError, ValueError, KeyError) as e:
+            self._failed("fetching the host view", e)
+            return None
+        self.backoff = 0.0
+        return view

@@ -1,0 +1,122 @@
+"""The agent against a real server and real namespaces: a full pass converges, a second pass
+changes nothing, and a FIP created through the API reaches the kernel within a second."""
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import httpx
+import pytest
+
+pytestmark = pytest.mark.root
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def server(tmp_path):
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    proc = subprocess.Popen([sys.executable, "-m", "dvrnet.cli", "server", "--bind", f"127.0.0.1:{port}",
+                             "--state-dir", str(tmp_path)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        for _ in range(100):
+            try:
+                if httpx.get(url + "/", timeout=0.5).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        else:
+            raise RuntimeError("server did not start: " + proc.stderr.read().decode()[-2000:])
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def _post(c, path, body):
+    r = c.post(path, json=body)
+    assert r.status_code in (200, 201), r.text
+    return next(iter(r.json().values()))
+
+
+def _build(url):
+    c = httpx.Client(base_url=url, timeout=10)
+    _post(c, "/v2.0/dvrnet/hosts", {"host": {"name": "compute1", "mode": "dvr"}})
+    _post(c, "/v2.0/dvrnet/hosts", {"host": {"name": "network1", "mode": "dvr_snat"}})
+    ext = _post(c, "/v2.0/networks", {"network": {"name": "public", "router:external": True}})
+    red = _post(c, "/v2.0/subnets", {"subnet": {"network_id": ext["id"], "cidr": "203.0.113.0/24", "ip_version": 4, "name": "red"}})
+    _post(c, "/v2.0/subnets", {"subnet": {"network_id": ext["id"], "cidr": "198.51.100.0/24", "ip_version": 4, "name": "green"}})
+    _post(c, "/v2.0/subnets", {"subnet": {"network_id": ext["id"], "cidr": "100.64.0.0/24", "ip_version": 4,
+                                          "gateway_ip": None, "service_types": ["network:floatingip_agent_gateway"]}})
+    net = _post(c, "/v2.0/networks", {"network": {"name": "net1", "mtu": 1450}})
+    sub = _post(c, "/v2.0/subnets", {"subnet": {"network_id": net["id"], "cidr": "10.0.1.0/24", "ip_version": 4}})
+    r = _post(c, "/v2.0/routers", {"router": {"name": "r1", "external_gateway_info": {"network_id": ext["id"]}}})
+    assert c.put(f"/v2.0/routers/{r['id']}/add_router_interface", json={"subnet_id": sub["id"]}).status_code == 200
+    ports = [_post(c, "/v2.0/ports", {"port": {"network_id": net["id"], "device_owner": "compute:nova",
+                                               "binding:host_id": "compute1", "name": f"vm{i}"}}) for i in range(2)]
+    fip = _post(c, "/v2.0/floatingips", {"floatingip": {"floating_network_id": ext["id"], "subnet_id": red["id"],
+                                                        "port_id": ports[0]["id"]}})
+    return c, ext, net, red, ports, fip
+
+
+def _bridges(prefix, tenant_net_id):
+    from dvrnet.plan.names import tenant_bridge
+    node = f"{prefix}node"
+    subprocess.run(["ip", "netns", "add", node], check=True)
+    for br in ("br-ex", tenant_bridge(tenant_net_id)):
+        subprocess.run(["ip", "-n", node, "link", "add", br, "type", "bridge"], check=True)
+        subprocess.run(["ip", "-n", node, "link", "set", br, "up"], check=True)
+    return node
+
+
+def _agent_cmd(url, prefix, node, *extra):
+    return [sys.executable, "-m", "dvrnet.cli", "agent", "--host", "compute1", "--mode", "dvr", "--server", url,
+            "--netns-prefix", prefix, "--bridge-netns", node, "--log-level", "WARNING", *extra]
+
+
+def test_agent_converges_and_follows_the_feed(server, netns_prefix):
+    c, ext, net, red, ports, fip = _build(server)
+    node = _bridges(netns_prefix, net["id"])
+    once = subprocess.run(_agent_cmd(server, netns_prefix, node, "--once"), capture_output=True, text=True, timeout=60)
+    assert once.returncode == 0, once.stderr
+    fip_ns = f"{netns_prefix}fip-{ext['id']}"
+    routes = subprocess.run(["ip", "-n", fip_ns, "route", "show", "table", "main"], capture_output=True, text=True).stdout
+    assert f"{fip['floating_ip_address']} via 169.254." in routes
+
+    # second pass: nothing to do
+    show = subprocess.run([sys.executable, "-m", "dvrnet.cli", "show", "compute1", "--server", server,
+                           "--netns-prefix", netns_prefix, "--bridge-netns", node], capture_output=True, text=True, timeout=60)
+    assert show.returncode == 0 and "kernel matches the model" in show.stdout, show.stdout + show.stderr
+
+    # a running agent applies a new FIP within a second
+    agent = subprocess.Popen(_agent_cmd(server, netns_prefix, node), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        time.sleep(1.5)         # let it finish its start-up pass and wait on the feed
+        t0 = time.monotonic()
+        new = _post(c, "/v2.0/floatingips", {"floatingip": {"floating_network_id": ext["id"], "port_id": ports[1]["id"]}})
+        addr = new["floating_ip_address"]
+        latency = None
+        while time.monotonic() - t0 < 5:
+            out = subprocess.run(["ip", "-n", fip_ns, "route", "show", f"{addr}/32"], capture_output=True, text=True).stdout
+            if addr in out:
+                latency = time.monotonic() - t0
+                break
+            time.sleep(0.01)
+        assert latency is not None, "the FIP never reached the kernel"
+        print(f"FIP API->kernel latency: {latency * 1000:.0f} ms")
+        assert latency < 1.0, f"FIP took {latency:.2f} s from API call to kernel"
+    finally:
+        agent.send_signal(signal.SIGTERM)
+        try:
+            agent.wait(10)
+        except subprocess.TimeoutExpired:
+            agent.kill()
