@@ -1,0 +1,122 @@
+"""Execute a Plan against the kernel; never stop at the first error.
+
+Invariants:
+- Stages run in order (0 namespaces, 1 links, 2 per-namespace state, 3 teardown); inside a stage
+  the plan's order is kept per namespace. Stage 2 runs namespaces concurrently (their ops are
+  independent once links exist).
+- Consecutive `ip` ops of one namespace go through one `ip -force -batch`; each nft op is one
+  `nft -f` transaction; sysctls are written from a thread inside the namespace; gratuitous ARPs
+  go out from a raw socket.
+- "Already there" on an add and "already gone" on a delete are success, so every op is
+  idempotent and a killed apply is repaired by the next pass.
+- Every failure is an `OpError` naming the op (namespace and object) and a reason.
+"""
+from __future__ import annotations
+
+import re
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from itertools import groupby
+
+from dvrnet.reconcile.ops import (AddrDel, Garp, LinkAdd, LinkDel, NeighDel, NetnsAdd, NetnsDel,
+                                  Op, Plan, RouteDel, RuleAdd, RuleDel, SysctlSet)
+
+from . import garp, iproute, netns, nft, sysctl
+
+_GONE = re.compile(r"Cannot find device|No such process|No such file or directory|"
+                   r"Address not found|Cannot assign requested address|does not exist")
+_EXISTS = re.compile(r"File exists")
+_DELETES = (AddrDel, LinkDel, NeighDel, RouteDel, RuleDel)
+_ADDS = (RuleAdd, LinkAdd)
+
+
+@dataclass(frozen=True)
+class OpError:
+    op: Op
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.op}: {self.reason}"
+
+
+def reason(msg: str) -> str:
+    if "Operation not permitted" in msg:
+        return f"EPERM: {msg}"
+    if "Permission denied" in msg:
+        return f"EACCES: {msg}"
+    return msg
+
+
+def _tolerated(op: Op, msg: str) -> bool:
+    if isinstance(op, _DELETES):
+        return bool(_GONE.search(msg))
+    if isinstance(op, _ADDS):
+        return bool(_EXISTS.search(msg))
+    return False
+
+
+def _run_ip(ns: str, ops: list[Op]) -> list[OpError]:
+    errs = iproute.batch(ns, [op.line() for op in ops])
+    return [OpError(ops[e.line], reason(e.message)) for e in errs
+            if 0 <= e.line < len(ops) and not _tolerated(ops[e.line], e.message)]
+
+
+def _run_group(ns: str, tool: str, ops: list[Op]) -> list[OpError]:
+    if tool == "ip":
+        return _run_ip(ns, ops)
+    if tool == "netns":
+        out = []
+        for op in ops:
+            msg = netns.add(ns) if isinstance(op, NetnsAdd) else netns.delete(ns)
+            if msg:
+                out.append(OpError(op, reason(msg)))
+        return out
+    if tool == "nft":
+        return [OpError(op, reason(m)) for op in ops if (m := nft.apply_script(ns, op.script()))]
+    if tool == "sysctl":
+        try:
+            errs = sysctl.write(ns, [(op.key, op.value) for op in ops])      # type: ignore[attr-defined]
+        except netns.MissingNamespace as e:
+            return [OpError(op, str(e)) for op in ops]
+        return [OpError(op, errs[op.key]) for op in ops if op.key in errs]  # type: ignore[attr-defined]
+    if tool == "garp":
+        out = []
+        for dev, dev_ops in groupby(ops, key=lambda o: o.dev):                # type: ignore[attr-defined]
+            dev_ops = list(dev_ops)
+            try:
+                garp.announce(ns, dev, [o.ip for o in dev_ops])                # type: ignore[attr-defined]
+            except (OSError, netns.MissingNamespace) as e:
+                out += [OpError(o, f"gratuitous ARP not sent: {e}") for o in dev_ops]
+        return out
+    raise ValueError(tool)
+
+
+def _run_sequence(ops: list[Op]) -> list[OpError]:
+    """Ops in plan order, grouped into runs of the same (namespace, tool)."""
+    errors: list[OpError] = []
+    for (ns, tool), run in groupby(ops, key=lambda o: (o.ns, o.tool)):
+        errors += _run_group(ns, tool, list(run))
+    return errors
+
+
+def execute(plan: Plan, parallel: bool = True) -> list[OpError]:
+    errors: list[OpError] = []
+    stages: dict[int, list[Op]] = {0: [], 1: [], 2: [], 3: []}
+    for op in plan:
+        stages[op.stage].append(op)
+    errors += _run_sequence(stages[0])
+    # stage 1: link deletes-for-replacement and adds, then attribute sets, each grouped by ns
+    errors += _run_sequence(stages[1])
+    by_ns: dict[str, list[Op]] = {}
+    for op in stages[2]:
+        by_ns.setdefault(op.ns, []).append(op)
+    if parallel and len(by_ns) > 1:
+        with ThreadPoolExecutor(max_workers=4) as pool:
+            for errs in pool.map(_run_sequence, by_ns.values()):
+                errors += errs
+    else:
+        for ops in by_ns.values():
+            errors += _run_sequence(ops)
+    errors += _run_sequence([op for op in stages[3] if not isinstance(op, NetnsDel)])
+    errors += _run_sequence([op for op in stages[3] if isinstance(op, NetnsDel)])
+    return errors

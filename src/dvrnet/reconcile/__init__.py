@@ -1,0 +1,7 @@
+"""Pure reconciliation: ownership, diff → Plan of ops, verify descriptions. No I/O here."""
+from .diff import NotOwned, diff
+from .ops import Plan
+from .ownership import Ownership
+from .verify import describe_plan
+
+__all__ = ["diff", "Plan", "Ownership", "NotOwned", "describe_plan"]

@@ -1,0 +1,255 @@
+"""diff(desired, observed, prefix) -> Plan: what to do so the kernel holds the desired state.
+
+Pure: no I/O, deterministic (namespaces, objects and ops in sorted order).
+
+Invariants:
+- Only owned objects (`ownership.py`) are ever deleted or replaced. Desired state that names an
+  object dvrnet cannot own raises `NotOwned` (a planner bug).
+- Creates run in dependency order namespace → link → address → route → rule → neighbour →
+  sysctl → nftables (→ gratuitous ARP for new FIP /32s in fip- namespaces); deletes of obsolete
+  objects follow, in reverse order; obsolete owned namespaces go last.
+- Make-before-break: a route with the same (table, dst, metric) and another value is replaced in
+  place (`ip route replace`); a changed rule is a new rule (added in the create phase) plus the
+  old one (deleted after). The only break-before-make is a link of the wrong kind or peer, which
+  must be deleted to free its name; its addresses, routes and neighbours are then re-added.
+- A veth pair is created once, from the end whose (namespace, name) sorts first.
+- nftables: a table whose structure differs is replaced whole; otherwise only elements change.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from ipaddress import ip_network
+
+from dvrnet.plan.names import AGENT_GW_DEV, FIP_NS
+from dvrnet.plan.state import HostState, Link, Namespace, NftTable, MAIN_TABLE
+
+from .ops import (AddrAdd, AddrDel, Garp, LinkAdd, LinkReplaceDel, LinkDel, LinkSet, NetnsAdd,
+                  NetnsDel, NeighDel, NeighReplace, NftDelTable, NftElements, NftReplaceTable, Op,
+                  Plan, RouteDel, RouteReplace, RuleAdd, RuleDel, SysctlSet)
+from .ownership import Ownership, owns_nft_table, owns_sysctl
+
+EMPTY = Namespace("")
+CREATE_ORDER = ("netns", "link", "address", "route", "rule", "neighbour", "sysctl", "nft", "garp")
+DELETE_ORDER = ("nft", "neighbour", "rule", "route", "address")
+
+
+class NotOwned(ValueError):
+    """Desired state names an object outside dvrnet's ownership."""
+
+
+@dataclass
+class _Acc:
+    creates: dict[str, list[Op]] = field(default_factory=lambda: {k: [] for k in CREATE_ORDER})
+    deletes: dict[str, list[Op]] = field(default_factory=lambda: {k: [] for k in DELETE_ORDER})
+    teardown: list[Op] = field(default_factory=list)
+    ns_dels: list[Op] = field(default_factory=list)
+    conflicts: list[str] = field(default_factory=list)
+    gone: set[tuple[str, str]] = field(default_factory=set)    # links that vanish during apply
+
+
+def diff(desired: HostState, observed: HostState, prefix: str = "") -> Plan:
+    own = Ownership(prefix)
+    check_owned(desired, own)
+    acc = _Acc()
+    for name in sorted(desired.namespaces):
+        d = desired.namespaces[name]
+        if name not in observed.namespaces and own.creates_namespace(d):
+            acc.creates["netns"].append(NetnsAdd(name))
+    _diff_links(desired, observed, own, acc)
+    for name in sorted(desired.namespaces):
+        d, o = desired.namespaces[name], observed.namespaces.get(name, EMPTY)
+        _diff_addresses(d, o, own, acc)
+        _diff_routes(d, o, own, acc, prefix)
+        _diff_rules(d, o, acc)
+        _diff_neighbours(d, o, own, acc)
+        _diff_sysctls(d, o, acc)
+        _diff_nft(d, o, acc)
+    for name in sorted(observed.namespaces):
+        if name not in desired.namespaces and own.owns_namespace(name):
+            acc.ns_dels.append(NetnsDel(name))
+    ops = [op for k in CREATE_ORDER for op in acc.creates[k]]
+    ops += [op for k in DELETE_ORDER for op in acc.deletes[k]]
+    ops += acc.teardown + acc.ns_dels
+    return Plan(tuple(ops), tuple(acc.conflicts))
+
+
+def check_owned(desired: HostState, own: Ownership) -> None:
+    for ns in desired.namespaces.values():
+        if ns.managed and not own.owns_namespace(ns.name):
+            raise NotOwned(f"{ns.name}: managed namespace outside prefix {own.prefix!r}")
+        bad = [n for n in ns.links if not own.owns_link(ns, n)]
+        bad += [f"{a.cidr} on {a.dev}" for a in ns.addresses if not own.owns_dev_object(ns, a.dev)]
+        bad += [f"neighbour {n.ip} on {n.dev}" for n in ns.neighbours if not own.owns_dev_object(ns, n.dev)]
+        bad += [f"sysctl {k}" for k in ns.sysctls if not owns_sysctl(k)]
+        bad += [f"nft table {f} {n}" for f, n in ns.nft if not owns_nft_table(f, n)]
+        if bad:
+            raise NotOwned(f"{ns.name}: not dvrnet's to manage: {', '.join(sorted(bad))}")
+
+
+# --- links ------------------------------------------------------------------------------------
+def _peer(ns: str, lk: Link) -> tuple[str, str | None]:
+    return (lk.peer_netns or ns, lk.peer)
+
+
+def _mismatch(ns: str, want: Link, have: Link) -> str | None:
+    if want.kind != have.kind:
+        return f"kind {have.kind}, desired {want.kind}"
+    if want.kind == "veth" and _peer(ns, want) != _peer(ns, have):
+        pn, p = _peer(ns, have)
+        return f"peer {pn}/{p}, desired {_peer(ns, want)[0]}/{want.peer}"
+    return None
+
+
+def _diff_links(desired: HostState, observed: HostState, own: Ownership, acc: _Acc) -> None:
+    """Creates/replacements first (stage 1), then attribute changes, obsolete links in teardown."""
+    fresh: set[tuple[str, str]] = set()        # links that will exist only after this plan
+    dlinks = {(ns, n): lk for ns, d in desired.namespaces.items() for n, lk in d.links.items()}
+    for (ns, name), want in sorted(dlinks.items()):
+        have = observed.namespaces.get(ns, EMPTY).links.get(name)
+        why = None if have is None else _mismatch(ns, want, have)
+        if have is not None and why is None:
+            continue
+        if why is not None:
+            acc.creates["link"].append(LinkReplaceDel(ns, name, why=why))
+            acc.gone.add((ns, name))
+            if have.kind == "veth" and have.peer:
+                acc.gone.add(_peer(ns, have))   # deleting one end deletes the other
+        fresh.add((ns, name))
+    # the other end of a replaced veth vanishes too: it must be recreated
+    for key in list(acc.gone):
+        if key in dlinks:
+            fresh.add(key)
+    created: set[tuple[str, str]] = set()
+    for key in sorted(fresh):
+        ns, name = key
+        want = dlinks[key]
+        peer_key = _peer(ns, want)
+        if key in created:
+            continue
+        peer_desired = want.kind == "veth" and peer_key in dlinks
+        if peer_desired and peer_key < key and peer_key in fresh:
+            continue                            # created from the other end
+        peer_link = dlinks.get(peer_key) if peer_desired else None
+        acc.creates["link"].append(LinkAdd(ns, link=want, peer_link=peer_link))
+        created.add(key)
+        if peer_desired:
+            created.add(peer_key)
+            acc.gone.discard(peer_key)
+        acc.gone.discard(key)
+    acc.gone |= created                        # observed objects on them do not survive
+    for (ns, name), want in sorted(dlinks.items()):
+        have = None if (ns, name) in created else observed.namespaces.get(ns, EMPTY).links.get(name)
+        base = have or Link(name, want.kind, want.peer_netns, want.peer, want.mac, want.mtu, None, False)
+        s = LinkSet(ns, name,
+                    mac=want.mac if want.mac and want.mac != base.mac else None,
+                    mtu=want.mtu if want.mtu and want.mtu != base.mtu else None,
+                    master=(want.master or "nomaster") if want.master != base.master else None,
+                    up=want.up if want.up != base.up else None)
+        if any(v is not None for v in (s.mac, s.mtu, s.master, s.up)):
+            acc.creates["link"].append(s)
+    for ns in sorted(observed.namespaces):
+        o = observed.namespaces[ns]
+        d = desired.namespaces.get(ns)
+        if d is None:
+            continue                            # whole namespace goes (if owned) or is foreign
+        for name in sorted(o.links):
+            if name not in d.links and own.owns_link(d, name) and (ns, name) not in acc.gone:
+                acc.teardown.append(LinkDel(ns, name))
+                acc.gone.add((ns, name))        # its addresses, routes, neighbours go with it
+                lk = o.links[name]
+                if lk.kind == "veth" and lk.peer:
+                    acc.gone.add(_peer(ns, lk))
+
+
+def _alive(ns: str, dev: str | None, acc: _Acc) -> bool:
+    return dev is None or (ns, dev) not in acc.gone
+
+
+# --- addresses --------------------------------------------------------------------------------
+def _diff_addresses(d: Namespace, o: Namespace, own: Ownership, acc: _Acc) -> None:
+    have = {(a.dev, a.ip): a for a in o.addresses
+            if own.owns_dev_object(d, a.dev) and _alive(d.name, a.dev, acc)}
+    foreign = {a.ip: a.dev for a in o.addresses if not own.owns_dev_object(d, a.dev)}
+    for a in sorted(d.addresses):
+        old = have.get((a.dev, a.ip))
+        if old == a:
+            continue
+        if a.ip in foreign:
+            acc.conflicts.append(f"{d.name}: address {a.cidr} on {a.dev}: held by foreign "
+                                 f"device {foreign[a.ip]}")
+            continue
+        if old is not None and old.cidr != a.cidr:
+            acc.creates["address"].append(AddrDel(d.name, old))
+        acc.creates["address"].append(AddrAdd(d.name, a, old))
+    want = {(a.dev, a.ip) for a in d.addresses}
+    acc.deletes["address"] += [AddrDel(d.name, a) for k, a in sorted(have.items()) if k not in want]
+
+
+# --- routes -----------------------------------------------------------------------------------
+def _diff_routes(d: Namespace, o: Namespace, own: Ownership, acc: _Acc, prefix: str) -> None:
+    have = {r.key: r for r in o.routes if _alive(d.name, r.dev, acc)}
+    fg = sorted(n for n in d.links if n.startswith(AGENT_GW_DEV))
+    is_fip = d.name.startswith(prefix + FIP_NS)
+    for r in sorted(d.routes, key=lambda r: r.sort_key()):
+        old = have.get(r.key)
+        if old == r:
+            continue
+        acc.creates["route"].append(RouteReplace(d.name, r, old))
+        if (old is None and is_fip and fg and r.table == MAIN_TABLE and r.type == "unicast"
+                and r.dst != "default" and ip_network(r.dst).prefixlen == 32):
+            acc.creates["garp"].append(Garp(d.name, dev=fg[0], ip=r.dst.split("/")[0]))
+    want = {r.key for r in d.routes}
+    acc.deletes["route"] += [RouteDel(d.name, r) for k, r in
+                             sorted(have.items(), key=lambda kv: kv[1].sort_key()) if k not in want]
+
+
+# --- rules ------------------------------------------------------------------------------------
+def _diff_rules(d: Namespace, o: Namespace, acc: _Acc) -> None:
+    acc.creates["rule"] += [RuleAdd(d.name, r) for r in sorted(d.rules - o.rules, key=lambda r: r.sort_key())]
+    acc.deletes["rule"] += [RuleDel(d.name, r) for r in sorted(o.rules - d.rules, key=lambda r: r.sort_key())]
+
+
+# --- neighbours -------------------------------------------------------------------------------
+def _diff_neighbours(d: Namespace, o: Namespace, own: Ownership, acc: _Acc) -> None:
+    have = {(n.dev, n.ip): n for n in o.neighbours
+            if own.owns_dev_object(d, n.dev) and _alive(d.name, n.dev, acc)}
+    for n in sorted(d.neighbours):
+        old = have.get((n.dev, n.ip))
+        if old != n:
+            acc.creates["neighbour"].append(NeighReplace(d.name, n, old))
+    want = {(n.dev, n.ip) for n in d.neighbours}
+    acc.deletes["neighbour"] += [NeighDel(d.name, n) for k, n in sorted(have.items()) if k not in want]
+
+
+# --- sysctls ----------------------------------------------------------------------------------
+def _diff_sysctls(d: Namespace, o: Namespace, acc: _Acc) -> None:
+    for key in sorted(d.sysctls):
+        want, have = str(d.sysctls[key]).strip(), o.sysctls.get(key)
+        if have is None or str(have).strip() != want:
+            acc.creates["sysctl"].append(SysctlSet(d.name, key, want, have))
+
+
+# --- nftables ---------------------------------------------------------------------------------
+def nft_shape(t: NftTable) -> tuple:
+    s = t.structure()
+    return (s.family, s.name, tuple(sorted(s.chains, key=lambda c: c.name)),
+            tuple(sorted(s.maps, key=lambda m: m.name)))
+
+
+def _diff_nft(d: Namespace, o: Namespace, acc: _Acc) -> None:
+    for key in sorted(d.nft):
+        want, have = d.nft[key], o.nft.get(key)
+        if have is None or nft_shape(want) != nft_shape(have):
+            acc.creates["nft"].append(NftReplaceTable(d.name, want, exists=have is not None))
+            continue
+        old = {m.name: m.elements for m in have.maps}
+        add, dele = [], []
+        for m in want.maps:
+            add += [(m.name, k, v) for k, v in m.elements - old[m.name]]
+            dele += [(m.name, k, v) for k, v in old[m.name] - m.elements]
+        if add or dele:
+            acc.creates["nft"].append(NftElements(d.name, key[0], key[1], tuple(sorted(add, key=str)),
+                                                  tuple(sorted(dele, key=str)), want.maps))
+    for key in sorted(o.nft):
+        if key not in d.nft and owns_nft_table(*key):
+            acc.deletes["nft"].append(NftDelTable(o.name or d.name, key[0], key[1]))

@@ -1,0 +1,350 @@
+"""Operations of a plan: plain values, each printable as one readable line.
+
+Invariants:
+- Every op is idempotent when executed: an add of something present, a delete of something
+  absent, a set to the current value all succeed. Routes, addresses and neighbours are written
+  with `replace`; rule adds tolerate EEXIST; deletes tolerate ENOENT/ESRCH/ENODEV.
+- `line()` is the exact iproute2 batch command (the kernel layer feeds it to `ip -n NS -batch -`),
+  so what the plan prints is what runs. nft ops render their `nft -f` script with `script()`.
+- `stage` says when an op may run relative to other namespaces: 0 namespace creation, 1 links
+  (a veth add touches two namespaces), 2 everything inside one namespace (namespaces may run in
+  parallel; within one, plan order), 3 teardown of obsolete links and namespaces.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+from typing import ClassVar, Iterator
+
+from dvrnet.plan.numbers import RT_PROTO
+from dvrnet.plan.state import Address, Link, NftMap, NftTable, Neighbour, Route, Rule
+
+from .nft_text import element_lines, table_script
+
+Element = tuple[str, str, str | None]     # (map name, key, value or None for a set)
+
+
+@dataclass(frozen=True)
+class Op:
+    ns: str
+    stage: ClassVar[int] = 2
+    tool: ClassVar[str] = "ip"             # "ip" | "nft" | "netns" | "sysctl" | "garp"
+
+    def line(self) -> str:
+        raise NotImplementedError
+
+    def __str__(self) -> str:
+        return f"{self.ns}: {self.line()}"
+
+
+# --- namespaces -------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class NetnsAdd(Op):
+    stage: ClassVar[int] = 0
+    tool: ClassVar[str] = "netns"
+
+    def line(self) -> str:
+        return f"netns add {self.ns}"
+
+
+@dataclass(frozen=True)
+class NetnsDel(Op):
+    stage: ClassVar[int] = 3
+    tool: ClassVar[str] = "netns"
+
+    def line(self) -> str:
+        return f"netns del {self.ns}"
+
+
+# --- links ------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class LinkAdd(Op):
+    """Create a link; for a veth, both ends at once, each directly in its namespace."""
+    link: Link = field(default_factory=lambda: Link(""))
+    peer_link: Link | None = None          # the desired other end (its mac/mtu), if known
+    stage: ClassVar[int] = 1
+
+    def line(self) -> str:
+        lk = self.link
+        words = ["link add", lk.name, *_mac_mtu(lk), "type", lk.kind]
+        if lk.kind == "veth":
+            words += ["peer name", lk.peer or ""]
+            if self.peer_link is not None:
+                words += _mac_mtu(self.peer_link)
+            if lk.peer_netns and lk.peer_netns != self.ns:
+                words += ["netns", lk.peer_netns]
+        return " ".join(words)
+
+
+@dataclass(frozen=True)
+class LinkSet(Op):
+    name: str = ""
+    mac: str | None = None
+    mtu: int | None = None
+    master: str | None = None              # "nomaster" to release
+    up: bool | None = None
+    stage: ClassVar[int] = 1
+
+    def line(self) -> str:
+        words = ["link set dev", self.name]
+        if self.mac:
+            words += ["address", self.mac]
+        if self.mtu:
+            words += ["mtu", str(self.mtu)]
+        if self.master == "nomaster":
+            words.append("nomaster")
+        elif self.master:
+            words += ["master", self.master]
+        if self.up is not None:
+            words.append("up" if self.up else "down")
+        return " ".join(words)
+
+
+@dataclass(frozen=True)
+class LinkDel(Op):
+    name: str = ""
+    why: str = "obsolete"                  # "obsolete" (stage 3) or the reason of a replacement
+    stage: ClassVar[int] = 3
+
+    def line(self) -> str:
+        return f"link del dev {self.name}"
+
+    def __str__(self) -> str:
+        why = "" if self.why == "obsolete" else f"  ({self.why})"
+        return f"{self.ns}: {self.line()}{why}"
+
+
+@dataclass(frozen=True)
+class LinkReplaceDel(LinkDel):
+    """Delete a link of the wrong kind or peer right before it is recreated."""
+    stage: ClassVar[int] = 1
+
+
+# --- addresses, routes, rules, neighbours ----------------------------------------------------
+@dataclass(frozen=True)
+class AddrAdd(Op):
+    addr: Address = field(default_factory=lambda: Address("", ""))
+    old: Address | None = None
+
+    def line(self) -> str:
+        a = self.addr
+        return f"address replace {a.cidr} dev {a.dev}" + (" noprefixroute" if a.noprefixroute else "")
+
+
+@dataclass(frozen=True)
+class AddrDel(Op):
+    addr: Address = field(default_factory=lambda: Address("", ""))
+
+    def line(self) -> str:
+        return f"address del {self.addr.cidr} dev {self.addr.dev}"
+
+
+def route_words(r: Route) -> list[str]:
+    w = [] if r.type == "unicast" else [r.type]
+    w.append(r.dst)
+    if r.via:
+        w += ["via", r.via]
+    if r.dev:
+        w += ["dev", r.dev]
+    if r.scope != "global":
+        w += ["scope", r.scope]
+    if r.src:
+        w += ["src", r.src]
+    if r.metric:
+        w += ["metric", str(r.metric)]
+    w += ["table", str(r.table), "proto", str(RT_PROTO)]
+    if r.onlink:
+        w.append("onlink")
+    return w
+
+
+@dataclass(frozen=True)
+class RouteReplace(Op):
+    """Add a route, or replace the route with the same (table, dst, metric) in place."""
+    route: Route = field(default_factory=lambda: Route(0, ""))
+    old: Route | None = None
+
+    def line(self) -> str:
+        return "route replace " + " ".join(route_words(self.route))
+
+    def __str__(self) -> str:
+        verb = "replace" if self.old else "add"
+        return f"{self.ns}: route {verb} " + " ".join(route_words(self.route))
+
+
+@dataclass(frozen=True)
+class RouteDel(Op):
+    route: Route = field(default_factory=lambda: Route(0, ""))
+
+    def line(self) -> str:
+        r = self.route
+        w = ([] if r.type == "unicast" else [r.type]) + [r.dst, "table", str(r.table)]
+        if r.metric:
+            w += ["metric", str(r.metric)]
+        return "route del " + " ".join(w + ["proto", str(RT_PROTO)])
+
+
+def rule_words(r: Rule) -> list[str]:
+    w = ["priority", str(r.priority)]
+    if r.src:
+        w += ["from", r.src]
+    if r.dst:
+        w += ["to", r.dst]
+    if r.iif:
+        w += ["iif", r.iif]
+    if r.fwmark is not None:
+        w += ["fwmark", f"{r.fwmark:#x}" + (f"/{r.fwmask:#x}" if r.fwmask is not None else "")]
+    w += ["lookup", str(r.table)] if r.action == "lookup" else [r.action]
+    return w + ["protocol", str(RT_PROTO)]
+
+
+@dataclass(frozen=True)
+class RuleAdd(Op):
+    rule: Rule = field(default_factory=lambda: Rule(0))
+
+    def line(self) -> str:
+        return "rule add " + " ".join(rule_words(self.rule))
+
+
+@dataclass(frozen=True)
+class RuleDel(Op):
+    rule: Rule = field(default_factory=lambda: Rule(0))
+
+    def line(self) -> str:
+        return "rule del " + " ".join(rule_words(self.rule))
+
+
+@dataclass(frozen=True)
+class NeighReplace(Op):
+    neigh: Neighbour = field(default_factory=lambda: Neighbour("", "", ""))
+    old: Neighbour | None = None
+
+    def line(self) -> str:
+        n = self.neigh
+        return f"neigh replace {n.ip} lladdr {n.mac} dev {n.dev} nud permanent"
+
+
+@dataclass(frozen=True)
+class NeighDel(Op):
+    neigh: Neighbour = field(default_factory=lambda: Neighbour("", "", ""))
+
+    def line(self) -> str:
+        return f"neigh del {self.neigh.ip} dev {self.neigh.dev}"
+
+
+# --- sysctls, nftables, gratuitous ARP --------------------------------------------------------
+@dataclass(frozen=True)
+class SysctlSet(Op):
+    key: str = ""
+    value: str = ""
+    old: str | None = None
+    tool: ClassVar[str] = "sysctl"
+
+    def line(self) -> str:
+        was = "" if self.old is None else f" (was {self.old})"
+        return f"sysctl {self.key}={self.value}{was}"
+
+
+@dataclass(frozen=True)
+class NftReplaceTable(Op):
+    """Create the table, or replace it whole in one transaction (structure changed)."""
+    table: NftTable = field(default_factory=lambda: NftTable("ip", ""))
+    exists: bool = False
+    tool: ClassVar[str] = "nft"
+
+    def script(self) -> str:
+        return table_script(self.table, replace=True)
+
+    def line(self) -> str:
+        t = self.table
+        n = sum(len(m.elements) for m in t.maps)
+        verb = "replace" if self.exists else "add"
+        return (f"nft {verb} table {t.family} {t.name} ({len(t.chains)} chains, "
+                f"{len(t.maps)} maps, {n} elements)")
+
+
+@dataclass(frozen=True)
+class NftDelTable(Op):
+    family: str = "ip"
+    name: str = ""
+    tool: ClassVar[str] = "nft"
+
+    def script(self) -> str:
+        return f"add table {self.family} {self.name}\ndelete table {self.family} {self.name}\n"
+
+    def line(self) -> str:
+        return f"nft delete table {self.family} {self.name}"
+
+
+@dataclass(frozen=True)
+class NftElements(Op):
+    """Element-only change of one table: deletes then adds, one transaction."""
+    family: str = "ip"
+    table: str = ""
+    add: tuple[Element, ...] = ()
+    delete: tuple[Element, ...] = ()
+    maps: tuple[NftMap, ...] = ()           # declarations, for rendering set vs map
+    tool: ClassVar[str] = "nft"
+
+    def script(self) -> str:
+        return "".join(element_lines(self.family, self.table, "delete", self.delete)
+                       + element_lines(self.family, self.table, "add", self.add))
+
+    def line(self) -> str:
+        lines = [s.strip() for s in self.script().splitlines()]
+        shown = "; ".join(_clip(s) for s in lines[:4])
+        more = f" … (+{len(lines) - 4} statements)" if len(lines) > 4 else ""
+        return f"nft {shown}{more}"
+
+
+@dataclass(frozen=True)
+class Garp(Op):
+    """Announce a FIP from the fg- device (gratuitous ARP), so upstream learns a moved FIP."""
+    dev: str = ""
+    ip: str = ""
+    tool: ClassVar[str] = "garp"
+
+    def line(self) -> str:
+        return f"garp {self.ip} dev {self.dev}"
+
+
+def _mac_mtu(lk: Link) -> list[str]:
+    w = []
+    if lk.mac:
+        w += ["address", lk.mac]
+    if lk.mtu:
+        w += ["mtu", str(lk.mtu)]
+    return w
+
+
+def _clip(s: str, n: int = 160) -> str:
+    return s if len(s) <= n else s[: n - 1] + "…"
+
+
+WRITE_TOOLS = ("ip", "nft", "netns", "sysctl")
+
+
+@dataclass(frozen=True)
+class Plan:
+    """An ordered tuple of ops plus conflicts diff refused to resolve (foreign holders)."""
+    ops: tuple[Op, ...] = ()
+    conflicts: tuple[str, ...] = ()
+
+    def __iter__(self) -> Iterator[Op]:
+        return iter(self.ops)
+
+    def __len__(self) -> int:
+        return len(self.ops)
+
+    def __bool__(self) -> bool:
+        return bool(self.ops)
+
+    def __str__(self) -> str:
+        return "\n".join([str(o) for o in self.ops] + [f"conflict: {c}" for c in self.conflicts])
+
+    @property
+    def writes(self) -> int:
+        return sum(1 for o in self.ops if o.tool in WRITE_TOOLS)
+
+
+def op_fields(op: Op) -> dict[str, object]:
+    return {f.name: getattr(op, f.name) for f in fields(op)}

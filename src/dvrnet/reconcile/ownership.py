@@ -1,0 +1,68 @@
+"""What dvrnet owns on a host — decided here and nowhere else.
+
+Invariants:
+- Nothing this module does not claim is ever changed or deleted by a plan. `diff()` filters the
+  observed state through `Ownership` before computing deletes, and refuses desired state that
+  names something dvrnet could not own (a planner bug, never silently "fixed").
+- Namespaces: `<prefix>fip-…`, `<prefix>qrouter-…`, `<prefix>snat-…`. The prefix is per node in
+  the lab and per test run in the tests, so two runs never see each other's namespaces.
+- Links: in dvrnet's namespaces, names with one of `OWNED_DEV_PREFIXES`; in unmanaged namespaces
+  (`Namespace.managed=False`, e.g. a bridge namespace) only `dv-` links.
+- Addresses and permanent neighbours: those on owned links.
+- Routes and rules: protocol `RT_PROTO` (94, "dvrnet"). The reader keeps only those, so an
+  observed `Route`/`Rule` is owned by construction.
+- nftables: tables named `NFT_TABLE` ("dvrnet"), owned whole, in any family.
+- Sysctls: an allow-list of keys (below); a sysctl is never "deleted", only set when desired.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from dvrnet.plan.names import BRIDGE_SIDE_DEV, NS_PREFIXES, OWNED_DEV_PREFIXES
+from dvrnet.plan.numbers import NFT_TABLE, RT_PROTO, RT_PROTO_NAME
+from dvrnet.plan.state import Namespace
+
+_DEV = r"[A-Za-z0-9_][A-Za-z0-9_.:@-]{0,14}"
+_CONF_KEYS = ("proxy_arp", "rp_filter", "send_redirects", "arp_ignore", "arp_announce",
+              "src_valid_mark", "forwarding")
+SYSCTL_ALLOW = re.compile(
+    r"net\.ipv4\.(?:ip_forward|ip_nonlocal_bind"
+    rf"|conf\.{_DEV}\.(?:{'|'.join(_CONF_KEYS)})"
+    rf"|neigh\.{_DEV}\.proxy_delay)\Z")
+
+
+def owns_route_protocol(proto: int | str | None) -> bool:
+    """A route or rule read from the kernel is dvrnet's iff its protocol is RT_PROTO."""
+    return proto is not None and str(proto) in (str(RT_PROTO), RT_PROTO_NAME)
+
+
+def owns_nft_table(family: str, name: str) -> bool:
+    return name == NFT_TABLE
+
+
+def owns_sysctl(key: str) -> bool:
+    return SYSCTL_ALLOW.match(key) is not None
+
+
+@dataclass(frozen=True)
+class Ownership:
+    """Ownership predicates for one node (or one test run): `prefix` selects its namespaces."""
+    prefix: str = ""
+
+    def owns_namespace(self, name: str) -> bool:
+        return any(name.startswith(self.prefix + p) and len(name) > len(self.prefix + p)
+                   for p in NS_PREFIXES)
+
+    def owns_link(self, ns: Namespace, link_name: str) -> bool:
+        if ns.managed and self.owns_namespace(ns.name):
+            return link_name.startswith(OWNED_DEV_PREFIXES + (BRIDGE_SIDE_DEV,))
+        return link_name.startswith(BRIDGE_SIDE_DEV)
+
+    def owns_dev_object(self, ns: Namespace, dev: str) -> bool:
+        """Addresses and permanent neighbours are owned when their device is."""
+        return self.owns_link(ns, dev)
+
+    def creates_namespace(self, ns: Namespace) -> bool:
+        """dvrnet creates and deletes only managed namespaces that match its prefix."""
+        return ns.managed and self.owns_namespace(ns.name)
