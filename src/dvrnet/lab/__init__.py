@@ -1,0 +1,2 @@
+"""The lab: the article's figure on one machine (see world.py), its traffic checks (checks.py), its
+description as data (info.py) and its teardown (down.py)."""

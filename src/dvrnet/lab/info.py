@@ -1,0 +1,139 @@
+"""What the lab is, as data: every name and address a probe needs (issue 5, item 3), saved as JSON
+in the lab's state directory so `lab check`, `lab info --json` and outside tools read the same thing.
+
+Fields:
+- LabInfo: prefix (every namespace/link/file the lab creates is named with it), state_dir,
+  server_url (None until the server runs), segment_netns (the external segment's bridge namespace),
+  internet_netns / internet_address, tcp_port (the TCP responder's port in every VM and the
+  internet host), probe_netns / probe_addresses (a host on the segment used by the negative checks,
+  one address per external subnet) and sink_netns / sink_addresses (a host on the segment that
+  counts what reaches it), nodes, gateways, vms, routers.
+- NodeInfo: name, short, mode, prefix (`<lab prefix><short>-`), bridge_netns (`<prefix>node`),
+  underlay_ip, node_mac (source MAC of routed frames leaving the node by VXLAN), agent_pid.
+- GatewayInfo: name, subnet (CIDR), address, netns.
+- VmInfo: name, node, netns, network, network_id, port_id, mac, fixed_ip, prefixlen, gateway_ip,
+  fip (or None), fip_subnet (external subnet name, or None), router (name, or None).
+- RouterInfo: name, id, snat_node, snat_ips (the router gateway port's fixed IPs), networks.
+"""
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+from dataclasses import asdict, dataclass, field, fields
+
+INFO_FILE = "lab.json"
+
+
+@dataclass
+class NodeInfo:
+    name: str
+    short: str
+    mode: str
+    prefix: str
+    bridge_netns: str
+    underlay_ip: str
+    node_mac: str
+    agent_pid: int | None = None
+
+
+@dataclass
+class GatewayInfo:
+    name: str
+    subnet: str
+    address: str
+    netns: str
+
+
+@dataclass
+class VmInfo:
+    name: str
+    node: str
+    netns: str
+    network: str
+    network_id: str
+    port_id: str
+    mac: str
+    fixed_ip: str
+    prefixlen: int
+    gateway_ip: str
+    fip: str | None = None
+    fip_subnet: str | None = None
+    router: str | None = None
+
+
+@dataclass
+class RouterInfo:
+    name: str
+    id: str
+    snat_node: str | None
+    snat_ips: list[str] = field(default_factory=list)
+    networks: list[str] = field(default_factory=list)
+
+
+@dataclass
+class LabInfo:
+    prefix: str
+    state_dir: str
+    segment_netns: str
+    internet_netns: str
+    internet_address: str
+    tcp_port: int
+    probe_netns: str
+    probe_addresses: dict[str, str]      # external subnet CIDR -> probe address in it
+    sink_netns: str
+    sink_addresses: dict[str, str]       # external subnet CIDR -> sink address in it
+    service_subnet: str
+    nodes: list[NodeInfo] = field(default_factory=list)
+    gateways: list[GatewayInfo] = field(default_factory=list)
+    vms: list[VmInfo] = field(default_factory=list)
+    routers: list[RouterInfo] = field(default_factory=list)
+    server_url: str | None = None
+
+    # --- lookups -------------------------------------------------------------------------------
+    def node(self, name: str) -> NodeInfo:
+        return next(n for n in self.nodes if n.name == name)
+
+    def vm(self, name: str) -> VmInfo:
+        return next(v for v in self.vms if v.name == name)
+
+    def router(self, name: str | None) -> RouterInfo | None:
+        return next((r for r in self.routers if r.name == name), None)
+
+    def gateway_for(self, address: str | None) -> GatewayInfo | None:
+        """The upstream gateway of the external subnet holding ADDRESS, if any."""
+        if not address:
+            return None
+        a = ipaddress.ip_address(address)
+        return next((g for g in self.gateways if a in ipaddress.ip_network(g.subnet)), None)
+
+    # --- JSON ----------------------------------------------------------------------------------
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "LabInfo":
+        kinds = {"nodes": NodeInfo, "gateways": GatewayInfo, "vms": VmInfo, "routers": RouterInfo}
+        names = {f.name for f in fields(cls)}
+        kw = {k: v for k, v in d.items() if k in names}
+        for k, typ in kinds.items():
+            tnames = {f.name for f in fields(typ)}
+            kw[k] = [typ(**{a: b for a, b in x.items() if a in tnames}) for x in d.get(k, [])]
+        return cls(**kw)
+
+    def save(self) -> str:
+        os.makedirs(self.state_dir, exist_ok=True)
+        path = os.path.join(self.state_dir, INFO_FILE)
+        tmp = path + ".tmp"
+        with open(tmp, "w") as f:
+            f.write(self.to_json() + "\n")
+        os.replace(tmp, path)
+        return path
+
+    @classmethod
+    def load(cls, state_dir: str) -> "LabInfo":
+        with open(os.path.join(state_dir, INFO_FILE)) as f:
+            return cls.from_dict(json.load(f))
