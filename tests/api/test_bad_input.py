@@ -89,7 +89,7 @@ JSON = [
     ("DELETE", "/v2.0/subnets/{s_priv}", None, 409, "SubnetInUse"),
     ("DELETE", "/v2.0/networks/{ext}", None, 409, None),
     ("POST", "/v2.0/ports", {"port": {"network_id": "{net}", "fixed_ips": [{"ip_address": "10.0.0.1"}]}}, 409, None),
-    # service-type violations: no subnet serves the owner
+    # an address outside the subnet it names
     ("POST", "/v2.0/ports", {"port": {"network_id": "{ext}", "device_owner": "compute:nova",
                                       "fixed_ips": [{"ip_address": "100.64.0.250", "subnet_id": "{s_gw}"}]}}, 400, None),
 ]

@@ -111,3 +111,14 @@ def test_state_survives_a_restart_and_schema_matches_migrations(db_url):
         with store.engine.connect() as conn:
             diff = compare_metadata(MigrationContext.configure(conn), metadata)
         assert diff == [], diff
+
+
+def test_serve_helpers(tmp_path):
+    import pytest
+    from dvrnet.api.serve import default_db, parse_bind
+    assert parse_bind("127.0.0.1:9696") == ("127.0.0.1", 9696)
+    assert parse_bind("[::1]:80") == ("::1", 80)
+    for bad in ("9696", "host:", "h:99999"):
+        with pytest.raises(ValueError, match="HOST:PORT"):
+            parse_bind(bad)
+    assert default_db(str(tmp_path)) == f"sqlite:///{tmp_path}/dvrnet.db"
