@@ -114,21 +114,47 @@ def namespaces_to_read(desired: HostState, own: Ownership) -> list[str]:
     return sorted(n for n in present if own.owns_namespace(n) or n in desired.namespaces)
 
 
-def read_host(desired: HostState, prefix: str = "") -> HostState:
+@dataclass
+class Observation:
+    """What was read, and what could not be: `unreadable` namespaces (ip dump failed) and
+    namespaces whose nftables could not be listed. Neither may be treated as empty."""
+    state: HostState
+    unreadable: dict[str, str]
+    nft_unreadable: dict[str, str]
+
+
+def observe(desired: HostState, prefix: str = "") -> Observation:
     own = Ownership(prefix)
     names = namespaces_to_read(desired, own)
+    bad: dict[str, str] = {}
+    bad_nft: dict[str, str] = {}
 
     def one(ns: str):
         want = desired.namespaces.get(ns)
         keys = [k for k in (want.sysctls if want else {}) if owns_sysctl(k)]
         try:
-            return (_dump(ns), sysctl.read(ns, keys),
-                    nft.read_tables(ns, dict(want.nft) if want else {}))
+            raw, sysctls = _dump(ns), sysctl.read(ns, keys)
         except netns.MissingNamespace:
             return None                 # deleted while we read: absent, not empty
+        except (iproute.ReadError, OSError) as e:
+            bad[ns] = f"cannot read: {e}"
+            return None
+        try:
+            tables = nft.read_tables(ns, dict(want.nft) if want else {})
+        except (iproute.ReadError, OSError, netns.MissingNamespace) as e:
+            bad_nft[ns], tables = f"cannot read nftables: {e}", {}
+        return raw, sysctls, tables
 
     with ThreadPoolExecutor(max_workers=4) as pool:
         parts = {n: p for n, p in zip(names, pool.map(one, names)) if p is not None}
     by_ns = {n: p[0] for n, p in parts.items()}
-    return HostState(desired.host, {n: _namespace(p[0], by_ns, desired.namespaces.get(n), p[1], p[2])
-                                    for n, p in parts.items()})
+    state = HostState(desired.host, {n: _namespace(p[0], by_ns, desired.namespaces.get(n), p[1], p[2])
+                                     for n, p in parts.items()})
+    return Observation(state, bad, bad_nft)
+
+
+def read_host(desired: HostState, prefix: str = "") -> HostState:
+    obs = observe(desired, prefix)
+    if obs.unreadable or obs.nft_unreadable:
+        raise iproute.ReadError("; ".join(f"{n}: {m}" for n, m in {**obs.unreadable, **obs.nft_unreadable}.items()))
+    return obs.state

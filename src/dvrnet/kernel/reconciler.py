@@ -14,7 +14,7 @@ Invariants:
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from dvrnet.plan.state import HostState
 from dvrnet.reconcile.diff import diff
@@ -23,7 +23,7 @@ from dvrnet.reconcile.verify import describe_plan
 
 from .apply import OpError, execute
 from .protocols import register_rt_proto
-from .read import read_host
+from .read import Observation, observe, read_host
 
 
 @dataclass
@@ -62,11 +62,25 @@ class Reconciler:
     def apply(self, plan: Plan) -> list[OpError]:
         return execute(plan)
 
+    def _scoped(self, desired: HostState) -> tuple[HostState, HostState, list[str]]:
+        """Desired and observed state without what could not be read (never treated as empty)."""
+        obs: Observation = observe(desired, self.prefix)
+        errors = [f"{n}: {m}" for n, m in sorted({**obs.unreadable, **obs.nft_unreadable}.items())]
+
+        def trim(h: HostState) -> HostState:
+            out = {}
+            for n, ns in h.namespaces.items():
+                if n in obs.unreadable:
+                    continue
+                out[n] = replace(ns, nft={}) if n in obs.nft_unreadable else ns
+            return HostState(h.host, out)
+        return trim(desired), trim(obs.state), errors
+
     def sync(self, desired: HostState, verify: bool = True) -> Result:
         t = {"start": time.perf_counter()}
-        observed = self.observe(desired)
+        want, observed, read_errors = self._scoped(desired)
         t["read"] = time.perf_counter()
-        plan = diff(desired, observed, self.prefix)
+        plan = diff(want, observed, self.prefix)
         t["diff"] = time.perf_counter()
         errors = execute(plan) if plan else []
         t["apply"] = time.perf_counter()
@@ -74,9 +88,11 @@ class Reconciler:
         applied = tuple(op for op in plan if id(op) not in failed)
         vplan = Plan()
         if verify and (plan or plan.conflicts):
-            vplan = diff(desired, self.observe(desired), self.prefix)
+            want2, observed2, read_errors2 = self._scoped(desired)
+            vplan = diff(want2, observed2, self.prefix)
         t["verify"] = time.perf_counter()
         timings = {k: t[k] - t[p] for p, k in zip(("start", "read", "diff", "apply"),
                                                   ("read", "diff", "apply", "verify"))}
-        errs: tuple[OpError | str, ...] = tuple(errors) + tuple(f"conflict: {c}" for c in plan.conflicts)
+        errs: tuple[OpError | str, ...] = (tuple(read_errors) + tuple(errors)
+                                            + tuple(f"conflict: {c}" for c in plan.conflicts))
         return Result(plan, applied, errs, vplan, describe_plan(vplan), timings)

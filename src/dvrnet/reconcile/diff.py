@@ -222,9 +222,19 @@ def _diff_neighbours(d: Namespace, o: Namespace, own: Ownership, acc: _Acc) -> N
 
 
 # --- sysctls ----------------------------------------------------------------------------------
+def sysctl_dev(key: str) -> str | None:
+    """The device a per-device sysctl belongs to (`net.ipv4.conf.<dev>.x`), else None."""
+    parts = key.split(".")
+    if len(parts) >= 5 and parts[2] in ("conf", "neigh") and parts[3] not in ("all", "default"):
+        return ".".join(parts[3:-1])
+    return None
+
+
 def _diff_sysctls(d: Namespace, o: Namespace, acc: _Acc) -> None:
     for key in sorted(d.sysctls):
         want, have = str(d.sysctls[key]).strip(), o.sysctls.get(key)
+        if not _alive(d.name, sysctl_dev(key), acc):
+            have = None                         # a recreated device starts from defaults
         if have is None or str(have).strip() != want:
             acc.creates["sysctl"].append(SysctlSet(d.name, key, want, have))
 
