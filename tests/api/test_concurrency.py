@@ -87,3 +87,21 @@ def test_parallel_fips_postgresql_two_servers(postgres):
                 assert ok(c.get("/v2.0/dvrnet/cloud")) == ok(httpx.get(url_a + "/v2.0/dvrnet/cloud"))
                 neutron = ok(c.delete(f"/v2.0/subnets/{ids['s_fip']}"), (409,))
                 assert neutron["NeutronError"]["type"] == "SubnetInUse"
+
+
+def test_postgresql_schema_restart_and_bad_input(postgres):
+    from alembic.autogenerate import compare_metadata
+    from alembic.runtime.migration import MigrationContext
+    from api_helpers import TestClient, neutron_error
+    from dvrnet.store.tables import metadata
+    with fresh_postgres_db(postgres, f"dvrnet_{uuid.uuid4().hex[:8]}") as db:
+        with TestClient(create_app(db)) as c:
+            ids = build_topology(c)
+            before = ok(c.get("/v2.0/dvrnet/cloud"))
+            neutron_error(c.delete(f"/v2.0/subnets/{ids['s_gw']}"), 409, "SubnetInUse")
+            neutron_error(c.get("/v2.0/networks/not-a-uuid"), 404, "NetworkNotFound")
+            neutron_error(c.post("/v2.0/subnets", json={"subnet": {"network_id": ids["net"], "cidr": "10.0.0.0/16"}}), 400)
+        with TestClient(create_app(db)) as c:
+            assert ok(c.get("/v2.0/dvrnet/cloud")) == before
+            with c.app.state.store.engine.connect() as conn:
+                assert compare_metadata(MigrationContext.configure(conn), metadata) == []
