@@ -508,8 +508,12 @@ def _fg_rows(info: LabInfo, fg: dict[str, list[FgPort]]) -> list[Row]:
     for i, n in enumerate(info.nodes, start=1):
         ports = [p for p in fg.get(n.name, []) if p.addresses and p.mac]
         if not ports:
-            rows.append(Row(f"packet to {n.name}'s fg- MAC, address it does not host", "not forwarded",
-                            f"no fg- port found on {n.name}", False, "fg- MAC"))
+            hosts_fip = any(v.fip and v.node == n.name for v in info.vms)
+            if hosts_fip or not any(fg.values()):
+                rows.append(Row(f"packet to {n.name}'s fg- MAC, address it does not host", "not forwarded",
+                                f"no fg- port found on {n.name}", False, "fg- MAC"))
+            else:
+                rows.append(Row(f"{n.name} has no fg- port", "none: it hosts no FIP", "no fg- port", True, "fg- MAC"))
             continue
         p, mark, table = ports[0], i, 900 + i
         dsts: list[tuple[str, bool, str]] = [(a, False, f"sink {a}") for a in info.sink_addresses.values()]

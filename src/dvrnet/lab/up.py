@@ -1,0 +1,176 @@
+"""`lab up`: the physical world, the server, one agent per node, and the scenario created through the
+API, in the order the data plane needs:
+
+0. `lab down` of anything left under the prefix;
+1. world (segment, gateways, internet, probe/sink, underlay, node bridge namespaces);
+2. `dvrnet server` (SQLite in the state dir) on a free 127.0.0.1 port;
+3. topology through the API (hosts, external network + subnets, tenant networks, routers, interfaces);
+4. tenant bridges + VXLAN on every node, and the distributed-gateway bridge rules for the tenant
+   gateway addresses and router-interface MACs — before any qr- port exists;
+5. VM ports + FIPs through the API, VM namespaces plugged into their nodes' bridges;
+6. one `dvrnet agent --once` per node in parallel (converged when all exit 0), then the long-running
+   agents (pids in the state dir, logs beside them);
+7. LabInfo saved to `<state dir>/lab.json`.
+Every process is started with the lab's prefix or `dvrnet` in its command line and a pid file, so
+`lab down` finds it.
+"""
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+
+import httpx
+
+from ..scenarios.seed import SEED, ScenarioSpec
+from . import resources
+from .down import down
+from .info import LabInfo, RouterInfo, VmInfo
+from .world import (ExternalSubnet, NodeSpec, TenantNet, VmSpec, WorldSpec, add_tenant_networks, add_vms,
+                    build_world, sync_bridge_rules)
+
+Progress = Callable[[str], None]
+
+
+def _short(host: str) -> str:
+    m = re.match(r"^([a-z])[a-z]*?(\d*)$", host)
+    return (m.group(1) + m.group(2)) if m else host[:3]
+
+
+def world_spec_for(scenario: ScenarioSpec, prefix: str, state_dir: str) -> WorldSpec:
+    shorts = [_short(h) for h, _ in scenario.hosts]
+    if len(set(shorts)) != len(shorts):
+        shorts = [f"h{i}" for i in range(1, len(shorts) + 1)]
+    service = next((s.cidr for s in scenario.external_subnets if not s.gateway), "100.64.0.0/24")
+    return WorldSpec(prefix=prefix, state_dir=state_dir,
+                     nodes=tuple(NodeSpec(h, s, m) for (h, m), s in zip(scenario.hosts, shorts)),
+                     external=tuple(ExternalSubnet(s.name, s.cidr, s.gateway) for s in scenario.external_subnets
+                                    if s.gateway),
+                     service_subnet=service)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _spawn(spec: WorldSpec, name: str, argv: list[str]) -> subprocess.Popen:
+    os.makedirs(spec.pid_dir, exist_ok=True)
+    log = open(os.path.join(spec.state_dir, f"{name}.log"), "ab")
+    p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True)
+    with open(os.path.join(spec.pid_dir, f"{name}.pid"), "w") as f:
+        f.write(f"{p.pid}\n")
+    return p
+
+
+def _dvrnet(*args: str) -> list[str]:
+    return [sys.executable, "-m", "dvrnet.cli", *args]
+
+
+def start_server(spec: WorldSpec, port: int | None = None, timeout: float = 30) -> str:
+    port = port or _free_port()
+    url = f"http://127.0.0.1:{port}"
+    p = _spawn(spec, "server", _dvrnet("server", "--bind", f"127.0.0.1:{port}",
+                                       "--state-dir", os.path.join(spec.state_dir, "server")))
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if p.poll() is not None:
+            raise RuntimeError(f"dvrnet server exited with {p.returncode}; see {spec.state_dir}/server.log")
+        try:
+            if httpx.get(url + "/", timeout=0.5).status_code == 200:
+                return url
+        except httpx.HTTPError:
+            time.sleep(0.05)
+    raise RuntimeError(f"dvrnet server not answering on {url} after {timeout}s")
+
+
+def _agent_args(spec: WorldSpec, node: NodeSpec, url: str) -> list[str]:
+    return ["agent", "--host", node.name, "--mode", node.mode, "--server", url,
+            "--netns-prefix", spec.node_prefix(node), "--bridge-netns", spec.bridge_ns(node),
+            "--external-bridge", "br-ex", "--log-level", "WARNING"]
+
+
+def converge_once(spec: WorldSpec, url: str, timeout: float = 60) -> dict[str, int]:
+    """One `agent --once` per node in parallel; returns exit codes."""
+    procs = {n.name: subprocess.Popen(_dvrnet(*_agent_args(spec, n, url), "--once"), stdout=subprocess.DEVNULL,
+                                      stderr=open(os.path.join(spec.state_dir, f"agent-once-{n.name}.log"), "ab"))
+             for n in spec.nodes}
+    return {h: p.wait(timeout) for h, p in procs.items()}
+
+
+def start_agents(spec: WorldSpec, url: str) -> dict[str, int]:
+    return {n.name: _spawn(spec, f"agent-{n.name}", _dvrnet(*_agent_args(spec, n, url))).pid for n in spec.nodes}
+
+
+def up(prefix: str = "dvl-", state_dir: str = "/var/lib/dvrnet/lab", scenario: ScenarioSpec = SEED,
+       progress: Progress | None = None, agents: bool = True) -> LabInfo:
+    say = progress or (lambda _m: None)
+    t0 = time.monotonic()
+    lap = [t0]
+
+    def step(msg: str) -> None:
+        now = time.monotonic()
+        say(f"{msg} ({now - lap[0]:.2f}s)")
+        lap[0] = now
+
+    spec = world_spec_for(scenario, prefix, state_dir)
+    old = down(prefix, state_dir)       # `up` always starts from a clean slate (also after a crash)
+    if old.namespaces or old.killed:
+        step(f"removed a previous lab: {len(old.namespaces)} namespaces, {len(old.killed)} processes")
+    info = build_world(spec)
+    step("physical world: external segment, gateways, internet host, underlay, node bridges")
+    url = start_server(spec)
+    info.server_url = url
+    info.save()
+    step(f"dvrnet server on {url}")
+    c = httpx.Client(base_url=url, timeout=30)
+    topo = resources.create_topology(c, scenario)
+    step("topology through the API: external network and subnets, tenant networks, routers, interfaces")
+    nets = {name: TenantNet(n["id"], 1000 + i, int(n.get("mtu") or scenario.tenant_mtu))
+            for i, (name, n) in enumerate(topo.networks.items(), start=1)}
+    add_tenant_networks(spec, list(nets.values()))
+    sync_bridge_rules(spec, list(nets.values()), topo.tenant_gateway_ips, topo.router_interface_macs)
+    step("tenant L2: bridges, VXLAN, distributed-gateway bridge rules")
+    resources.create_vms(c, topo, scenario)
+    vm_specs, vm_infos = [], []
+    for vm in scenario.vms:
+        port = topo.vm_ports[vm.name]
+        fixed = port["fixed_ips"][0]["ip_address"]
+        sub = topo.subnets[vm.network]
+        plen = ipaddress.ip_network(sub["cidr"]).prefixlen
+        vm_specs.append(VmSpec(vm.name, vm.host, port["network_id"], port["mac_address"], fixed, plen,
+                               sub.get("gateway_ip"), nets[vm.network].mtu, port["id"]))
+        fip = topo.fips.get(vm.name)
+        vm_infos.append(VmInfo(name=vm.name, node=vm.host, netns=spec.ns(vm.name), network=vm.network,
+                               network_id=port["network_id"], port_id=port["id"], mac=port["mac_address"],
+                               fixed_ip=fixed, prefixlen=plen, gateway_ip=sub.get("gateway_ip") or "",
+                               fip=fip["floating_ip_address"] if fip else None, fip_subnet=vm.fip_subnet,
+                               router=topo.router_of_network.get(vm.network)))
+    add_vms(spec, vm_specs)
+    info.vms = vm_infos
+    step(f"{len(vm_specs)} VM ports and FIPs through the API, VM namespaces")
+    for name, r in topo.routers.items():
+        gw = r.get("external_gateway_info") or {}
+        info.routers.append(RouterInfo(name=name, id=r["id"], snat_node=resources.snat_host(c, r["id"]),
+                                       snat_ips=[x["ip_address"] for x in gw.get("external_fixed_ips", [])],
+                                       networks=[n for n, rn in topo.router_of_network.items() if rn == name]))
+    info.save()
+    if agents:
+        codes = converge_once(spec, url)
+        bad = {h: rc for h, rc in codes.items() if rc != 0}
+        if bad:
+            raise RuntimeError(f"agents did not converge: {bad}; see {state_dir}/agent-once-*.log")
+        step("agents converged (one pass per node)")
+        pids = start_agents(spec, url)
+        for n in info.nodes:
+            n.agent_pid = pids.get(n.name)
+        step("agents running")
+    info.save()
+    say(f"lab up in {time.monotonic() - t0:.1f}s; state in {state_dir}")
+    return info
