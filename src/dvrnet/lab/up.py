@@ -160,6 +160,7 @@ def up(prefix: str = "dvl-", state_dir: str = "/var/lib/dvrnet/lab", scenario: S
         info.routers.append(RouterInfo(name=name, id=r["id"], snat_node=resources.snat_host(c, r["id"]),
                                        snat_ips=[x["ip_address"] for x in gw.get("external_fixed_ips", [])],
                                        networks=[n for n, rn in topo.router_of_network.items() if rn == name]))
+    c.close()
     info.save()
     if agents:
         codes = converge_once(spec, url)
