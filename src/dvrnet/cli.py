@@ -74,6 +74,19 @@ def _plan_options(fn):
     return fn
 
 
+def _lab_defaults(host: str, server: str | None, netns_prefix: str, bridge_netns: str):
+    """Without --server, a running lab supplies the server URL and the node's prefixes."""
+    if server is not None:
+        return server, netns_prefix, bridge_netns
+    try:
+        from .lab.info import LabInfo
+        info = LabInfo.load(os.environ.get("DVRNET_LAB_STATE", "/var/lib/dvrnet/lab"))
+        node = info.node(host)
+    except (FileNotFoundError, StopIteration, ValueError, OSError):
+        return "http://127.0.0.1:9696", netns_prefix, bridge_netns
+    return info.server_url, node.prefix, node.bridge_netns
+
+
 def _plan_config(netns_prefix: str, bridge_netns: str, external_bridge: str):
     from .plan import PlanConfig
     return PlanConfig(netns_prefix=netns_prefix, bridge_netns=bridge_netns, external_bridge=external_bridge)
@@ -111,7 +124,7 @@ def agent(host, mode, server, token, resync_interval, once, log_level, netns_pre
 
 @main.command()
 @click.argument("host")
-@click.option("--server", default="http://127.0.0.1:9696", show_default=True, help="URL of `dvrnet server`.")
+@click.option("--server", default=None, help="URL of `dvrnet server` (default: the lab's, else http://127.0.0.1:9696).")
 @click.option("--token", default=None, envvar="DVRNET_TOKEN")
 @click.option("--desired", "what", flag_value="desired", help="What the server's model asks of HOST.")
 @click.option("--actual", "what", flag_value="actual", help="What the kernel holds now (dvrnet-owned objects).")
@@ -125,6 +138,7 @@ def show(host, server, token, what, netns_prefix, bridge_netns, external_bridge)
     from .kernel import Reconciler
     from .plan.render import render
     from .reconcile import diff as diff_states
+    server, netns_prefix, bridge_netns = _lab_defaults(host, server, netns_prefix, bridge_netns)
     feed = Feed(server, host, "dvr", token=token, max_backoff=0)
     view = feed.fetch_once()
     cfg = _plan_config(netns_prefix, bridge_netns, external_bridge)
@@ -146,14 +160,112 @@ def bench(quick: bool) -> None:
     sys.exit(reconcile_bench(["--quick"] if quick else []))
 
 
+LAB_STATE = os.environ.get("DVRNET_LAB_STATE", "/var/lib/dvrnet/lab")
+LAB_PREFIX = os.environ.get("DVRNET_LAB_PREFIX", "dvl-")
+
+
+def _lab_options(fn):
+    fn = click.option("--state-dir", default=LAB_STATE, show_default=True, help="Where the lab keeps its state.")(fn)
+    fn = click.option("--prefix", default=LAB_PREFIX, show_default=True,
+                      help="Name prefix of everything the lab creates.")(fn)
+    return fn
+
+
+@main.group()
+def lab() -> None:
+    """The article's figure on this machine, built from network namespaces, checked with packets."""
+
+
+def _need_root() -> None:
+    if os.geteuid() != 0:
+        raise click.ClickException("the lab creates network namespaces: run it as root")
+
+
+def _lab_up(prefix: str, state_dir: str):
+    from rich.console import Console
+    from .lab.up import up
+    console = Console(stderr=True)
+    return up(prefix=prefix, state_dir=state_dir, progress=lambda m: console.print(f"[dim]lab[/dim] {m}"))
+
+
+def _lab_check(state_dir: str, as_json: bool) -> bool:
+    from .lab.checks import render_table, rows_json, run_checks
+    from .lab.info import LabInfo
+    try:
+        info = LabInfo.load(state_dir)
+    except FileNotFoundError:
+        raise click.ClickException(f"no lab in {state_dir}: run `dvrnet lab up` first") from None
+    rows = run_checks(info)
+    if as_json:
+        click.echo(rows_json(rows))
+    else:
+        render_table(rows)
+    return all(r.passed for r in rows)
+
+
+@lab.command("up")
+@_lab_options
+def lab_up(prefix: str, state_dir: str) -> None:
+    """Build the lab: external segment, gateways, internet host, nodes, server, agents, the seed's resources."""
+    _need_root()
+    try:
+        _lab_up(prefix, state_dir)
+    except RuntimeError as e:
+        raise click.ClickException(str(e)) from None
+
+
+@lab.command("check")
+@_lab_options
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable rows.")
+def lab_check(prefix: str, state_dir: str, as_json: bool) -> None:
+    """Run the traffic checks; exit 1 when any fails."""
+    _need_root()
+    if not _lab_check(state_dir, as_json):
+        sys.exit(1)
+
+
+@lab.command("info")
+@_lab_options
+@click.option("--json", "as_json", is_flag=True, default=True, help="JSON (the only format).")
+def lab_info(prefix: str, state_dir: str, as_json: bool) -> None:
+    """Where everything is: VMs, FIPs, gateways, the internet host, node prefixes, agent PIDs, server URL."""
+    from .lab.info import LabInfo
+    try:
+        click.echo(LabInfo.load(state_dir).to_json())
+    except FileNotFoundError:
+        raise click.ClickException(f"no lab in {state_dir}: run `dvrnet lab up` first") from None
+
+
+@lab.command("down")
+@_lab_options
+def lab_down(prefix: str, state_dir: str) -> None:
+    """Remove everything the lab created (namespaces, links, processes, files), also after a crash."""
+    _need_root()
+    from .lab.down import down
+    r = down(prefix, state_dir)
+    click.echo(f"lab down: removed {len(r.namespaces)} namespaces, stopped {len(r.killed)} processes")
+
+
 @main.command()
-def demo() -> None:
-    """What `make demo` runs."""
-    from .plan import PlanConfig, plan_host, render
-    cloud = load_scenario("seed")
-    click.echo("The lab (`dvrnet lab up` / `lab check`) is not built yet (issue: the lab).")
-    click.echo("Meanwhile, this is the desired state dvrnet computes for compute1 in the seed scenario:\n")
-    click.echo(render(plan_host(cloud, "compute1", PlanConfig())), nl=False)
+@_lab_options
+def demo(prefix: str, state_dir: str) -> None:
+    """What `make demo` runs: lab up, lab check, and how to look around."""
+    _need_root()
+    try:
+        info = _lab_up(prefix, state_dir)
+    except RuntimeError as e:
+        raise click.ClickException(str(e)) from None
+    ok = _lab_check(state_dir, False)
+    c1 = info.node("compute1")
+    click.echo(f"""
+The lab is up and stays up (API server: {info.server_url}). Look around:
+  .venv/bin/dvrnet show compute1 --desired     what the model asks of compute1 (also --actual, --diff)
+  ip netns | grep {c1.prefix}                     compute1's namespaces; then e.g. `ip -n <its fip- namespace> rule`
+  .venv/bin/dvrnet lab info                    every VM, FIP, gateway, node prefix and agent PID
+  .venv/bin/dvrnet lab check                   run the traffic checks again
+Tear it down with `make lab-down` (or `.venv/bin/dvrnet lab down`).""")
+    if not ok:
+        sys.exit(1)
 
 
 if __name__ == "__main__":  # pragma: no cover
