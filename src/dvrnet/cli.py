@@ -71,6 +71,8 @@ def _plan_options(fn):
     fn = click.option("--bridge-netns", default="dvrnet-bridges", show_default=True,
                       help="Namespace holding this node's bridges (where router ports are plugged).")(fn)
     fn = click.option("--external-bridge", default="br-ex", show_default=True, help="Bridge on the external segment.")(fn)
+    fn = click.option("--bridge-mapping", "bridge_mappings", multiple=True, metavar="NET=BRIDGE",
+                      help="External network NET (id) plugs into BRIDGE instead of --external-bridge; repeatable.")(fn)
     return fn
 
 
@@ -87,9 +89,20 @@ def _lab_defaults(host: str, server: str | None, netns_prefix: str, bridge_netns
     return info.server_url, node.prefix, node.bridge_netns
 
 
-def _plan_config(netns_prefix: str, bridge_netns: str, external_bridge: str):
+def _bridge_mappings(items) -> tuple[tuple[str, str], ...]:
+    out = []
+    for item in items or ():
+        net, sep, bridge = item.partition("=")
+        if not sep or not net.strip() or not bridge.strip():
+            raise click.BadParameter(f"{item!r}: expected NET=BRIDGE", param_hint="--bridge-mapping")
+        out.append((net.strip(), bridge.strip()))
+    return tuple(out)
+
+
+def _plan_config(netns_prefix: str, bridge_netns: str, external_bridge: str, bridge_mappings=()):
     from .plan import PlanConfig
-    return PlanConfig(netns_prefix=netns_prefix, bridge_netns=bridge_netns, external_bridge=external_bridge)
+    return PlanConfig(netns_prefix=netns_prefix, bridge_netns=bridge_netns, external_bridge=external_bridge,
+                      bridge_mappings=_bridge_mappings(bridge_mappings))
 
 
 @main.command()
@@ -101,14 +114,15 @@ def _plan_config(netns_prefix: str, bridge_netns: str, external_bridge: str):
 @click.option("--once", is_flag=True, help="One full pass, then exit (0 when converged).")
 @click.option("--log-level", default="INFO", show_default=True)
 @_plan_options
-def agent(host, mode, server, token, resync_interval, once, log_level, netns_prefix, bridge_netns, external_bridge):
+def agent(host, mode, server, token, resync_interval, once, log_level, netns_prefix, bridge_netns, external_bridge,
+          bridge_mappings):
     """Run the node agent: follow the server's view of HOST and make the kernel match it."""
     import logging
     import signal
     from .agent.feed import Feed
     from .agent.loop import Agent
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    cfg = _plan_config(netns_prefix, bridge_netns, external_bridge)
+    cfg = _plan_config(netns_prefix, bridge_netns, external_bridge, bridge_mappings)
     a = Agent(host, Feed(server, host, mode, token=token), cfg, resync_interval=resync_interval)
     def _terminate(*_):
         a.stop.set()
@@ -131,7 +145,7 @@ def agent(host, mode, server, token, resync_interval, once, log_level, netns_pre
 @click.option("--diff", "what", flag_value="diff", default=True, help="The operations that would make them equal (default).")
 @_plan_options
 @_one_line_errors
-def show(host, server, token, what, netns_prefix, bridge_netns, external_bridge):
+def show(host, server, token, what, netns_prefix, bridge_netns, external_bridge, bridge_mappings):
     """Print HOST's namespace state: desired, actual, or the difference."""
     from .agent.feed import Feed
     from .agent.loop import desired_state
@@ -141,7 +155,7 @@ def show(host, server, token, what, netns_prefix, bridge_netns, external_bridge)
     server, netns_prefix, bridge_netns = _lab_defaults(host, server, netns_prefix, bridge_netns)
     feed = Feed(server, host, "dvr", token=token, max_backoff=0)
     view = feed.fetch_once()
-    cfg = _plan_config(netns_prefix, bridge_netns, external_bridge)
+    cfg = _plan_config(netns_prefix, bridge_netns, external_bridge, bridge_mappings)
     desired, observed = desired_state(view.cloud, host, cfg, Reconciler(prefix=netns_prefix))
     if what == "desired":
         click.echo(render(desired), nl=False)

@@ -63,7 +63,8 @@ def _pool(cidr: str) -> list[dict] | None:
     return [{"start": str(net[2]), "end": str(net[LAB_RESERVED_FROM - 1])}]
 
 
-def create_topology(c: httpx.Client, spec: ScenarioSpec = SEED) -> Topology:
+def create_topology(c: httpx.Client, spec: ScenarioSpec = SEED, gateways: bool = True) -> Topology:
+    """gateways=False: the routers are created without an external gateway (T1 sets it later)."""
     for name, mode in spec.hosts:
         _post(c, "/v2.0/dvrnet/hosts", {"host": {"name": name, "mode": mode}})
     ext = _post(c, "/v2.0/networks", {"network": {"name": spec.external_network, "router:external": True,
@@ -82,8 +83,10 @@ def create_topology(c: httpx.Client, spec: ScenarioSpec = SEED) -> Topology:
         topo.subnets[net_name] = _post(c, "/v2.0/subnets", {"subnet": {
             "network_id": net["id"], "cidr": s.cidr, "ip_version": 4, "name": s.name, "gateway_ip": s.gateway}})
     for r_name, nets in spec.routers:
-        r = _post(c, "/v2.0/routers", {"router": {"name": r_name, "distributed": True,
-                                                  "external_gateway_info": {"network_id": ext["id"]}}})
+        body = {"name": r_name, "distributed": True}
+        if gateways:
+            body["external_gateway_info"] = {"network_id": ext["id"]}
+        r = _post(c, "/v2.0/routers", {"router": body})
         for n in nets:
             _ok(c.put(f"/v2.0/routers/{r['id']}/add_router_interface", json={"subnet_id": topo.subnets[n]["id"]}))
             topo.router_of_network[n] = r_name
@@ -93,7 +96,8 @@ def create_topology(c: httpx.Client, spec: ScenarioSpec = SEED) -> Topology:
     return topo
 
 
-def create_vms(c: httpx.Client, topo: Topology, spec: ScenarioSpec = SEED) -> Topology:
+def create_vms(c: httpx.Client, topo: Topology, spec: ScenarioSpec = SEED, fips: bool = True) -> Topology:
+    """fips=False: VM ports only, no floating IPs."""
     for vm in spec.vms:
         net = topo.networks[vm.network]
         port = _post(c, "/v2.0/ports", {"port": {"network_id": net["id"], "device_owner": "compute:nova",
@@ -101,7 +105,7 @@ def create_vms(c: httpx.Client, topo: Topology, spec: ScenarioSpec = SEED) -> To
                                                   "name": f"{vm.name}-port",
                                                   "fixed_ips": [{"subnet_id": topo.subnets[vm.network]["id"]}]}})
         topo.vm_ports[vm.name] = port
-        if vm.fip_subnet is not None:
+        if fips and vm.fip_subnet is not None:
             topo.fips[vm.name] = _post(c, "/v2.0/floatingips", {"floatingip": {
                 "floating_network_id": topo.external_network["id"],
                 "subnet_id": topo.external_subnets[vm.fip_subnet]["id"], "port_id": port["id"],

@@ -90,10 +90,10 @@ def start_server(spec: WorldSpec, port: int | None = None, timeout: float = 30) 
     raise RuntimeError(f"dvrnet server not answering on {url} after {timeout}s")
 
 
-def _agent_args(spec: WorldSpec, node: NodeSpec, url: str) -> list[str]:
+def _agent_args(spec: WorldSpec, node: NodeSpec, url: str, extra: tuple[str, ...] = ()) -> list[str]:
     return ["agent", "--host", node.name, "--mode", node.mode, "--server", url,
             "--netns-prefix", spec.node_prefix(node), "--bridge-netns", spec.bridge_ns(node),
-            "--external-bridge", "br-ex", "--log-level", "WARNING"]
+            "--external-bridge", "br-ex", "--log-level", "WARNING", *extra]
 
 
 def converge_once(spec: WorldSpec, url: str, timeout: float = 60) -> dict[str, int]:
@@ -104,12 +104,17 @@ def converge_once(spec: WorldSpec, url: str, timeout: float = 60) -> dict[str, i
     return {h: p.wait(timeout) for h, p in procs.items()}
 
 
-def start_agents(spec: WorldSpec, url: str) -> dict[str, int]:
-    return {n.name: _spawn(spec, f"agent-{n.name}", _dvrnet(*_agent_args(spec, n, url))).pid for n in spec.nodes}
+def start_agents(spec: WorldSpec, url: str, extra: tuple[str, ...] = ()) -> dict[str, int]:
+    """extra: more `dvrnet agent` arguments for every node (e.g. `--bridge-mapping NET=BR`)."""
+    return {n.name: _spawn(spec, f"agent-{n.name}", _dvrnet(*_agent_args(spec, n, url, extra))).pid
+            for n in spec.nodes}
 
 
 def up(prefix: str = "dvl-", state_dir: str = "/var/lib/dvrnet/lab", scenario: ScenarioSpec = SEED,
-       progress: Progress | None = None, agents: bool = True) -> LabInfo:
+       progress: Progress | None = None, agents: bool = True, gateways: bool = True, fips: bool = True) -> LabInfo:
+    """gateways=False: routers without an external gateway (and then no FIPs either: a FIP needs
+    its router's gateway); fips=False: VM ports without floating IPs. The T1-T6 tests start there."""
+    fips = fips and gateways
     say = progress or (lambda _m: None)
     t0 = time.monotonic()
     lap = [t0]
@@ -130,14 +135,14 @@ def up(prefix: str = "dvl-", state_dir: str = "/var/lib/dvrnet/lab", scenario: S
     info.save()
     step(f"dvrnet server on {url}")
     c = httpx.Client(base_url=url, timeout=30)
-    topo = resources.create_topology(c, scenario)
+    topo = resources.create_topology(c, scenario, gateways=gateways)
     step("topology through the API: external network and subnets, tenant networks, routers, interfaces")
     nets = {name: TenantNet(n["id"], 1000 + i, int(n.get("mtu") or scenario.tenant_mtu))
             for i, (name, n) in enumerate(topo.networks.items(), start=1)}
     add_tenant_networks(spec, list(nets.values()))
     sync_bridge_rules(spec, list(nets.values()), topo.tenant_gateway_ips, topo.router_interface_macs)
     step("tenant L2: bridges, VXLAN, distributed-gateway bridge rules")
-    resources.create_vms(c, topo, scenario)
+    resources.create_vms(c, topo, scenario, fips=fips)
     vm_specs, vm_infos = [], []
     for vm in scenario.vms:
         port = topo.vm_ports[vm.name]

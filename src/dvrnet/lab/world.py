@@ -27,6 +27,7 @@ namespaces is touched.
 from __future__ import annotations
 
 import ipaddress
+import json
 import os
 import re
 import time
@@ -389,6 +390,74 @@ def wait_l2(spec: WorldSpec, src: VmSpec, dst: VmSpec, timeout: float = 5.0) -> 
     return False
 
 
+# ----------------------------------------------------------------------------------------------
+# growing the world while it runs (T5: a new external subnet; T6: a second external network)
+
+def add_external_segment(spec: WorldSpec, name: str, node_bridge: str, uplink: str) -> str:
+    """A second external segment: namespace `L<name>` with bridge `br-seg`, and on every node a
+    bridge NODE_BRIDGE (e.g. `br-ex2`) uplinked to it by veth UPLINK (`n-<short>` on the segment
+    side). Returns the segment's namespace. Idempotent."""
+    seg = spec.ns(name)
+    add_netns([seg])
+    parallel([sysctl(seg, {**NO_V6, **NO_BRNF})])
+    lines = ["link add br-seg type bridge", "link set br-seg up"]
+    for n in spec.nodes:
+        lines += [f"link add n-{n.short} type veth peer name {uplink} netns {spec.bridge_ns(n)}",
+                  f"link set n-{n.short} master br-seg up"]
+    _batches([ip_batch(seg, lines, force=True)])
+    _batches([ip_batch(spec.bridge_ns(n), [f"link add {node_bridge} type bridge", f"link set {node_bridge} up",
+                                           f"link set {uplink} master {node_bridge} up"], force=True)
+              for n in spec.nodes])
+    return seg
+
+
+def _next_inet_index(spec: WorldSpec) -> int:
+    """The first i with 10.255.i.0/30 unused in the internet host (one /30 per gateway)."""
+    p = run(Cmd(("ip", "-j", "-n", spec.internet_ns, "addr", "show"), None, spec.internet_ns))
+    used = set()
+    for link in json.loads(p.stdout or "[]"):
+        for a in link.get("addr_info", []):
+            m = re.match(r"^10\.255\.(\d+)\.", a.get("local", ""))
+            if m:
+                used.add(int(m.group(1)))
+    return next(i for i in range(1, 255) if i not in used)
+
+
+def add_gateway(spec: WorldSpec, sub: ExternalSubnet, segment_ns: str | None = None,
+                service_subnets: Iterable[str] | None = None) -> GatewayInfo:
+    """An upstream gateway for an external subnet added while the lab runs: namespace `Lgw-<name>`
+    on SEGMENT_NS (default: the first external segment), the gateway address on `seg0`, on-link
+    routes to SERVICE_SUBNETS (default: the lab's service subnet; `fg-` ARPs from there and the
+    gateway runs rp_filter=1), a /30 to the internet host, which routes SUB back through it, and
+    the same counters as every other gateway. Returns its GatewayInfo (the caller adds it to the
+    LabInfo so checks count it). Name: at most 11 characters."""
+    if not sub.gateway:
+        raise LabError(f"subnet {sub.cidr} has no gateway address")
+    if len(f"gw-{sub.name}") > 15:
+        raise LabError(f"gateway name {sub.name!r} is too long for a link name")
+    seg = segment_ns or spec.segment_ns
+    gw_ns = spec.gateway_ns(sub)
+    services = list(service_subnets) if service_subnets is not None else [spec.service_subnet]
+    i = _next_inet_index(spec)
+    add_netns([gw_ns])
+    parallel([sysctl(gw_ns, {**NO_V6, "net.ipv4.ip_forward": 1, "net.ipv4.conf.all.rp_filter": 1,
+                             "net.ipv4.conf.default.rp_filter": 1})])
+    _batches([ip_batch(seg, [f"link add gw-{sub.name} type veth peer name seg0 netns {gw_ns}",
+                             f"link set gw-{sub.name} master br-seg up"], force=True),
+              ip_batch(spec.internet_ns, [f"link add gw-{sub.name} type veth peer name inet0 netns {gw_ns}",
+                                          f"addr add 10.255.{i}.2/30 dev gw-{sub.name}",
+                                          f"link set gw-{sub.name} up"], force=True)])
+    plen = ipaddress.ip_network(sub.cidr).prefixlen
+    _batches([ip_batch(gw_ns, ["link set lo up", f"addr add {sub.gateway}/{plen} dev seg0", "link set seg0 up",
+                               f"addr add 10.255.{i}.1/30 dev inet0", "link set inet0 up",
+                               *(f"route replace {c} dev seg0 scope link" for c in services),
+                               f"route replace {spec.internet_address}/32 via 10.255.{i}.2 dev inet0"], force=True),
+              ip_batch(spec.internet_ns, [f"route replace {sub.cidr} via 10.255.{i}.1 dev gw-{sub.name} "
+                                          f"src {spec.internet_address}"], force=True)])
+    parallel([nft(gw_ns, gateway_counters_nft())])
+    return GatewayInfo(name=sub.name, subnet=sub.cidr, address=sub.gateway, netns=gw_ns)
+
+
 __all__ = ["WorldSpec", "NodeSpec", "ExternalSubnet", "TenantNet", "VmSpec", "build_world", "world_info",
            "add_tenant_networks", "sync_bridge_rules", "add_vms", "vm_ns", "wait_l2",
-           "gateway_counters_nft", "bridge_rules_nft", "MARKER", "LabError"]
+           "gateway_counters_nft", "bridge_rules_nft", "MARKER", "LabError", "add_external_segment", "add_gateway"]

@@ -13,8 +13,18 @@ class PlanConfig:
     external_bridge: the bridge attached to the external segment (every fg-/qg- port plugs there).
     Tenant networks plug into `names.tenant_bridge(network_id)`.
     port_kind: the device kind of router ports; only "veth" is implemented.
+    bridge_mappings: (external network id, bridge) pairs for external networks that live on a
+    segment of their own; every other external network plugs into `external_bridge`.
     """
     netns_prefix: str = ""
     bridge_netns: str = "dvrnet-bridges"
     external_bridge: str = "br-ex"
     port_kind: str = "veth"
+    bridge_mappings: tuple[tuple[str, str], ...] = ()
+
+    def bridge_for(self, network_id: str) -> str:
+        """The bridge the fg-/qg- ports of external network NETWORK_ID plug into."""
+        for net, bridge in self.bridge_mappings:
+            if net == network_id:
+                return bridge
+        return self.external_bridge

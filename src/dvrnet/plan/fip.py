@@ -32,7 +32,7 @@ def fip_namespace(cloud: Cloud, host: str, net: Network, fg: Port, routers: list
                   slots: dict[str, int], bridges: NsBuilder, cfg: PlanConfig) -> NsBuilder:
     ns = NsBuilder(names.fip_ns(cfg.netns_prefix, net.id))
     fg_dev = names.port_dev(names.AGENT_GW_DEV, fg.id)
-    plug(ns, bridges, fg_dev, fg, cfg.external_bridge, net.mtu, cfg)
+    plug(ns, bridges, fg_dev, fg, cfg.bridge_for(net.id), net.mtu, cfg)
 
     subnets = cloud.subnets_of(net.id)
     fg_ips: dict[str, IPv4Address] = {f.subnet_id: f.ip_address for f in fg.fixed_ips}

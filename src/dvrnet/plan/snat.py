@@ -28,7 +28,7 @@ def snat_namespace(cloud: Cloud, router: Router, bridges: NsBuilder, cfg: PlanCo
     ns = NsBuilder(names.snat_ns(cfg.netns_prefix, router.id))
     ext = cloud.network(router.gateway.network_id)
     qg = names.port_dev(names.ROUTER_GW_DEV, gw_port.id)
-    plug(ns, bridges, qg, gw_port, cfg.external_bridge, ext.mtu, cfg)
+    plug(ns, bridges, qg, gw_port, cfg.bridge_for(ext.id), ext.mtu, cfg)
     ns.sysctl("net.ipv4.ip_forward", 1)
     ns.sysctl("net.ipv4.conf.all.send_redirects", 0)
     ns.sysctl("net.ipv4.conf.default.send_redirects", 0)
