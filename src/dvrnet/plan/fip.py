@@ -25,7 +25,7 @@ from .numbers import (
     subnet_table,
 )
 from .plug import plug
-from .state import Address, Link, Neighbour, NftChain, NftTable, Route, Rule
+from .state import Address, Link, Neighbour, NftChain, NftTable, Route, Rule, ipstr
 
 
 def fip_namespace(cloud: Cloud, host: str, net: Network, fg: Port, routers: list[Router],
@@ -57,8 +57,9 @@ def fip_namespace(cloud: Cloud, host: str, net: Network, fg: Port, routers: list
         ns.address(Address(fpr, f"{fpr_ip}/31"))
         ns.route(Route(FIP_ONLINK_TABLE, f"{rfp_ip}/31", dev=fpr, scope="link", src=str(fpr_ip)))
         ns.neighbour(Neighbour(fpr, str(rfp_ip), veth_mac(r.id, "rfp")))
+        via = str(rfp_ip)
         for f in local_fips(cloud, host, r):
-            ns.route(Route(MAIN_TABLE_ID, f"{f.floating_ip_address}/32", via=str(rfp_ip), dev=fpr, onlink=True))
+            ns.route(Route(MAIN_TABLE_ID, ipstr(f.floating_ip_address) + "/32", via=via, dev=fpr, onlink=True))
 
     ns.sysctl("net.ipv4.ip_forward", 1)
     ns.sysctl("net.ipv4.ip_nonlocal_bind", 1)

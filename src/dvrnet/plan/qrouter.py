@@ -24,7 +24,7 @@ from .numbers import (
     FIP_MARK, MAIN_TABLE_ID, NFT_TABLE, QR_FIP_PRIO, QR_FIP_TABLE, QR_SNAT_PRIO, subnet_table,
 )
 from .plug import plug
-from .state import Address, Link, Neighbour, NftChain, NftMap, NftTable, Route, Rule
+from .state import Address, Link, Neighbour, NftChain, NftMap, NftTable, Route, Rule, ipstr
 
 
 def qrouter_namespace(cloud: Cloud, host: str, router: Router, slot: int | None,
@@ -58,7 +58,7 @@ def qrouter_namespace(cloud: Cloud, host: str, router: Router, slot: int | None,
                     continue
                 ip = other.ip_on(s.id)
                 if ip is not None and ip != f.ip_address:
-                    ns.neighbour(Neighbour(dev, str(ip), other.mac_address))
+                    ns.neighbour(Neighbour(dev, ipstr(ip), other.mac_address))
             sg_ip = sg_by_subnet.get(s.id)
             if sg_ip is not None:
                 table = subnet_table(s.cidr)
@@ -80,7 +80,7 @@ def qrouter_namespace(cloud: Cloud, host: str, router: Router, slot: int | None,
         ns.sysctl(f"net.ipv4.conf.{rfp}.rp_filter", 0)
         ns.sysctl(f"net.ipv4.conf.{rfp}.send_redirects", 0)
         fips = local_fips(cloud, host, router)
-        ns.table(fip_nat_table(rfp, [(str(f.floating_ip_address), str(f.fixed_ip_address)) for f in fips]))
+        ns.table(fip_nat_table(rfp, [(ipstr(f.floating_ip_address), ipstr(f.fixed_ip_address)) for f in fips]))
     return ns
 
 

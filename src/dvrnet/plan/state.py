@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from ipaddress import IPv4Network, ip_network
+from socket import inet_aton, inet_ntoa
 from typing import Mapping
 
 MAIN_TABLE = 254
@@ -155,14 +156,52 @@ class HostState:
     namespaces: Mapping[str, Namespace] = field(default_factory=dict)
 
 
+_PLEN = {str(i): i for i in range(33)}
+
+
+def parse_v4(p: str) -> tuple[int, int] | None:
+    """(address as int, prefix length) of a plain dotted-quad IPv4 prefix "a.b.c.d[/len]" in the
+    form `ipaddress` prints (no leading zeros, len 0-32); None for anything else, which then goes
+    through `ipaddress` (and its errors). ~10x cheaper than `ip_network` on the 10k-route paths."""
+    addr, slash, plen = p.partition("/")
+    try:
+        packed = inet_aton(addr)
+    except (OSError, ValueError):            # ValueError: embedded NUL
+        return None
+    if inet_ntoa(packed) != addr:            # inet_aton also takes "1.2.3", "0x1.2.3.4", "01.2.3.4"
+        return None
+    ln = _PLEN.get(plen) if slash else 32
+    return None if ln is None else (int.from_bytes(packed, "big"), ln)
+
+
 def prefix_sort_key(p: str) -> tuple[int, int]:
     if p == "default":
         return (0, 0)
+    v = parse_v4(p)
+    if v is not None:
+        n, ln = v
+        return (n & ((0xFFFFFFFF << (32 - ln)) & 0xFFFFFFFF), ln)     # strict=False: host bits off
     n = ip_network(p, strict=False)
     return (int(n.network_address), n.prefixlen)
 
 
+def ipstr(a) -> str:
+    """str() of an IPv4Address (or any address), ~8x cheaper for IPv4 on the 10k-FIP paths."""
+    try:
+        return inet_ntoa(a.packed) if a.version == 4 else str(a)
+    except AttributeError:
+        return str(a)
+
+
 def canon_prefix(net: IPv4Network | str) -> str:
     """'0.0.0.0/0' -> 'default'; '203.0.113.9' -> '203.0.113.9/32'."""
-    n = ip_network(str(net), strict=True)
+    s = str(net)
+    v = parse_v4(s)
+    if v is not None:
+        n, ln = v
+        if n & ~(0xFFFFFFFF << (32 - ln)) & 0xFFFFFFFF == 0:        # else: ipaddress raises below
+            if ln == 0:
+                return "default"
+            return s if "/" in s else s + "/32"
+    n = ip_network(s, strict=True)
     return "default" if n.prefixlen == 0 else str(n)

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from ipaddress import ip_network
 
 from dvrnet.plan.names import AGENT_GW_DEV, FIP_NS
-from dvrnet.plan.state import HostState, Link, Namespace, NftTable, MAIN_TABLE
+from dvrnet.plan.state import HostState, Link, Namespace, NftTable, MAIN_TABLE, Route, parse_v4
 
 from .ops import (AddrAdd, AddrDel, Garp, LinkAdd, LinkReplaceDel, LinkDel, LinkSet, NetnsAdd,
                   NetnsDel, NeighDel, NeighReplace, NftDelTable, NftElements, NftReplaceTable, Op,
@@ -190,17 +190,32 @@ def _diff_routes(d: Namespace, o: Namespace, own: Ownership, acc: _Acc, prefix: 
     have = {r.key: r for r in o.routes if _alive(d.name, r.dev, acc)}
     fg = sorted(n for n in d.links if n.startswith(AGENT_GW_DEV))
     is_fip = d.name.startswith(prefix + FIP_NS)
-    for r in sorted(d.routes, key=lambda r: r.sort_key()):
-        old = have.get(r.key)
-        if old == r:
-            continue
+    # only the routes that change are sorted (a no-change pass over 10k routes sorts nothing)
+    changed, want = [], set()
+    for r in d.routes:
+        k = r.key
+        want.add(k)
+        old = have.get(k)
+        if old != r:
+            changed.append((r.sort_key(), r, old))
+    changed.sort(key=_first)
+    for _, r, old in changed:
         acc.creates["route"].append(RouteReplace(d.name, r, old))
         if (old is None and is_fip and fg and r.table == MAIN_TABLE and r.type == "unicast"
-                and r.dst != "default" and ip_network(r.dst).prefixlen == 32):
+                and r.dst != "default" and _prefixlen(r.dst) == 32):
             acc.creates["garp"].append(Garp(d.name, dev=fg[0], ip=r.dst.split("/")[0]))
-    want = {r.key for r in d.routes}
-    acc.deletes["route"] += [RouteDel(d.name, r) for k, r in
-                             sorted(have.items(), key=lambda kv: kv[1].sort_key()) if k not in want]
+    gone = [r for k, r in have.items() if k not in want]
+    acc.deletes["route"] += [RouteDel(d.name, r) for r in sorted(gone, key=Route.sort_key)]
+
+
+def _first(t: tuple):
+    return t[0]
+
+
+def _prefixlen(dst: str) -> int:
+    if dst.endswith("/32") and parse_v4(dst) is not None:       # the common case, without ipaddress
+        return 32
+    return ip_network(dst).prefixlen
 
 
 # --- rules ------------------------------------------------------------------------------------
