@@ -282,5 +282,35 @@ Tear it down with `make lab-down` (or `.venv/bin/dvrnet lab down`).""")
         sys.exit(1)
 
 
+@main.command()
+@click.argument("vm")
+@click.argument("dst")
+@click.option("--state-dir", default=LAB_STATE, show_default=True, help="The lab's state directory.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable hops.")
+@_one_line_errors
+def trace(vm: str, dst: str, state_dir: str, as_json: bool) -> None:
+    """Walk VM's packet to DST namespace by namespace (model) and compare each hop with the kernel.
+
+    Exit 1 when the model and the kernel disagree on any hop."""
+    import ipaddress
+    from .lab.info import LabInfo
+    from .trace import trace as run_trace
+    try:
+        info = LabInfo.load(state_dir)
+    except FileNotFoundError:
+        raise click.ClickException(f"no lab in {state_dir}: run `dvrnet lab up` first") from None
+    if vm not in {v.name for v in info.vms}:
+        raise click.BadParameter(f"no VM {vm!r} in the lab (VMs: {', '.join(v.name for v in info.vms)})",
+                                 param_hint="VM")
+    try:
+        ipaddress.IPv4Address(dst)
+    except ValueError:
+        raise click.BadParameter(f"{dst!r} is not an IPv4 address", param_hint="DST") from None
+    t = run_trace(info, vm, dst)
+    click.echo(t.to_json() if as_json else t.text())
+    if not t.agree:
+        sys.exit(1)
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -190,7 +190,7 @@ def restart_agents(info: LabInfo, extra: tuple[str, ...] = ()) -> dict[str, int]
     from .up import start_agents, world_spec_for
     for n in info.nodes:
         if n.agent_pid:
-            _stop(n.agent_pid)
+            stop_process(n.agent_pid)
     spec = world_spec_for(SEED, info.prefix, info.state_dir)
     pids = start_agents(spec, info.server_url or "", extra)
     for n in info.nodes:
@@ -199,7 +199,8 @@ def restart_agents(info: LabInfo, extra: tuple[str, ...] = ()) -> dict[str, int]
     return pids
 
 
-def _stop(pid: int, grace: float = 5.0) -> None:
+def stop_process(pid: int, grace: float = 5.0) -> None:
+    """SIGTERM, wait (reaping it if it is our child), SIGKILL after GRACE seconds."""
     try:
         os.kill(pid, signal.SIGTERM)
     except ProcessLookupError:
@@ -221,4 +222,4 @@ def _stop(pid: int, grace: float = 5.0) -> None:
 
 
 __all__ = ["api", "ok", "refresh", "differences", "wait_converged", "Kernel", "kernel", "node_namespaces",
-           "vm_checks", "restart_agents", "run"]
+           "vm_checks", "restart_agents", "stop_process"]
