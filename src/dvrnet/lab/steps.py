@@ -100,7 +100,10 @@ def wait_converged(info: LabInfo, timeout: float = 15.0, bridge_mappings: tuple[
         time.sleep(settle)
     last: dict[str, list[str]] = {}
     while True:
-        last = differences(info, bridge_mappings)
+        try:
+            last = differences(info, bridge_mappings)
+        except Exception as e:      # noqa: BLE001 - e.g. a namespace vanished while it was read: the agent is busy
+            last = {"(read)": [f"{type(e).__name__}: {e}"]}
         if not any(last.values()):
             return time.monotonic() - t0
         if time.monotonic() - t0 > timeout:
