@@ -170,8 +170,8 @@ def show(host, server, token, what, netns_prefix, bridge_netns, external_bridge,
 @click.option("--quick", is_flag=True, help="Smoke run (N=1,000), well under two minutes.")
 def bench(quick: bool) -> None:
     """Benchmarks: ratios against Neutron's way and the raw floor, measured in one run."""
-    from .bench.reconcile import main as reconcile_bench
-    sys.exit(reconcile_bench(["--quick"] if quick else []))
+    from .bench import main as bench_main
+    sys.exit(bench_main(["--quick"] if quick else []))
 
 
 LAB_STATE = os.environ.get("DVRNET_LAB_STATE", "/var/lib/dvrnet/lab")

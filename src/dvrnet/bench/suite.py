@@ -1,0 +1,158 @@
+"""`dvrnet bench [--quick]`: control plane, data plane and end-to-end benchmarks, measured side by side
+in one run on this machine; prints a table and writes an SVG plot. A benchmark, not a test: it
+reports targets as met or missed and never fails on them.
+
+Everything it creates is named `dvb<pid>…` (namespaces) or `dvb<pid>e-` (the lab) and removed by
+name at the end, also on failure. Needs root.
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import sys
+import time
+
+from rich.console import Console
+from rich.table import Table
+
+from . import control, dataplane, e2e
+from .svg import plot
+
+FULL = dict(sizes=(100, 1000, 10000), neutron=(100, 100), dp_sizes=(1, 1000, 10000), rounds=5,
+            lookups=5000, e2e=100)
+QUICK = dict(sizes=(100, 1000), neutron=(5, 10), dp_sizes=(1, 1000), rounds=2, lookups=1000, e2e=5)
+
+
+def exponent(ns: list[int], ys: list[float]) -> float:
+    """Least-squares slope of log(y) against log(n)."""
+    pts = [(math.log(n), math.log(y)) for n, y in zip(ns, ys) if y > 0]
+    if len(pts) < 2:
+        return float("nan")
+    mx = sum(x for x, _ in pts) / len(pts)
+    my = sum(y for _, y in pts) / len(pts)
+    sxx = sum((x - mx) ** 2 for x, _ in pts)
+    return sum((x - mx) * (y - my) for x, y in pts) / sxx if sxx else float("nan")
+
+
+def _ms(s: float) -> str:
+    if s != s:
+        return "—"
+    return f"{s * 1000:,.0f} ms" if s >= 0.1 else f"{s * 1000:,.1f} ms"
+
+
+def _verdict(ok: bool) -> str:
+    return "[green]met[/]" if ok else "[red]missed[/]"
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="dvrnet bench", description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="smoke run (< 2 min): N up to 1,000, few rounds")
+    ap.add_argument("--plot", default="dvrnet-bench.svg", help="where to write the SVG plot")
+    ap.add_argument("--skip", action="append", default=[], choices=["control", "dataplane", "e2e"])
+    a = ap.parse_args(argv)
+    if os.geteuid() != 0:
+        print("dvrnet bench needs root: it creates network namespaces", file=sys.stderr)
+        return 2
+    k = QUICK if a.quick else FULL
+    out = Console(width=150) if not sys.stdout.isatty() else Console()
+    err = Console(stderr=True)
+    say = lambda m: err.print(f"[dim]{m}[/]")          # noqa: E731
+    top = f"dvb{os.getpid()}"
+    t_start = time.perf_counter()
+    load = os.getloadavg()[0]
+    rows: list[control.ControlRow] = []
+    sample = None
+    dp: list[dataplane.DataRow] = []
+    ee = None
+    try:
+        if "control" not in a.skip:
+            say(f"control plane: N = {', '.join(f'{n:,}' for n in k['sizes'])} FIPs over {control.ROUTERS} routers")
+            for n in k["sizes"]:
+                rows.append(control.run_n(top + "-", n, say))
+            r_s, f_s = k["neutron"]
+            say(f"control plane: Neutron's way, one process per object, routers={r_s}, FIPs={f_s}")
+            sample = control.neutron_measure(top + "-", r_s, f_s)
+            for row in rows:
+                row.neutron_cold = row.neutron_procs * sample.per_proc
+                row.neutron_measured = (r_s, f_s) == (control.ROUTERS, row.n)
+                if row.neutron_measured:
+                    row.neutron_cold = sample.seconds
+        if "dataplane" not in a.skip:
+            say("data plane: building the configurations")
+            dp = dataplane.run(top + "-", k["dp_sizes"], k["rounds"], k["lookups"], say)
+        if "e2e" not in a.skip:
+            say(f"end to end: a lab, {k['e2e']} FIPs")
+            ee = e2e.run(f"{top}e-", k["e2e"], say)
+    finally:
+        control.cleanup(top + "-")
+
+    out.print(f"[bold]dvrnet bench{' --quick' if a.quick else ''}[/]  ({os.cpu_count()} CPUs, load "
+              f"{load:.2f} at start, {time.perf_counter() - t_start:.0f} s)")
+    if rows:
+        t = Table(title="1. Control plane, one node: N FIPs over 100 routers (101 namespaces)")
+        for col in ("N", "row", "cold", "no change", "+1 FIP", "+1 external subnet", "processes", "vs dvrnet"):
+            t.add_column(col, justify="right" if col not in ("row",) else "left")
+        for r in rows:
+            t.add_row(f"{r.n:,}", "dvrnet", _ms(r.cold), f"{_ms(r.nochange)} ({r.nochange_writes} writes)",
+                      _ms(r.add_fip), _ms(r.add_subnet), "", "1×")
+            t.add_row("", "raw floor", _ms(r.floor_cold), "—", _ms(r.floor_add_fip), _ms(r.floor_add_subnet),
+                      f"{r.floor_procs:,}", f"dvrnet/floor {r.cold / r.floor_cold:.2f}×" if r.floor_cold else "—")
+            pp = sample.per_proc if sample else float("nan")
+            t.add_row("", "Neutron's way" + ("" if r.neutron_measured else " (extrap.)"),
+                      _ms(r.neutron_cold), "—", _ms(r.neutron_add_fip_procs * pp),
+                      _ms(r.neutron_add_subnet_procs * pp), f"{r.neutron_procs:,}",
+                      f"{r.neutron_cold / r.cold:.0f}× slower" if r.cold else "—", end_section=True)
+        out.print(t)
+        ns = [r.n for r in rows]
+        e_d, e_f, e_n = (exponent(ns, [r.cold for r in rows]), exponent(ns, [r.floor_cold for r in rows]),
+                         exponent(ns, [r.neutron_cold for r in rows]))
+        out.print(f"fitted exponent of cold cost vs N (log-log least squares): dvrnet {e_d:.2f}, "
+                  f"raw floor {e_f:.2f}, Neutron's way {e_n:.2f}")
+        for r in rows:
+            out.print(f"  N={r.n:,}: planner {_ms(r.plan_s)}; dvrnet cold = read {_ms(r.cold_timings.get('read', 0))} "
+                      f"+ diff {_ms(r.cold_timings.get('diff', 0))} + apply {_ms(r.cold_timings.get('apply', 0))} "
+                      f"({r.ops:,} ops), verify diff empty: {r.converged}; no-change with nft listed again: "
+                      f"{_ms(r.nochange_fresh)}; +1 FIP planning {_ms(r.add_fip_plan)}"
+                      + (f"; errors: {r.errors[:3]}" if r.errors else ""))
+        if sample:
+            out.print(f"  Neutron's way measured on routers={sample.routers}, FIPs={sample.fips}: "
+                      f"{sample.procs:,} processes in {sample.seconds:.1f} s = {sample.per_proc * 1000:.1f} ms "
+                      f"per process ({sample.failures} failed); other N = their exact process count × that cost "
+                      "(gratuitous ARP processes left out)")
+        big = rows[-1]
+        out.print(f"  targets at N={big.n:,}: dvrnet ≤ 2× floor: {_verdict(big.cold <= 2 * big.floor_cold)} "
+                  f"({big.cold / big.floor_cold:.2f}×); ≥ 20× faster than Neutron's way: "
+                  f"{_verdict(big.neutron_cold >= 20 * big.cold)} ({big.neutron_cold / big.cold:.0f}×); "
+                  f"near-linear (exponent ≤ 1.1): {_verdict(e_d <= 1.1)}")
+    if dp:
+        t = Table(title="2. Data plane: per-packet cost through a qrouter- namespace (medians of interleaved runs)")
+        for col in ("layout", "reachable", "ip route get µs/lookup", "ping -f round trips/s", "runs (pps)"):
+            t.add_column(col, justify="left" if col in ("layout", "runs (pps)") else "right")
+        for d in dp:
+            t.add_row(d.label, "yes" if d.ok else "[red]NO[/]", f"{d.route_get_med:.1f}",
+                      f"{d.pps_med:,.0f}", " ".join(f"{x / 1000:.0f}k" for x in d.pps))
+        out.print(t)
+        dv = {d.n: d for d in dp if d.name == "dvrnet"}
+        lo, hi = min(dv), max(dv)
+        rg = dv[hi].route_get_med / dv[lo].route_get_med - 1
+        pp = dv[lo].pps_med / dv[hi].pps_med - 1
+        out.print(f"  target: dvrnet at N={hi:,} within 10% of N={lo} (cost per packet, + = slower): "
+                  f"route get {rg:+.0%} {_verdict(abs(rg) <= 0.10)}, ping -f {pp:+.0%} {_verdict(abs(pp) <= 0.10)}")
+    if ee is not None:
+        t = Table(title="3. End to end: API call → first ping reply from the internet host")
+        for col in ("FIPs", "p50", "p99", "max", "failures"):
+            t.add_column(col, justify="right")
+        t.add_row(str(len(ee.latencies) + ee.failures), _ms(ee.p50), _ms(ee.p99),
+                  _ms(max(ee.latencies)) if ee.latencies else "—", str(ee.failures))
+        out.print(t)
+        if ee.error:
+            out.print(f"  [red]error:[/] {ee.error}")
+        out.print(f"  target p99 ≤ 1 s: {_verdict(ee.p99 <= 1.0 and not ee.failures and not ee.error)}")
+    plot(a.plot, rows, dp, ee)
+    out.print(f"plot: {a.plot}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

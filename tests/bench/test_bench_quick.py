@@ -1,0 +1,22 @@
+"""`dvrnet bench --quick` runs to the end and prints its tables. A smoke run of a benchmark: no
+timing target is asserted here (benchmarks are not timed tests)."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+pytestmark = pytest.mark.root
+
+
+def test_bench_quick_prints_the_table(tmp_path):
+    dvrnet = os.path.join(os.path.dirname(sys.executable), "dvrnet")
+    p = subprocess.run([dvrnet, "bench", "--quick"], cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert p.returncode == 0, p.stderr[-3000:]
+    for title in ("1. Control plane", "2. Data plane", "3. End to end", "fitted exponent"):
+        assert title in p.stdout, p.stdout[-3000:]
+    assert (tmp_path / "dvrnet-bench.svg").read_text().startswith("<svg")
+    leftovers = [n for n in os.listdir("/run/netns") if n.startswith("dvb")] if os.path.isdir("/run/netns") else []
+    assert not [n for n in leftovers if n.startswith(f"dvb{p.pid}")], leftovers
