@@ -140,6 +140,15 @@ def kill_agent(info: LabInfo, host: str, sig: int = signal.SIGKILL) -> int:
     return pid
 
 
+def gone(pid: int) -> bool:
+    """PID has exited (reaped here if it was our child)."""
+    try:
+        os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        pass
+    return not os.path.exists(f"/proc/{pid}") or _zombie(pid)
+
+
 def _zombie(pid: int) -> bool:
     try:
         return open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0] == "Z"
