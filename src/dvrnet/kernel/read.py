@@ -141,7 +141,9 @@ def observe(desired: HostState, prefix: str = "") -> Observation:
             return None
         try:
             tables = nft.read_tables(ns, dict(want.nft) if want else {})
-        except (iproute.ReadError, OSError, netns.MissingNamespace) as e:
+        except netns.MissingNamespace:
+            return None                 # deleted between the dump and the nft read: absent
+        except (iproute.ReadError, OSError) as e:
             bad_nft[ns], tables = f"cannot read nftables: {e}", {}
         return raw, sysctls, tables
 
