@@ -36,7 +36,19 @@ from .info import LabInfo
 
 CODE = r"""
 import json, os, signal, socket, struct, sys, threading, time
-stop = threading.Event()
+class Stop:
+    # not threading.Event: Event.set() from a signal handler can deadlock on the Event's own lock
+    flag = False
+    def set(self): self.flag = True
+    def is_set(self): return self.flag
+    def wait(self, t):
+        end = time.monotonic() + t
+        while not self.flag:
+            r = end - time.monotonic()
+            if r <= 0: break
+            time.sleep(min(r, 0.005))
+        return self.flag
+stop = Stop()
 signal.signal(signal.SIGTERM, lambda *a: stop.set())
 signal.signal(signal.SIGINT, lambda *a: stop.set())
 mode = sys.argv[1]
