@@ -10,6 +10,9 @@ Invariants:
 - "Already there" on an add and "already gone" on a delete are success, so every op is
   idempotent and a killed apply is repaired by the next pass.
 - Every failure is an `OpError` naming the op (namespace and object) and a reason.
+- An nft element change of a `fixed2fip` map (a FIP added to or removed from a qrouter-) also
+  deletes the conntrack entries of those fixed IPs (`conntrack.py`), so flows already running
+  are NATed by the new rules.
 """
 from __future__ import annotations
 
@@ -18,10 +21,12 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from itertools import groupby
 
-from dvrnet.reconcile.ops import (AddrDel, Garp, LinkAdd, LinkDel, NeighDel, NetnsAdd, NetnsDel,
+from dvrnet.reconcile.ops import (AddrDel, Garp, LinkAdd, LinkDel, NeighDel, NetnsAdd, NetnsDel, NftElements,
                                   Op, Plan, RouteDel, RuleAdd, RuleDel, SysctlSet)
 
-from . import garp, iproute, netns, nft, sysctl
+from . import conntrack, garp, iproute, netns, nft, sysctl
+
+NAT_SOURCE_MAP = "fixed2fip"      # plan/qrouter.py: fixed IP -> FIP
 
 _GONE = re.compile(r"Cannot find device|No such process|No such file or directory|"
                    r"Address not found|Cannot assign requested address|does not exist")
@@ -72,7 +77,11 @@ def _run_group(ns: str, tool: str, ops: list[Op]) -> list[OpError]:
                 out.append(OpError(op, reason(msg)))
         return out
     if tool == "nft":
-        return [OpError(op, reason(m)) for op in ops if (m := nft.apply_script(ns, op.script()))]
+        errs = [OpError(op, reason(m)) for op in ops if (m := nft.apply_script(ns, op.script()))]
+        ips = sorted({k for op in ops if isinstance(op, NftElements)
+                      for name, k, _v in op.add + op.delete if name == NAT_SOURCE_MAP})
+        conntrack.forget(ns, ips)
+        return errs
     if tool == "sysctl":
         try:
             errs = sysctl.write(ns, [(op.key, op.value) for op in ops])      # type: ignore[attr-defined]
