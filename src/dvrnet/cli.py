@@ -73,6 +73,9 @@ def _plan_options(fn):
     fn = click.option("--external-bridge", default="br-ex", show_default=True, help="Bridge on the external segment.")(fn)
     fn = click.option("--bridge-mapping", "bridge_mappings", multiple=True, metavar="NET=BRIDGE",
                       help="External network NET (id) plugs into BRIDGE instead of --external-bridge; repeatable.")(fn)
+    fn = click.option("--port-kind", type=click.Choice(["veth", "macvlan"]), default="veth", show_default=True,
+                      help="Device kind of router ports plugged into bridges (docs/port-kinds.md); existing "
+                           "ports of another kind are replaced.")(fn)
     return fn
 
 
@@ -99,10 +102,11 @@ def _bridge_mappings(items) -> tuple[tuple[str, str], ...]:
     return tuple(out)
 
 
-def _plan_config(netns_prefix: str, bridge_netns: str, external_bridge: str, bridge_mappings=()):
+def _plan_config(netns_prefix: str, bridge_netns: str, external_bridge: str, bridge_mappings=(),
+                 port_kind: str = "veth"):
     from .plan import PlanConfig
     return PlanConfig(netns_prefix=netns_prefix, bridge_netns=bridge_netns, external_bridge=external_bridge,
-                      bridge_mappings=_bridge_mappings(bridge_mappings))
+                      bridge_mappings=_bridge_mappings(bridge_mappings), port_kind=port_kind)
 
 
 @main.command()
@@ -115,14 +119,14 @@ def _plan_config(netns_prefix: str, bridge_netns: str, external_bridge: str, bri
 @click.option("--log-level", default="INFO", show_default=True)
 @_plan_options
 def agent(host, mode, server, token, resync_interval, once, log_level, netns_prefix, bridge_netns, external_bridge,
-          bridge_mappings):
+          bridge_mappings, port_kind):
     """Run the node agent: follow the server's view of HOST and make the kernel match it."""
     import logging
     import signal
     from .agent.feed import Feed
     from .agent.loop import Agent
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    cfg = _plan_config(netns_prefix, bridge_netns, external_bridge, bridge_mappings)
+    cfg = _plan_config(netns_prefix, bridge_netns, external_bridge, bridge_mappings, port_kind)
     a = Agent(host, Feed(server, host, mode, token=token), cfg, resync_interval=resync_interval)
     def _terminate(*_):
         a.stop.set()
@@ -145,7 +149,7 @@ def agent(host, mode, server, token, resync_interval, once, log_level, netns_pre
 @click.option("--diff", "what", flag_value="diff", default=True, help="The operations that would make them equal (default).")
 @_plan_options
 @_one_line_errors
-def show(host, server, token, what, netns_prefix, bridge_netns, external_bridge, bridge_mappings):
+def show(host, server, token, what, netns_prefix, bridge_netns, external_bridge, bridge_mappings, port_kind):
     """Print HOST's namespace state: desired, actual, or the difference."""
     from .agent.feed import Feed
     from .agent.loop import desired_state
@@ -155,7 +159,7 @@ def show(host, server, token, what, netns_prefix, bridge_netns, external_bridge,
     server, netns_prefix, bridge_netns = _lab_defaults(host, server, netns_prefix, bridge_netns)
     feed = Feed(server, host, "dvr", token=token, max_backoff=0)
     view = feed.fetch_once()
-    cfg = _plan_config(netns_prefix, bridge_netns, external_bridge, bridge_mappings)
+    cfg = _plan_config(netns_prefix, bridge_netns, external_bridge, bridge_mappings, port_kind)
     desired, observed = desired_state(view.cloud, host, cfg, Reconciler(prefix=netns_prefix))
     if what == "desired":
         click.echo(render(desired), nl=False)

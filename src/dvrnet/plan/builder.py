@@ -23,6 +23,7 @@ class NsBuilder:
         self.neighbours: dict[tuple[str, str], Neighbour] = {}
         self.sysctls: dict[str, str] = {}
         self.nft: dict[tuple[str, str], NftTable] = {}
+        self.used = False            # part of the desired state even without links (macvlan plugs)
 
     def _put(self, store: dict, key, value, what: str) -> None:
         old = store.get(key)

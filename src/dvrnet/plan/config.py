@@ -12,7 +12,8 @@ class PlanConfig:
     are enslaved (dvrnet uses it but does not own it).
     external_bridge: the bridge attached to the external segment (every fg-/qg- port plugs there).
     Tenant networks plug into `names.tenant_bridge(network_id)`.
-    port_kind: the device kind of router ports; only "veth" is implemented.
+    port_kind: the device kind of router ports plugged into a bridge: "veth" or "macvlan"
+    (plan/plug.py, docs/port-kinds.md).
     bridge_mappings: (external network id, bridge) pairs for external networks that live on a
     segment of their own; every other external network plugs into `external_bridge`.
     """

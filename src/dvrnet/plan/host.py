@@ -56,6 +56,6 @@ def plan_host(cloud: Cloud, host: str, cfg: PlanConfig = PlanConfig(),
             out.append(ns)
 
     namespaces = {b.name: b.freeze() for b in out}
-    if bridges.links:
+    if bridges.links or bridges.used:
         namespaces[bridges.name] = bridges.freeze()
     return HostState(host, dict(sorted(namespaces.items())))

@@ -94,7 +94,7 @@ def _peer(ns: str, lk: Link) -> tuple[str, str | None]:
 def _mismatch(ns: str, want: Link, have: Link) -> str | None:
     if want.kind != have.kind:
         return f"kind {have.kind}, desired {want.kind}"
-    if want.kind == "veth" and _peer(ns, want) != _peer(ns, have):
+    if want.kind in ("veth", "macvlan") and _peer(ns, want) != _peer(ns, have):
         pn, p = _peer(ns, have)
         return f"peer {pn}/{p}, desired {_peer(ns, want)[0]}/{want.peer}"
     return None
@@ -130,7 +130,10 @@ def _diff_links(desired: HostState, observed: HostState, own: Ownership, acc: _A
         if peer_desired and peer_key < key and peer_key in fresh:
             continue                            # created from the other end
         peer_link = dlinks.get(peer_key) if peer_desired else None
-        acc.creates["link"].append(LinkAdd(ns, link=want, peer_link=peer_link))
+        if want.kind == "macvlan":             # created from its lower device's namespace
+            acc.creates["link"].append(LinkAdd(want.peer_netns or ns, link=want, into=ns))
+        else:
+            acc.creates["link"].append(LinkAdd(ns, link=want, peer_link=peer_link))
         created.add(key)
         if peer_desired:
             created.add(peer_key)

@@ -61,10 +61,16 @@ class LinkAdd(Op):
     """Create a link; for a veth, both ends at once, each directly in its namespace."""
     link: Link = field(default_factory=lambda: Link(""))
     peer_link: Link | None = None          # the desired other end (its mac/mtu), if known
+    into: str | None = None                # macvlan: the namespace it is created in (op runs in its lower's)
     stage: ClassVar[int] = 1
 
     def line(self) -> str:
         lk = self.link
+        if lk.kind == "macvlan":
+            words = ["link add link", lk.peer or "", "name", lk.name, *_mac_mtu(lk)]
+            if self.into and self.into != self.ns:
+                words += ["netns", self.into]
+            return " ".join(words + ["type macvlan mode bridge"])
         words = ["link add", lk.name, *_mac_mtu(lk), "type", lk.kind]
         if lk.kind == "veth":
             words += ["peer name", lk.peer or ""]

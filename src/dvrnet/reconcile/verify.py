@@ -71,7 +71,7 @@ def describe(op: Op) -> str | None:
     if isinstance(op, SysctlSet):
         return f"{ns} sysctl {op.key}: desired {op.value}, found {op.old if op.old is not None else 'nothing'}"
     if isinstance(op, LinkAdd):
-        return f"{ns} link {op.link.name}: desired {op.link.kind}, found nothing"
+        return f"{op.into or ns} link {op.link.name}: desired {op.link.kind}, found nothing"
     if isinstance(op, LinkDel):
         return f"{ns} link {op.name}: " + ("desired nothing, found it" if op.why == "obsolete" else op.why)
     if isinstance(op, LinkSet):
