@@ -1,7 +1,8 @@
 """The agent's side of the change feed: register, then long-poll the host view.
 
 Invariants: a failed request never raises out of `next_view`; it returns None after waiting the
-current backoff (0.5 s doubling to `max_backoff`, with jitter), so the caller keeps the data plane
+current backoff (0.5 s doubling to `max_backoff`, 5 s by default, with jitter: a server
+that comes back is noticed within seconds), so the caller keeps the data plane
 as it is and simply asks again. A successful answer resets the backoff.
 """
 from __future__ import annotations
@@ -26,7 +27,7 @@ class View:
 
 class Feed:
     def __init__(self, server: str, host: str, mode: str, token: str | None = None,
-                 wait: float = 25.0, max_backoff: float = 30.0):
+                 wait: float = 25.0, max_backoff: float = 5.0):
         self.server = server.rstrip("/")
         self.host = host
         self.mode = mode

@@ -74,7 +74,6 @@ def hints_from_state(observed: HostState, router_ids: Iterable[str]) -> dict[str
 
 
 def veth_mac(router_id: str, side: str) -> str:
-    """A stable locally administered MAC for the rfp-/fpr- ends, so both sides can hold a
-    permanent neighbour entry for the other."""
-    h = hashlib.sha256(f"{side}:{router_id}".encode()).digest()
-    return "02:" + ":".join(f"{b:02x}" for b in h[:5])
+    """A stable MAC for the rfp-/fpr- ends, so both sides can hold a permanent neighbour entry
+    for the other."""
+    return names.local_mac(f"{side}:{router_id}")

@@ -9,6 +9,8 @@
 """
 from __future__ import annotations
 
+import hashlib
+
 DEV_LEN = 14
 
 FIP_NS, QROUTER_NS, SNAT_NS = "fip-", "qrouter-", "snat-"
@@ -51,3 +53,10 @@ def fpr_dev(router_id: str) -> str:
 def tenant_bridge(network_id: str) -> str:
     """Bridge of a tenant network on a node (the Linux-bridge agent's naming)."""
     return ("brq" + network_id)[:DEV_LEN]
+
+
+def local_mac(key: str) -> str:
+    """A stable, locally administered unicast MAC for a device dvrnet names itself (the `dv-` ends,
+    rfp-/fpr-), so re-creating a device gives it the same address and the node ends byte-identical."""
+    h = hashlib.sha256(key.encode()).digest()
+    return "02:" + ":".join(f"{b:02x}" for b in h[:5])

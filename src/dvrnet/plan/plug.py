@@ -31,4 +31,5 @@ def plug(ns: NsBuilder, bridges: NsBuilder, dev: str, port: Port, bridge: str, m
     outer = names.bridge_side_dev(port.id)
     ns.link(Link(name=dev, kind=cfg.port_kind, peer_netns=bridges.name, peer=outer,
                  mac=port.mac_address or None, mtu=mtu))
-    bridges.link(Link(name=outer, kind=cfg.port_kind, peer_netns=ns.name, peer=dev, mtu=mtu, master=bridge))
+    bridges.link(Link(name=outer, kind=cfg.port_kind, peer_netns=ns.name, peer=dev,
+                      mac=names.local_mac(f"dv:{port.id}"), mtu=mtu, master=bridge))
