@@ -1,10 +1,17 @@
 """The agent loop: full resync at start, then follow the change feed; a full resync also runs
 every `resync_interval` seconds, and sooner after a pass that left errors or differences.
 
-One pass (`Agent.reconcile`): plan the host view once to know which namespaces matter, read them
-from the kernel, take the link-local /31s already there as hints (so a router never changes its
-pair), plan again with the hints, diff, apply, read back and diff again. Nothing is stored on the
-node between passes; the kernel and the server's view are the only truth.
+One pass (`Agent.reconcile`): plan the host view, read the namespaces from the kernel, take the
+link-local /31s already there as hints (so a router never changes its pair), plan again with the
+hints when they differ from the ones planned with, diff, apply, read back and diff again.
+Nothing is stored on the node between passes but a cache of what was read; the kernel and the
+server's view are the only truth.
+
+Reads are incremental (`Reconciler(watch=True)`, docs/reconciler.md): netlink event sockets in
+every owned namespace say what changed since it was last read, and only that is read again. A
+full read of every namespace runs at start, every `resync_interval` seconds, and on the pass
+after one that left errors or differences (or raised). Between views, a long-poll that returns
+with nothing new still runs a (cheap) pass when events say the kernel changed behind our back.
 While the server cannot be reached the data plane is left exactly as it is.
 """
 from __future__ import annotations
@@ -20,7 +27,7 @@ from ..model.placement import routers_on_host
 from ..plan import PlanConfig, plan_host
 from ..plan.linklocal import hints_from_state
 from ..plan.state import HostState
-from ..reconcile import diff, describe_plan
+from ..reconcile import describe_plan
 from .feed import Feed
 
 log = logging.getLogger("dvrnet.agent")
@@ -53,27 +60,55 @@ def desired_state(cloud: Cloud, host: str, cfg: PlanConfig, reconciler: Reconcil
 
 class Agent:
     def __init__(self, host: str, feed: Feed, cfg: PlanConfig, resync_interval: float = 60.0,
-                 retry_interval: float = 2.0):
+                 retry_interval: float = 2.0, incremental: bool = True):
         self.host = host
         self.feed = feed
         self.cfg = cfg
         self.resync_interval = resync_interval
         self.retry_interval = retry_interval
-        self.reconciler = Reconciler(prefix=cfg.netns_prefix)
+        self.reconciler = Reconciler(prefix=cfg.netns_prefix, watch=incremental)
         self.stop = threading.Event()
         self.last: PassReport | None = None
+        self._hints: dict[str, int] | None = None
 
-    def reconcile(self, cloud: Cloud) -> PassReport:
+    def close(self) -> None:
+        self.reconciler.close()
+
+    def _desired(self, cloud: Cloud, full: bool) -> tuple[HostState, HostState]:
+        """As `desired_state`, planning once when the hints planned with are still the kernel's:
+        the observed link-local addresses do not depend on the desired state read with."""
+        ids = [r.id for r in routers_on_host(cloud, self.host)]
+        hints = self._hints
+        desired = plan_host(cloud, self.host, self.cfg, hints)
+        observed = self.reconciler.observe(desired, full=full)
+        now = hints_from_state(observed, ids)
+        if now != hints:
+            desired = plan_host(cloud, self.host, self.cfg, now)
+            observed = self.reconciler.observe(desired)
+        self._hints = now
+        return desired, observed
+
+    def reconcile(self, cloud: Cloud, full: bool = True) -> PassReport:
+        """One pass; `full=False` reads only what changed since the last pass (watch mode)."""
         t0 = time.perf_counter()
-        desired, observed = desired_state(cloud, self.host, self.cfg, self.reconciler)
-        plan = diff(desired, observed, self.cfg.netns_prefix)
+        r = self.reconciler
+        if r.observer is None:
+            desired, observed = desired_state(cloud, self.host, self.cfg, r)
+        else:
+            try:
+                desired, observed = self._desired(cloud, full)
+            except Exception:
+                r.observer.invalidate()         # unsure what was read: everything next time
+                self._hints = None
+                raise
+        plan = r.diff(desired, observed)
         errors: list[str] = [f"conflict: {c}" for c in plan.conflicts]
         differences: tuple[str, ...] = ()
         if plan:
             for op in plan:
                 log.debug("op %s", op)
-            errors += [str(e) for e in self.reconciler.apply(plan)]
-            verify = diff(desired, self.reconciler.observe(desired), self.cfg.netns_prefix)
+            errors += [str(e) for e in r.apply(plan)]
+            verify = r.diff(desired, r.observe(desired))
             differences = tuple(describe_plan(verify))
         report = PassReport(cloud.revision, len(plan), tuple(errors), differences, time.perf_counter() - t0)
         for e in report.errors:
@@ -88,6 +123,7 @@ class Agent:
         revision: int | None = None
         cloud: Cloud | None = None
         next_full = 0.0
+        full_due = True                 # the first pass, and the one after a failed pass, read all
         while not self.stop.is_set():
             view = self.feed.next_view(revision)
             if view is None:
@@ -95,15 +131,20 @@ class Agent:
                     return None
                 continue
             now = time.monotonic()
-            if view.revision != revision or now >= next_full or cloud is None:
+            drift = (view.revision == revision and cloud is not None and self.reconciler.observer is not None
+                     and self.reconciler.observer.pending())
+            if view.revision != revision or now >= next_full or cloud is None or drift:
                 cloud, revision = view.cloud, view.revision
+                full = full_due or now >= next_full
                 try:
-                    report = self.reconcile(cloud)
+                    report = self.reconcile(cloud, full=full)
                 except Exception:       # never die on one bad pass: log it and retry soon
                     log.exception("reconcile pass failed")
                     report = None
                 ok = report is not None and report.ok
-                next_full = now + (self.resync_interval if ok else self.retry_interval)
+                full_due = not ok
+                if full or not ok:
+                    next_full = now + (self.resync_interval if ok else self.retry_interval)
                 if once:
                     return report
                 if not ok:

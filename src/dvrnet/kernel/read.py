@@ -229,7 +229,9 @@ class IncrementalObserver:
             return True
         for n, d in dirt.items():                  # keep them for the next observe
             self.watcher._pending[n] = d
-        return bool(dirt) or set(netns.list_names()) & set(self._cache) != set(self._cache)
+        names = set(netns.list_names())
+        return (bool(dirt) or any(n not in names for n in self._cache)
+                or any(n not in self._cache and self.own.owns_namespace(n) for n in names))
 
     def observe(self, desired: HostState, full: bool = False) -> Observation:
         from .watch import Dirt

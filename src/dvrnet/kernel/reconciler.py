@@ -10,20 +10,27 @@ Invariants:
   is retried by the next pass.
 - `result.verify` is the diff after apply; empty means converged. `result.differences` renders it
   (`fip-X table 3405803776 default: desired via 203.0.113.1, found via 198.51.100.1`).
+
+`Reconciler(prefix, watch=True)` (the agent's): reads through `read.IncrementalObserver` —
+netlink event sockets per namespace say which namespaces (route slices, rules, neighbours, nft)
+changed since they were last read, and only those are read again; `sync(desired, full=True)` and
+`observe(desired, full=True)` read everything (the periodic resync). The diff skips namespaces
+whose desired and observed values are the same objects as when they last diffed to nothing
+(`reconcile.diff.DiffMemo`). Call `close()` when done (the sockets keep deleted namespaces alive).
 """
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field, replace
 
-from dvrnet.plan.state import HostState
-from dvrnet.reconcile.diff import diff
+from dvrnet.plan.state import HostState, Namespace
+from dvrnet.reconcile.diff import DiffMemo, diff
 from dvrnet.reconcile.ops import Op, Plan
 from dvrnet.reconcile.verify import describe_plan
 
 from .apply import OpError, execute
 from .protocols import register_rt_proto
-from .read import Observation, observe, read_host
+from .read import IncrementalObserver, Observation, observe, read_host
 
 
 @dataclass
@@ -48,24 +55,67 @@ class Result:
 
 
 class Reconciler:
-    def __init__(self, prefix: str = "", register_proto: bool = True) -> None:
+    def __init__(self, prefix: str = "", register_proto: bool = True, watch: bool = False) -> None:
         self.prefix = prefix
+        self.observer: IncrementalObserver | None = IncrementalObserver(prefix) if watch else None
+        self.memo: DiffMemo | None = DiffMemo() if watch else None
+        self._desired: dict[str, Namespace] = {}
         if register_proto:
             register_rt_proto()
 
-    def observe(self, desired: HostState) -> HostState:
-        return read_host(desired, self.prefix)
+    def close(self) -> None:
+        if self.observer is not None:
+            self.observer.close()
+
+    def __enter__(self) -> "Reconciler":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def intern(self, desired: HostState) -> HostState:
+        """`desired` with each namespace equal to the last interned one replaced by that object
+        (equal values; a fresh plan then lets the diff memo skip unchanged namespaces)."""
+        if self.memo is None:
+            return desired
+        out, changed = {}, False
+        for n, ns in desired.namespaces.items():
+            old = self._desired.get(n)
+            if old is not None and old is not ns and old == ns:
+                ns, changed = old, True
+            out[n] = ns
+        self._desired = out
+        return HostState(desired.host, out) if changed else desired
+
+    def _observe(self, desired: HostState, full: bool = False) -> Observation:
+        if self.observer is not None:
+            return self.observer.observe(desired, full=full)
+        return observe(desired, self.prefix)
+
+    def observe(self, desired: HostState, full: bool = False) -> HostState:
+        if self.observer is None:
+            return read_host(desired, self.prefix)
+        obs = self._observe(desired, full)
+        if obs.unreadable or obs.nft_unreadable:
+            from .iproute import ReadError
+            raise ReadError("; ".join(f"{n}: {m}" for n, m in {**obs.unreadable, **obs.nft_unreadable}.items()))
+        return obs.state
+
+    def diff(self, desired: HostState, observed: HostState) -> Plan:
+        return diff(self.intern(desired), observed, self.prefix, memo=self.memo)
 
     def plan(self, desired: HostState, observed: HostState | None = None) -> Plan:
-        return diff(desired, observed if observed is not None else self.observe(desired), self.prefix)
+        return self.diff(desired, observed if observed is not None else self.observe(desired))
 
     def apply(self, plan: Plan) -> list[OpError]:
         return execute(plan)
 
-    def _scoped(self, desired: HostState) -> tuple[HostState, HostState, list[str]]:
+    def _scoped(self, desired: HostState, full: bool = False) -> tuple[HostState, HostState, list[str]]:
         """Desired and observed state without what could not be read (never treated as empty)."""
-        obs: Observation = observe(desired, self.prefix)
+        obs: Observation = self._observe(desired, full)
         errors = [f"{n}: {m}" for n, m in sorted({**obs.unreadable, **obs.nft_unreadable}.items())]
+        if not errors:
+            return desired, obs.state, errors       # same objects: the diff memo can match them
 
         def trim(h: HostState) -> HostState:
             out = {}
@@ -76,11 +126,12 @@ class Reconciler:
             return HostState(h.host, out)
         return trim(desired), trim(obs.state), errors
 
-    def sync(self, desired: HostState, verify: bool = True) -> Result:
+    def sync(self, desired: HostState, verify: bool = True, full: bool = False) -> Result:
         t = {"start": time.perf_counter()}
-        want, observed, read_errors = self._scoped(desired)
+        desired = self.intern(desired)
+        want, observed, read_errors = self._scoped(desired, full)
         t["read"] = time.perf_counter()
-        plan = diff(want, observed, self.prefix)
+        plan = self.diff(want, observed)
         t["diff"] = time.perf_counter()
         errors = execute(plan) if plan else []
         t["apply"] = time.perf_counter()
@@ -89,7 +140,7 @@ class Reconciler:
         vplan = Plan()
         if verify and (plan or plan.conflicts):
             want2, observed2, read_errors2 = self._scoped(desired)
-            vplan = diff(want2, observed2, self.prefix)
+            vplan = self.diff(want2, observed2)
         t["verify"] = time.perf_counter()
         timings = {k: t[k] - t[p] for p, k in zip(("start", "read", "diff", "apply"),
                                                   ("read", "diff", "apply", "verify"))}

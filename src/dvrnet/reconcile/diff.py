@@ -47,23 +47,65 @@ class _Acc:
     gone: set[tuple[str, str]] = field(default_factory=set)    # links that vanish during apply
 
 
-def diff(desired: HostState, observed: HostState, prefix: str = "") -> Plan:
+class DiffMemo:
+    """Namespaces whose objects diffed to nothing, by the identity of their (desired, observed)
+    values: `diff(..., memo=m)` skips the per-namespace object diff of a namespace whose desired
+    and observed `Namespace` are the *same objects* as when it last diffed to nothing, provided no
+    link in it is replaced or removed now or was then (those are the only cross-namespace inputs
+    of the per-namespace diff: `_alive`). Values are frozen, so the skipped diff would again be
+    empty: the plan is identical to `diff` without a memo. Links (all namespaces, cheap) and the
+    namespace list are always diffed. One memo per prefix."""
+
+    def __init__(self) -> None:
+        self.prefix: str | None = None
+        self.clean: dict[str, tuple[Namespace, Namespace]] = {}
+        self.checked: dict[str, Namespace] = {}   # desired namespaces that passed check_owned
+        self.skipped = 0                     # namespaces skipped by the last diff (benchmarks, tests)
+
+
+def _count(acc: _Acc) -> int:
+    return (sum(map(len, acc.creates.values())) + sum(map(len, acc.deletes.values()))
+            + len(acc.conflicts))
+
+
+def diff(desired: HostState, observed: HostState, prefix: str = "", memo: DiffMemo | None = None) -> Plan:
     own = Ownership(prefix)
-    check_owned(desired, own)
+    if memo is not None and memo.prefix != prefix:
+        memo.prefix, memo.clean, memo.checked = prefix, {}, {}
+    check_owned(desired, own, memo)
     acc = _Acc()
     for name in sorted(desired.namespaces):
         d = desired.namespaces[name]
         if name not in observed.namespaces and own.creates_namespace(d):
             acc.creates["netns"].append(NetnsAdd(name))
     _diff_links(desired, observed, own, acc)
+    gone_ns = {ns for ns, _ in acc.gone}
+    skipped = 0
     for name in sorted(desired.namespaces):
         d, o = desired.namespaces[name], observed.namespaces.get(name, EMPTY)
+        if memo is not None:
+            hit = memo.clean.get(name)
+            if hit is not None and hit[0] is d and hit[1] is o and name not in gone_ns:
+                skipped += 1
+                continue
+            before = _count(acc)
         _diff_addresses(d, o, own, acc)
         _diff_routes(d, o, own, acc, prefix)
         _diff_rules(d, o, acc)
         _diff_neighbours(d, o, own, acc)
         _diff_sysctls(d, o, acc)
         _diff_nft(d, o, acc)
+        if memo is not None:
+            if _count(acc) == before and name not in gone_ns:
+                memo.clean[name] = (d, o)
+            else:
+                memo.clean.pop(name, None)
+    if memo is not None:
+        memo.skipped = skipped
+        for name in [n for n in memo.clean if n not in desired.namespaces]:
+            del memo.clean[name]
+        for name in [n for n in memo.checked if n not in desired.namespaces]:
+            del memo.checked[name]
     for name in sorted(observed.namespaces):
         if name not in desired.namespaces and own.owns_namespace(name):
             acc.ns_dels.append(NetnsDel(name))
@@ -73,17 +115,27 @@ def diff(desired: HostState, observed: HostState, prefix: str = "") -> Plan:
     return Plan(tuple(ops), tuple(acc.conflicts))
 
 
-def check_owned(desired: HostState, own: Ownership) -> None:
+def check_owned(desired: HostState, own: Ownership, memo: DiffMemo | None = None) -> None:
     for ns in desired.namespaces.values():
-        if ns.managed and not own.owns_namespace(ns.name):
-            raise NotOwned(f"{ns.name}: managed namespace outside prefix {own.prefix!r}")
-        bad = [n for n in ns.links if not own.owns_link(ns, n)]
-        bad += [f"{a.cidr} on {a.dev}" for a in ns.addresses if not own.owns_dev_object(ns, a.dev)]
-        bad += [f"neighbour {n.ip} on {n.dev}" for n in ns.neighbours if not own.owns_dev_object(ns, n.dev)]
-        bad += [f"sysctl {k}" for k in ns.sysctls if not owns_sysctl(k)]
-        bad += [f"nft table {f} {n}" for f, n in ns.nft if not owns_nft_table(f, n)]
-        if bad:
-            raise NotOwned(f"{ns.name}: not dvrnet's to manage: {', '.join(sorted(bad))}")
+        if memo is not None:
+            if memo.checked.get(ns.name) is ns:
+                continue
+            _check_ns(ns, own)
+            memo.checked[ns.name] = ns
+        else:
+            _check_ns(ns, own)
+
+
+def _check_ns(ns: Namespace, own: Ownership) -> None:
+    if ns.managed and not own.owns_namespace(ns.name):
+        raise NotOwned(f"{ns.name}: managed namespace outside prefix {own.prefix!r}")
+    bad = [n for n in ns.links if not own.owns_link(ns, n)]
+    bad += [f"{a.cidr} on {a.dev}" for a in ns.addresses if not own.owns_dev_object(ns, a.dev)]
+    bad += [f"neighbour {n.ip} on {n.dev}" for n in ns.neighbours if not own.owns_dev_object(ns, n.dev)]
+    bad += [f"sysctl {k}" for k in ns.sysctls if not owns_sysctl(k)]
+    bad += [f"nft table {f} {n}" for f, n in ns.nft if not owns_nft_table(f, n)]
+    if bad:
+        raise NotOwned(f"{ns.name}: not dvrnet's to manage: {', '.join(sorted(bad))}")
 
 
 # --- links ------------------------------------------------------------------------------------
