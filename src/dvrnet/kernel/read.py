@@ -211,6 +211,13 @@ class IncrementalObserver:
         self.reads: dict[str, int] = {}            # namespace -> full reads
         self.partial_reads: dict[str, int] = {}    # namespace -> partial reads
         self.last_dirty: dict[str, str] = {}       # namespace -> why it was read in the last pass
+        self._sysctls: set[str] = set()            # namespaces whose sysctls we wrote since last read
+
+    def applied(self, ops) -> None:
+        """Tell the reader what was just applied: sysctls have no events, so the namespaces
+        whose sysctls were written are read again (their sysctls) by the next observe."""
+        from dvrnet.reconcile.ops import SysctlSet
+        self._sysctls |= {op.ns for op in ops if isinstance(op, SysctlSet)}
 
     def close(self) -> None:
         self.watcher.close()
@@ -271,11 +278,13 @@ class IncrementalObserver:
                 self._cache.pop(n, None)
             if not d.full and not self.watcher.watches_nft(n):
                 d.nft = True
+            if n in self._sysctls:
+                d.sysctls = True
             if d:
                 jobs[n] = d
                 why[n] = "; ".join(d.why) if d.full else ", ".join(
                     x for x, on in (("routes", bool(d.routes)), ("rules", d.rules),
-                                    ("neighbours", d.neigh), ("nft", d.nft)) if on)
+                                    ("neighbours", d.neigh), ("nft", d.nft), ("sysctls", d.sysctls)) if on)
         bad: dict[str, str] = {}
         bad_nft: dict[str, str] = {}
 
@@ -290,6 +299,7 @@ class IncrementalObserver:
 
         with ThreadPoolExecutor(max_workers=4) as pool:
             results = dict(zip(jobs, pool.map(one, jobs)))
+        self._sysctls -= set(results)
         reread = set()
         for n, res in results.items():
             if res is None:
@@ -377,6 +387,10 @@ class IncrementalObserver:
                 neigh = frozenset(Neighbour(x["dev"], x["dst"], x.get("lladdr", "")) for x in raw.neigh
                                   if ":" not in x["dst"])
             value = replace(value, routes=routes, rules=rules, neighbours=neigh)
+        if d.sysctls:
+            sysctls = sysctl.read(n, [k for k in (want.sysctls if want else {}) if owns_sysctl(k)])
+            if sysctls != value.sysctls:
+                value = replace(value, sysctls=sysctls)
         if d.nft:
             try:
                 tables = nft.read_tables(n, dict(want.nft) if want else {})

@@ -108,7 +108,11 @@ class Reconciler:
         return self.diff(desired, observed if observed is not None else self.observe(desired))
 
     def apply(self, plan: Plan) -> list[OpError]:
-        return execute(plan)
+        try:
+            return execute(plan)
+        finally:
+            if self.observer is not None:
+                self.observer.applied(plan)
 
     def _scoped(self, desired: HostState, full: bool = False) -> tuple[HostState, HostState, list[str]]:
         """Desired and observed state without what could not be read (never treated as empty)."""
@@ -133,7 +137,7 @@ class Reconciler:
         t["read"] = time.perf_counter()
         plan = self.diff(want, observed)
         t["diff"] = time.perf_counter()
-        errors = execute(plan) if plan else []
+        errors = self.apply(plan) if plan else []
         t["apply"] = time.perf_counter()
         failed = {id(e.op) for e in errors}
         applied = tuple(op for op in plan if id(op) not in failed)

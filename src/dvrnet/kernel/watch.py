@@ -64,10 +64,11 @@ class Dirt:
     rules: bool = False
     neigh: bool = False
     nft: bool = False
+    sysctls: bool = False            # never from events: set by the reader after it wrote sysctls
     why: list[str] = field(default_factory=list)
 
     def __bool__(self) -> bool:
-        return self.full or bool(self.routes) or self.rules or self.neigh or self.nft
+        return self.full or bool(self.routes) or self.rules or self.neigh or self.nft or self.sysctls
 
     def mark_full(self, why: str) -> None:
         self.full = True

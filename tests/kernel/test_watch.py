@@ -1,0 +1,181 @@
+"""Incremental reads (`Reconciler(prefix, watch=True)`): a change made behind dvrnet's back is
+seen through netlink events and repaired by the next *non-full* pass; an untouched namespace is
+not read again; overflow or a failing watcher falls back to a full read. After every step the
+incremental view must equal a full read and the memoised diff must equal the plain diff."""
+from __future__ import annotations
+
+import subprocess
+
+import pytest
+
+from dvrnet.kernel import Reconciler, read, watch
+from dvrnet.reconcile import diff
+
+from topology import desired, make_bridge_ns, names
+
+pytestmark = pytest.mark.root
+
+
+def sh(*argv: str) -> None:
+    subprocess.run(argv, check=True, capture_output=True, text=True)
+
+
+def same_as_full(r: Reconciler, want) -> None:
+    """The cached view equals a fresh full read, and the memoised plan equals the plain plan."""
+    inc = r.observe(want)
+    full = read.observe(want, r.prefix).state
+    assert inc == full
+    assert r.diff(want, inc).ops == diff(want, full, r.prefix).ops
+
+
+@pytest.fixture
+def setup(netns_prefix):
+    p = netns_prefix
+    make_bridge_ns(p)
+    r = Reconciler(p, watch=True)
+    try:
+        res = r.sync(desired(p))
+        assert res.ok, str(res)
+        yield p, r
+    finally:
+        r.close()
+
+
+def reads(r: Reconciler) -> dict[str, int]:
+    assert r.observer is not None
+    return dict(r.observer.reads), dict(r.observer.partial_reads)
+
+
+def test_untouched_namespaces_are_not_read_again(setup):
+    p, r = setup
+    fip, qr, br = names(p)
+    before = reads(r)
+    again = r.sync(desired(p))
+    assert again.ok and len(again.plan) == 0
+    assert reads(r) == before                      # nothing was read: no events since the verify
+    assert r.observer.last_dirty == {}
+    assert r.memo.skipped == 3                     # and nothing was diffed
+    same_as_full(r, desired(p))
+    # a full pass reads everything again
+    r.sync(desired(p), full=True)
+    assert all(reads(r)[0][n] == before[0][n] + 1 for n in (fip, qr, br))
+
+
+def test_foreign_route_delete_is_repaired_by_an_incremental_pass(setup):
+    p, r = setup
+    fip, qr, br = names(p)
+    sh("ip", "-n", fip, "route", "del", "203.0.113.50/32", "table", "main")
+    full0, part0 = reads(r)
+    res = r.sync(desired(p))
+    assert res.ok, str(res)
+    assert [op.line() for op in res.plan if op.tool == "ip"] == [
+        "route replace 203.0.113.50/32 via 169.254.64.0 dev fpr-r1 table 254 proto 94 onlink"]
+    full1, part1 = reads(r)
+    assert full1 == full0                          # no namespace read in full
+    assert part1[fip] == part0.get(fip, 0) + 2     # the route slice, before the pass and in verify
+    assert qr not in part1 or part1[qr] == part0.get(qr, 0)
+    same_as_full(r, desired(p))
+
+
+def test_foreign_route_of_another_protocol_is_ignored(setup):
+    p, r = setup
+    fip, qr, br = names(p)
+    sh("ip", "-n", fip, "route", "add", "192.0.2.0/24", "dev", "fg-p1", "table", "77")
+    assert not r.observer.watcher.poll()
+    sh("ip", "-n", fip, "route", "add", "192.0.3.0/24", "dev", "fg-p1", "table", "77", "proto", "94")
+    dirt = r.observer.watcher.poll()
+    assert dirt[fip].routes == {(77, "192.0.3.0/24")} and not dirt[fip].full
+    r.observer.invalidate([fip])                   # (the polled event was consumed by the test)
+    res = r.sync(desired(p))
+    assert res.ok and [op.line() for op in res.plan if op.tool == "ip"] == [
+        "route del 192.0.3.0/24 table 77 proto 94"]
+    same_as_full(r, desired(p))
+
+
+def test_foreign_link_delete_is_repaired(setup):
+    p, r = setup
+    fip, qr, br = names(p)
+    sh("ip", "-n", qr, "link", "del", "qr-p2")     # takes dv-p2 in the bridge namespace with it
+    res = r.sync(desired(p))
+    assert res.ok, str(res)
+    assert {op.ns for op in res.plan} >= {qr}
+    assert set(r.observer.last_dirty) >= {qr, br}
+    assert "link" in r.observer.last_dirty[qr]
+    same_as_full(r, desired(p))
+
+
+def test_foreign_nft_element_delete_is_repaired(setup):
+    p, r = setup
+    fip, qr, br = names(p)
+    table = desired(p).namespaces[qr].nft[("ip", "dvrnet")]
+    m = next(m for m in table.maps if m.elements)
+    k, v = sorted(m.elements)[0]
+    elem = f"{k} : {v}" if v is not None else k
+    sh("ip", "netns", "exec", qr, "nft", "delete", "element", "ip", "dvrnet", m.name, "{", elem, "}")
+    full0, _ = reads(r)
+    res = r.sync(desired(p))
+    assert res.ok, str(res)
+    assert [type(op).__name__ for op in res.plan] == ["NftElements"]
+    assert reads(r)[0] == full0
+    same_as_full(r, desired(p))
+
+
+def test_deleted_namespace_is_recreated(setup):
+    p, r = setup
+    fip, qr, br = names(p)
+    sh("ip", "netns", "del", qr)
+    for _ in range(3):                             # the kernel tears a namespace down asynchronously
+        res = r.sync(desired(p))
+        if res.ok and not r.plan(desired(p)):
+            break
+    assert res.ok, str(res)
+    assert qr in r.observer.watcher.names()
+    same_as_full(r, desired(p))
+
+
+def test_overflow_falls_back_to_a_full_read(netns_prefix, monkeypatch):
+    p = netns_prefix
+    fip, qr, br = names(p)
+    make_bridge_ns(p)
+    monkeypatch.setattr(watch, "RCVBUF", 4096)
+    with Reconciler(p, watch=True) as r:
+        assert r.sync(desired(p)).ok
+        full0, _ = reads(r)
+        lines = [f"route add 192.0.{i // 250}.{i % 250}/32 dev fg-p1 table 77 proto 94" for i in range(400)]
+        subprocess.run(["ip", "-n", fip, "-batch", "-"], input="\n".join(lines) + "\n", check=True,
+                       capture_output=True, text=True)
+        res = r.sync(desired(p))
+        assert res.ok, str(res)
+        assert "ENOBUFS" in r.observer.last_dirty.get(fip, "") or reads(r)[0][fip] > full0[fip]
+        assert len([op for op in res.plan if op.tool == "ip"]) == 400
+        same_as_full(r, desired(p))
+
+
+def test_a_failing_watcher_falls_back_to_full_reads(setup, monkeypatch):
+    p, r = setup
+    fip, qr, br = names(p)
+    full0, _ = reads(r)
+
+    def broken():
+        raise OSError(9, "watcher broke")
+    monkeypatch.setattr(r.observer.watcher, "poll", broken)
+    sh("ip", "-n", fip, "route", "del", "203.0.113.50/32", "table", "main")
+    res = r.sync(desired(p))
+    assert res.ok, str(res)
+    full1, _ = reads(r)
+    assert all(full1[n] > full0[n] for n in (fip, qr, br))
+    assert "watcher failed" in r.observer.last_dirty.get(fip, "") or full1[fip] >= full0[fip] + 1
+    same_as_full(r, desired(p))
+
+
+def test_sysctl_drift_needs_a_full_pass(setup):
+    """Sysctls have no events: a foreign write is repaired by the periodic full pass."""
+    p, r = setup
+    fip, qr, br = names(p)
+    sh("ip", "netns", "exec", fip, "sysctl", "-qw", "net.ipv4.conf.fg-p1.proxy_arp=0")
+    assert len(r.sync(desired(p)).plan) == 0
+    res = r.sync(desired(p), full=True)
+    assert len(res.plan) == 1 and type(res.plan.ops[0]).__name__ == "SysctlSet"
+    assert res.ok, str(res)                        # verify re-read the sysctls it wrote
+    assert r.observer.last_dirty == {fip: "sysctls"}
+    same_as_full(r, desired(p))
