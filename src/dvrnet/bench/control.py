@@ -4,6 +4,9 @@ applied by the real Reconciler: 100 qrouter- namespaces + the fip- namespace).
 
 Three ways of applying the same desired state, each into its own namespaces (unique prefix):
 - dvrnet: `Reconciler.sync` (read + diff + apply; verify is run after and must be empty);
+- dvrnet, agent pass (incremental): what the agent does when a view arrives — `plan_host` on the
+  whole model, then `Reconciler(prefix, watch=True).sync` (netlink events say which namespaces
+  changed; only those are read, verify included); measured after one untimed full pass;
 - raw floor: the same objects, no read and no diff: one `ip -batch` for the namespaces, one
   `ip -n NS -batch` per namespace for its links, then per namespace one `ip -batch` of all its
   objects + one `nft -f` of its tables + its sysctls through /proc (no process), namespaces one
@@ -182,6 +185,18 @@ class ControlRow:
     neutron_add_fip_procs: int = 0
     neutron_add_subnet_procs: int = 0
     errors: list[str] = field(default_factory=list)
+    # agent pass, incremental (Reconciler(watch=True)): plan_host + sync, and sync alone
+    inc_nochange: float = 0.0
+    inc_nochange_sync: float = 0.0
+    inc_nochange_writes: int = -1
+    inc_add_fip: float = 0.0
+    inc_add_fip_sync: float = 0.0
+    inc_add_fip_read: int = 0           # namespaces read (in full or in part) by that pass
+    inc_add_subnet: float = 0.0
+    inc_add_subnet_sync: float = 0.0
+    inc_converged: bool = False
+    floor_inc_add_fip: float = 0.0
+    floor_inc_add_subnet: float = 0.0
 
 
 def cleanup(prefix: str) -> None:
@@ -229,6 +244,7 @@ def run_n(top: str, n: int, progress=print) -> ControlRow:
         row.errors += [str(e) for e in res2.errors][:5]
         if r.plan(want2):
             row.errors.append("dvrnet: not converged after adding a subnet")
+        incremental(row, p, n)
     finally:
         cleanup(p)
     progress(f"  N={n:,}: dvrnet cold {row.cold:.2f}s, no-change {row.nochange:.2f}s")
@@ -242,6 +258,10 @@ def run_n(top: str, n: int, progress=print) -> ControlRow:
         row.floor_add_fip, _ = floor_apply(diff(want1, want, p))
         want2 = desired(p, n + 1, extra_subnets=1)
         row.floor_add_subnet, _ = floor_apply(diff(want2, want1, p))
+        # the floor for the incremental row's changes (same objects, one more FIP / subnet)
+        want3 = desired(p, n + 2, extra_subnets=1)
+        row.floor_inc_add_fip, _ = floor_apply(diff(want3, want2, p))
+        row.floor_inc_add_subnet, _ = floor_apply(diff(desired(p, n + 2, extra_subnets=2), want3, p))
     except RuntimeError as e:
         row.errors.append(f"floor: {e}")
     finally:
@@ -255,6 +275,29 @@ def run_n(top: str, n: int, progress=print) -> ControlRow:
     want2 = desired(f"{top}n{n}-", n + 1, extra_subnets=1)
     row.neutron_add_subnet_procs = len(neutron_commands(diff(want2, want1, f"{top}n{n}-")))
     return row
+
+
+def incremental(row: ControlRow, p: str, n: int) -> None:
+    """The agent's pass with incremental reads, on the namespaces that hold desired(n + 1, 1 subnet)."""
+    def timed(fips: int, subnets: int) -> tuple[float, float, object]:
+        cloud = scale_cloud(routers=ROUTERS, fips=fips, extra_subnets=subnets)   # the feed's decode: not timed
+        t = time.perf_counter()
+        want = plan_host(cloud, HOST, cfg(p))
+        t1 = time.perf_counter()
+        res = r.sync(want)
+        t2 = time.perf_counter()
+        if not res.ok:
+            row.errors += [str(e) for e in res.errors][:3] + list(res.differences)[:3]
+        return t2 - t, t2 - t1, res
+    with Reconciler(p, watch=True) as r:
+        r.sync(desired(p, n + 1, extra_subnets=1), full=True)                      # opens the sockets
+        row.inc_nochange, row.inc_nochange_sync, res = timed(n + 1, 1)
+        row.inc_nochange_writes = res.plan.writes
+        assert r.observer is not None
+        row.inc_add_fip, row.inc_add_fip_sync, res = timed(n + 2, 1)
+        row.inc_add_fip_read = len(r.observer.last_dirty)
+        row.inc_add_subnet, row.inc_add_subnet_sync, res = timed(n + 2, 2)
+        row.inc_converged = not Reconciler(p).plan(desired(p, n + 2, extra_subnets=2))
 
 
 @dataclass

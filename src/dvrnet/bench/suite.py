@@ -96,6 +96,10 @@ def main(argv: list[str] | None = None) -> int:
         for r in rows:
             t.add_row(f"{r.n:,}", "dvrnet", _ms(r.cold), f"{_ms(r.nochange)} ({r.nochange_writes} writes)",
                       _ms(r.add_fip), _ms(r.add_subnet), "", "1×")
+            t.add_row("", "dvrnet, agent pass (incremental)", "—",
+                      f"{_ms(r.inc_nochange)} ({r.inc_nochange_writes} writes)", _ms(r.inc_add_fip),
+                      _ms(r.inc_add_subnet), "",
+                      f"+1 FIP/floor {r.inc_add_fip / r.floor_inc_add_fip:.1f}×" if r.floor_inc_add_fip else "—")
             t.add_row("", "raw floor", _ms(r.floor_cold), "—", _ms(r.floor_add_fip), _ms(r.floor_add_subnet),
                       f"{r.floor_procs:,}", f"dvrnet/floor {r.cold / r.floor_cold:.2f}×" if r.floor_cold else "—")
             pp = sample.per_proc if sample else float("nan")
@@ -115,6 +119,11 @@ def main(argv: list[str] | None = None) -> int:
                       f"({r.ops:,} ops), verify diff empty: {r.converged}; no-change with nft listed again: "
                       f"{_ms(r.nochange_fresh)}; +1 FIP planning {_ms(r.add_fip_plan)}"
                       + (f"; errors: {r.errors[:3]}" if r.errors else ""))
+            out.print(f"  N={r.n:,}: agent pass (incremental) = planner + sync: no change {_ms(r.inc_nochange)} "
+                      f"(sync {_ms(r.inc_nochange_sync)}), +1 FIP {_ms(r.inc_add_fip)} (sync "
+                      f"{_ms(r.inc_add_fip_sync)}, {r.inc_add_fip_read} namespaces read; floor "
+                      f"{_ms(r.floor_inc_add_fip)}), +1 subnet {_ms(r.inc_add_subnet)} (sync "
+                      f"{_ms(r.inc_add_subnet_sync)}; floor {_ms(r.floor_inc_add_subnet)}); converged: {r.inc_converged}")
         if sample:
             out.print(f"  Neutron's way measured on routers={sample.routers}, FIPs={sample.fips}: "
                       f"{sample.procs:,} processes in {sample.seconds:.1f} s = {sample.per_proc * 1000:.1f} ms "
