@@ -116,9 +116,11 @@ def _plan_config(netns_prefix: str, bridge_netns: str, external_bridge: str, bri
 @click.option("--token", default=None, envvar="DVRNET_TOKEN", help="Token for a server running --auth token.")
 @click.option("--resync-interval", type=float, default=60.0, show_default=True, help="Seconds between full resyncs.")
 @click.option("--once", is_flag=True, help="One full pass, then exit (0 when converged).")
+@click.option("--ready-file", default=None, type=click.Path(dir_okay=False),
+              help="Create this file after the first converged pass (for whoever started the agent).")
 @click.option("--log-level", default="INFO", show_default=True)
 @_plan_options
-def agent(host, mode, server, token, resync_interval, once, log_level, netns_prefix, bridge_netns, external_bridge,
+def agent(host, mode, server, token, resync_interval, once, ready_file, log_level, netns_prefix, bridge_netns, external_bridge,
           bridge_mappings, port_kind):
     """Run the node agent: follow the server's view of HOST and make the kernel match it."""
     import logging
@@ -127,7 +129,8 @@ def agent(host, mode, server, token, resync_interval, once, log_level, netns_pre
     from .agent.loop import Agent
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s")
     cfg = _plan_config(netns_prefix, bridge_netns, external_bridge, bridge_mappings, port_kind)
-    a = Agent(host, Feed(server, host, mode, token=token), cfg, resync_interval=resync_interval)
+    a = Agent(host, Feed(server, host, mode, token=token), cfg, resync_interval=resync_interval,
+              ready_file=ready_file)
     def _terminate(*_):
         a.stop.set()
         raise KeyboardInterrupt     # wakes a long-poll in progress; the data plane is left as it is

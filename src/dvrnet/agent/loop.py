@@ -17,6 +17,7 @@ While the server cannot be reached the data plane is left exactly as it is.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from dataclasses import dataclass
@@ -60,8 +61,9 @@ def desired_state(cloud: Cloud, host: str, cfg: PlanConfig, reconciler: Reconcil
 
 class Agent:
     def __init__(self, host: str, feed: Feed, cfg: PlanConfig, resync_interval: float = 60.0,
-                 retry_interval: float = 2.0, incremental: bool = True):
+                 retry_interval: float = 2.0, incremental: bool = True, ready_file: str | None = None):
         self.host = host
+        self.ready_file = ready_file
         self.feed = feed
         self.cfg = cfg
         self.resync_interval = resync_interval
@@ -119,6 +121,13 @@ class Agent:
         self.last = report
         return report
 
+    def _announce_ready(self) -> None:
+        """After the first converged pass, create `ready_file` (once): whoever started the agent
+        knows it now follows the feed."""
+        path, self.ready_file = self.ready_file, None
+        with open(path, "w") as f:
+            f.write(f"{os.getpid()}\n")
+
     def run(self, once: bool = False) -> PassReport | None:
         revision: int | None = None
         cloud: Cloud | None = None
@@ -142,6 +151,8 @@ class Agent:
                     log.exception("reconcile pass failed")
                     report = None
                 ok = report is not None and report.ok
+                if ok and self.ready_file:
+                    self._announce_ready()
                 full_due = not ok
                 if full or not ok:
                     next_full = now + (self.resync_interval if ok else self.retry_interval)

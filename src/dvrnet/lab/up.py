@@ -104,10 +104,29 @@ def converge_once(spec: WorldSpec, url: str, timeout: float = 60) -> dict[str, i
     return {h: p.wait(timeout) for h, p in procs.items()}
 
 
-def start_agents(spec: WorldSpec, url: str, extra: tuple[str, ...] = ()) -> dict[str, int]:
-    """extra: more `dvrnet agent` arguments for every node (e.g. `--bridge-mapping NET=BR`)."""
-    return {n.name: _spawn(spec, f"agent-{n.name}", _dvrnet(*_agent_args(spec, n, url, extra))).pid
-            for n in spec.nodes}
+def start_agents(spec: WorldSpec, url: str, extra: tuple[str, ...] = (), wait: float = 30.0) -> dict[str, int]:
+    """Start one long-running agent per node and wait until each has finished its first converged
+    pass (its `--ready-file` appears), so whoever changes the model next is served by agents that
+    already follow the feed. extra: more `dvrnet agent` arguments for every node (e.g.
+    `--bridge-mapping NET=BR`)."""
+    ready = {n.name: os.path.join(spec.state_dir, f"agent-{n.name}.ready") for n in spec.nodes}
+    for path in ready.values():
+        if os.path.exists(path):
+            os.unlink(path)
+    procs = {n.name: _spawn(spec, f"agent-{n.name}",
+                            _dvrnet(*_agent_args(spec, n, url, extra), "--ready-file", ready[n.name]))
+             for n in spec.nodes}
+    end = time.monotonic() + wait
+    while wait and not all(os.path.exists(p) for p in ready.values()):
+        for name, p in procs.items():
+            if p.poll() is not None:
+                raise RuntimeError(f"agent of {name} exited with {p.returncode}; see {spec.state_dir}/agent-{name}.log")
+        if time.monotonic() > end:
+            late = sorted(n for n, p in ready.items() if not os.path.exists(p))
+            raise RuntimeError(f"agents of {', '.join(late)} did not converge within {wait:.0f}s; "
+                               f"see {spec.state_dir}/agent-*.log")
+        time.sleep(0.02)
+    return {name: p.pid for name, p in procs.items()}
 
 
 def up(prefix: str = "dvl-", state_dir: str = "/var/lib/dvrnet/lab", scenario: ScenarioSpec = SEED,
