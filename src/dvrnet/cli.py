@@ -319,5 +319,24 @@ def trace(vm: str, dst: str, state_dir: str, as_json: bool) -> None:
         sys.exit(1)
 
 
+def run() -> None:
+    """Entry point: every error an operator can cause is one line on stderr and a non-zero exit
+    (2 for a malformed command line, 1 otherwise); only bugs print a traceback."""
+    try:
+        main(standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("dvrnet: aborted", err=True)
+        sys.exit(130)
+    except click.ClickException as e:
+        click.echo(f"dvrnet: {e.format_message()}", err=True)
+        sys.exit(e.exit_code)
+    except DvrnetError as e:
+        click.echo(f"dvrnet: {e}", err=True)
+        sys.exit(1)
+    except (ValueError, OSError) as e:
+        click.echo(f"dvrnet: {e}", err=True)
+        sys.exit(1)
+
+
 if __name__ == "__main__":  # pragma: no cover
-    main()
+    run()
