@@ -4,6 +4,10 @@ Invariants:
 - Stages run in order (0 namespaces, 1 links, 2 per-namespace state, 3 teardown); inside a stage
   the plan's order is kept per namespace. Stage 2 runs namespaces concurrently (their ops are
   independent once links exist).
+- Replacement groups (`Plan.groups`: one replaced link's delete, create, sets, addresses,
+  routes, neighbours, sysctls) run strictly in plan order, one group after the other, between
+  the ops before them (staged as above: the creates) and the ops after them (staged: deletes,
+  teardown) — one port is down at a time, for a few `ip -batch` runs.
 - Consecutive `ip` ops of one namespace go through one `ip -force -batch`; each nft op is one
   `nft -f` transaction; sysctls are written from a thread inside the namespace; gratuitous ARPs
   go out from a raw socket.
@@ -109,9 +113,18 @@ def _run_sequence(ops: list[Op]) -> list[OpError]:
 
 
 def execute(plan: Plan, parallel: bool = True) -> list[OpError]:
+    """The ops before the replacement groups by stage, then each group in order (one link's
+    delete, create and everything on it: a few `ip -batch` runs, ms), then the rest by stage."""
+    errors: list[OpError] = []
+    for ops, is_group in plan.segments():
+        errors += _run_sequence(list(ops)) if is_group else _execute_staged(ops, parallel)
+    return errors
+
+
+def _execute_staged(ops, parallel: bool) -> list[OpError]:
     errors: list[OpError] = []
     stages: dict[int, list[Op]] = {0: [], 1: [], 2: [], 3: []}
-    for op in plan:
+    for op in ops:
         stages[op.stage].append(op)
     errors += _run_sequence(stages[0])
     # stage 1: link deletes-for-replacement and adds, then attribute sets, each grouped by ns

@@ -6,12 +6,24 @@ Invariants:
 - Only owned objects (`ownership.py`) are ever deleted or replaced. Desired state that names an
   object dvrnet cannot own raises `NotOwned` (a planner bug).
 - Creates run in dependency order namespace → link → address → route → rule → neighbour →
-  sysctl → nftables (→ gratuitous ARP for new FIP /32s in fip- namespaces); deletes of obsolete
-  objects follow, in reverse order; obsolete owned namespaces go last.
+  sysctl → nftables (→ gratuitous ARP for new FIP /32s in fip- namespaces); then the
+  replacement groups (below), one after the other; deletes of obsolete objects follow, in reverse
+  order; obsolete links, then obsolete owned namespaces go last.
 - Make-before-break: a route with the same (table, dst, metric) and another value is replaced in
   place (`ip route replace`); a changed rule is a new rule (added in the create phase) plus the
   old one (deleted after). The only break-before-make is a link of the wrong kind or peer, which
-  must be deleted to free its name; its addresses, routes and neighbours are then re-added.
+  must be deleted to free its name.
+- Replacement groups (S16): each replaced link is one contiguous run of ops, `Plan.groups`: its
+  delete (and that of any link replaced with it: the ends of one veth pair), its create, its
+  attribute sets (and those of a veth peer created with it, e.g. the `dv-` end's master), then the
+  addresses, routes, neighbours and per-device sysctls on those devices — everything that
+  vanished with the device — before the next group starts; a gratuitous ARP goes in the group
+  of its `fg-` device or of its route's device (the later one), if either is replaced. So a node switching
+  port kind has one port down at a time, each for the few ms of its group. A group holds only
+  objects on its own devices (a route is grouped by its `dev`), so no op outside a group depends
+  on one inside it (except such a gratuitous ARP, moved into the group), and groups do not
+  depend on each other. Links created for other reasons,
+  and everything else, keep the phase order above.
 - A veth pair is created once, from the end whose (namespace, name) sorts first.
 - nftables: a table whose structure differs is replaced whole; otherwise only elements change.
 """
@@ -31,6 +43,7 @@ from .ownership import Ownership, owns_nft_table, owns_sysctl
 EMPTY = Namespace("")
 CREATE_ORDER = ("netns", "link", "address", "route", "rule", "neighbour", "sysctl", "nft", "garp")
 DELETE_ORDER = ("nft", "neighbour", "rule", "route", "address")
+GROUP_ORDER = ("link", "address", "route", "neighbour", "sysctl", "garp")   # one replaced link's life
 
 
 class NotOwned(ValueError):
@@ -45,6 +58,18 @@ class _Acc:
     ns_dels: list[Op] = field(default_factory=list)
     conflicts: list[str] = field(default_factory=list)
     gone: set[tuple[str, str]] = field(default_factory=set)    # links that vanish during apply
+    # replacement groups: (ns, link) -> group id (the smallest key of the group), and their ops
+    group_of: dict[tuple[str, str], tuple[str, str]] = field(default_factory=dict)
+    groups: dict[tuple[str, str], dict[str, list[Op]]] = field(default_factory=dict)
+
+    def target(self, kind: str, ns: str, dev: str | None) -> list[Op]:
+        """The op list a create of `kind` on device `dev` of `ns` goes to: its replacement
+        group's if `dev` is replaced in this plan, else the phase's."""
+        if self.group_of and dev is not None:
+            gid = self.group_of.get((ns, dev))
+            if gid is not None:
+                return self.groups[gid][kind]
+        return self.creates[kind]
 
 
 class DiffMemo:
@@ -65,7 +90,7 @@ class DiffMemo:
 
 def _count(acc: _Acc) -> int:
     return (sum(map(len, acc.creates.values())) + sum(map(len, acc.deletes.values()))
-            + len(acc.conflicts))
+            + sum(len(v) for g in acc.groups.values() for v in g.values()) + len(acc.conflicts))
 
 
 def diff(desired: HostState, observed: HostState, prefix: str = "", memo: DiffMemo | None = None) -> Plan:
@@ -110,9 +135,15 @@ def diff(desired: HostState, observed: HostState, prefix: str = "", memo: DiffMe
         if name not in desired.namespaces and own.owns_namespace(name):
             acc.ns_dels.append(NetnsDel(name))
     ops = [op for k in CREATE_ORDER for op in acc.creates[k]]
+    groups = []
+    for gid in sorted(acc.groups):
+        start = len(ops)
+        ops += [op for k in GROUP_ORDER for op in acc.groups[gid][k]]
+        if len(ops) > start:
+            groups.append((start, len(ops)))
     ops += [op for k in DELETE_ORDER for op in acc.deletes[k]]
     ops += acc.teardown + acc.ns_dels
-    return Plan(tuple(ops), tuple(acc.conflicts))
+    return Plan(tuple(ops), tuple(acc.conflicts), tuple(groups))
 
 
 def check_owned(desired: HostState, own: Ownership, memo: DiffMemo | None = None) -> None:
@@ -153,8 +184,22 @@ def _mismatch(ns: str, want: Link, have: Link) -> str | None:
 
 
 def _diff_links(desired: HostState, observed: HostState, own: Ownership, acc: _Acc) -> None:
-    """Creates/replacements first (stage 1), then attribute changes, obsolete links in teardown."""
+    """Creates (stage 1) then attribute changes, in the link phase, except for replaced links:
+    those go to their replacement group (delete, create, sets). Obsolete links in teardown."""
     fresh: set[tuple[str, str]] = set()        # links that will exist only after this plan
+    replaced: list[tuple[tuple[str, str], str]] = []
+    parent: dict[tuple[str, str], tuple[str, str]] = {}     # union-find: the ends of one group
+
+    def find(x: tuple[str, str]) -> tuple[str, str]:
+        while parent.get(x, x) != x:
+            parent[x] = x = parent.get(parent[x], parent[x])
+        return x
+
+    def union(a: tuple[str, str], b: tuple[str, str]) -> None:
+        ra, rb = find(a), find(b)
+        if ra != rb:
+            parent[max(ra, rb)] = min(ra, rb)  # the root is the smallest key: the group id
+
     dlinks = {(ns, n): lk for ns, d in desired.namespaces.items() for n, lk in d.links.items()}
     for (ns, name), want in sorted(dlinks.items()):
         have = observed.namespaces.get(ns, EMPTY).links.get(name)
@@ -162,15 +207,27 @@ def _diff_links(desired: HostState, observed: HostState, own: Ownership, acc: _A
         if have is not None and why is None:
             continue
         if why is not None:
-            acc.creates["link"].append(LinkReplaceDel(ns, name, why=why))
+            replaced.append(((ns, name), why))
             acc.gone.add((ns, name))
+            parent.setdefault((ns, name), (ns, name))
             if have.kind == "veth" and have.peer:
                 acc.gone.add(_peer(ns, have))   # deleting one end deletes the other
+                union((ns, name), _peer(ns, have))
         fresh.add((ns, name))
     # the other end of a replaced veth vanishes too: it must be recreated
     for key in list(acc.gone):
         if key in dlinks:
             fresh.add(key)
+    if replaced:
+        for key in fresh:                      # a veth pair is created (and grouped) as one
+            want = dlinks[key]
+            if want.kind == "veth" and _peer(key[0], want) in dlinks:
+                union(key, _peer(key[0], want))
+        roots = {find(k) for k, _ in replaced}
+        acc.group_of = {k: r for k in set(parent) | fresh if (r := find(k)) in roots}
+        acc.groups = {r: {k: [] for k in GROUP_ORDER} for r in roots}
+    for key, why in replaced:
+        acc.target("link", *key).append(LinkReplaceDel(key[0], key[1], why=why))
     created: set[tuple[str, str]] = set()
     for key in sorted(fresh):
         ns, name = key
@@ -183,9 +240,9 @@ def _diff_links(desired: HostState, observed: HostState, own: Ownership, acc: _A
             continue                            # created from the other end
         peer_link = dlinks.get(peer_key) if peer_desired else None
         if want.kind == "macvlan":             # created from its lower device's namespace
-            acc.creates["link"].append(LinkAdd(want.peer_netns or ns, link=want, into=ns))
+            acc.target("link", ns, name).append(LinkAdd(want.peer_netns or ns, link=want, into=ns))
         else:
-            acc.creates["link"].append(LinkAdd(ns, link=want, peer_link=peer_link))
+            acc.target("link", ns, name).append(LinkAdd(ns, link=want, peer_link=peer_link))
         created.add(key)
         if peer_desired:
             created.add(peer_key)
@@ -201,7 +258,7 @@ def _diff_links(desired: HostState, observed: HostState, own: Ownership, acc: _A
                     master=(want.master or "nomaster") if want.master != base.master else None,
                     up=want.up if want.up != base.up else None)
         if any(v is not None for v in (s.mac, s.mtu, s.master, s.up)):
-            acc.creates["link"].append(s)
+            acc.target("link", ns, name).append(s)
     for ns in sorted(observed.namespaces):
         o = observed.namespaces[ns]
         d = desired.namespaces.get(ns)
@@ -233,9 +290,10 @@ def _diff_addresses(d: Namespace, o: Namespace, own: Ownership, acc: _Acc) -> No
             acc.conflicts.append(f"{d.name}: address {a.cidr} on {a.dev}: held by foreign "
                                  f"device {foreign[a.ip]}")
             continue
+        out = acc.target("address", d.name, a.dev)
         if old is not None and old.cidr != a.cidr:
-            acc.creates["address"].append(AddrDel(d.name, old))
-        acc.creates["address"].append(AddrAdd(d.name, a, old))
+            out.append(AddrDel(d.name, old))
+        out.append(AddrAdd(d.name, a, old))
     want = {(a.dev, a.ip) for a in d.addresses}
     acc.deletes["address"] += [AddrDel(d.name, a) for k, a in sorted(have.items()) if k not in want]
 
@@ -254,11 +312,17 @@ def _diff_routes(d: Namespace, o: Namespace, own: Ownership, acc: _Acc, prefix: 
         if old != r:
             changed.append((r.sort_key(), r, old))
     changed.sort(key=_first)
+    group_of = acc.group_of
     for _, r, old in changed:
-        acc.creates["route"].append(RouteReplace(d.name, r, old))
+        acc.target("route", d.name, r.dev).append(RouteReplace(d.name, r, old))
         if (old is None and is_fip and fg and r.table == MAIN_TABLE and r.type == "unicast"
                 and r.dst != "default" and _prefixlen(r.dst) == 32):
-            acc.creates["garp"].append(Garp(d.name, dev=fg[0], ip=r.dst.split("/")[0]))
+            # sent from fg- once both it and the route's device exist: in the later of their
+            # replacement groups, if any
+            gid = max((g for g in (group_of.get((d.name, fg[0])), group_of.get((d.name, r.dev or "")))
+                       if g is not None), default=None) if group_of else None
+            (acc.creates["garp"] if gid is None else acc.groups[gid]["garp"]).append(
+                Garp(d.name, dev=fg[0], ip=r.dst.split("/")[0]))
     gone = [r for k, r in have.items() if k not in want]
     acc.deletes["route"] += [RouteDel(d.name, r) for r in sorted(gone, key=Route.sort_key)]
 
@@ -286,7 +350,7 @@ def _diff_neighbours(d: Namespace, o: Namespace, own: Ownership, acc: _Acc) -> N
     for n in sorted(d.neighbours):
         old = have.get((n.dev, n.ip))
         if old != n:
-            acc.creates["neighbour"].append(NeighReplace(d.name, n, old))
+            acc.target("neighbour", d.name, n.dev).append(NeighReplace(d.name, n, old))
     want = {(n.dev, n.ip) for n in d.neighbours}
     acc.deletes["neighbour"] += [NeighDel(d.name, n) for k, n in sorted(have.items()) if k not in want]
 
@@ -303,10 +367,11 @@ def sysctl_dev(key: str) -> str | None:
 def _diff_sysctls(d: Namespace, o: Namespace, acc: _Acc) -> None:
     for key in sorted(d.sysctls):
         want, have = str(d.sysctls[key]).strip(), o.sysctls.get(key)
-        if not _alive(d.name, sysctl_dev(key), acc):
+        dev = sysctl_dev(key)
+        if not _alive(d.name, dev, acc):
             have = None                         # a recreated device starts from defaults
         if have is None or str(have).strip() != want:
-            acc.creates["sysctl"].append(SysctlSet(d.name, key, want, have))
+            acc.target("sysctl", d.name, dev).append(SysctlSet(d.name, key, want, have))
 
 
 # --- nftables ---------------------------------------------------------------------------------

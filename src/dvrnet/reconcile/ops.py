@@ -331,9 +331,33 @@ WRITE_TOOLS = ("ip", "nft", "netns", "sysctl")
 
 @dataclass(frozen=True)
 class Plan:
-    """An ordered tuple of ops plus conflicts diff refused to resolve (foreign holders)."""
+    """An ordered tuple of ops plus conflicts diff refused to resolve (foreign holders).
+
+    `groups`: the replacement groups, as [start, end) index ranges into `ops`, ascending and
+    adjacent to each other: each is one replaced link's whole life (delete, create, sets,
+    addresses, routes, neighbours, sysctls), to be executed in order, one group at a time, between
+    the ops before the first group (creates) and those after the last (deletes, teardown)."""
     ops: tuple[Op, ...] = ()
     conflicts: tuple[str, ...] = ()
+    groups: tuple[tuple[int, int], ...] = ()
+
+    def __post_init__(self) -> None:
+        end = self.groups[0][0] if self.groups else 0
+        for a, b in self.groups:
+            if a != end or b <= a or b > len(self.ops):
+                raise ValueError(f"Plan.groups must be adjacent non-empty ranges of ops: {self.groups}")
+            end = b
+
+    def segments(self) -> list[tuple[tuple[Op, ...], bool]]:
+        """(ops, is_group) runs in plan order: the ops before the groups, each group, the rest."""
+        if not self.groups:
+            return [(self.ops, False)] if self.ops else []
+        first, last = self.groups[0][0], self.groups[-1][1]
+        out = [(self.ops[:first], False)] if first else []
+        out += [(self.ops[a:b], True) for a, b in self.groups]
+        if last < len(self.ops):
+            out.append((self.ops[last:], False))
+        return out
 
     def __iter__(self) -> Iterator[Op]:
         return iter(self.ops)
