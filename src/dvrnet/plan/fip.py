@@ -30,6 +30,19 @@ from .state import Address, Link, Neighbour, NftChain, NftTable, Route, Rule, ip
 
 def fip_namespace(cloud: Cloud, host: str, net: Network, fg: Port, routers: list[Router],
                   slots: dict[str, int], bridges: NsBuilder, cfg: PlanConfig) -> NsBuilder:
+    ns, fg_dev = fip_base(cloud, net, fg, bridges, cfg)
+    for r in routers:
+        fip_router_link(ns, r.id, slots[r.id], net, cfg)
+        for route in fip_routes(cloud, host, r, slots[r.id]):
+            ns.route(route)
+    fip_tail(ns, fg_dev)
+    return ns
+
+
+# The parts of `fip_namespace`, in the order it puts them; plan/incremental.py builds the
+# namespace from the same parts, keeping each router's FIP routes (`fip_routes`) apart.
+def fip_base(cloud: Cloud, net: Network, fg: Port, bridges: NsBuilder, cfg: PlanConfig) -> tuple[NsBuilder, str]:
+    """The fg- port, the external subnets' routes and rules; (builder, fg- device)."""
     ns = NsBuilder(names.fip_ns(cfg.netns_prefix, net.id))
     fg_dev = names.port_dev(names.AGENT_GW_DEV, fg.id)
     plug(ns, bridges, fg_dev, fg, cfg.bridge_for(net.id), net.mtu, cfg)
@@ -47,20 +60,30 @@ def fip_namespace(cloud: Cloud, host: str, net: Network, fg: Port, routers: list
             ns.rule(Rule(FIP_SUBNET_PRIO, src=str(s.cidr), table=subnet_table(s.cidr)))
     ns.rule(Rule(FIP_BLOCK_PRIO, action="blackhole", iif=fg_dev))
     ns.rule(Rule(FIP_ONLINK_PRIO, table=FIP_ONLINK_TABLE))
+    return ns, fg_dev
 
-    for r in routers:
-        rfp_ip, fpr_ip = pair(slots[r.id])
-        fpr = names.fpr_dev(r.id)
-        rfp = names.rfp_dev(r.id)
-        qr_ns = names.qrouter_ns(cfg.netns_prefix, r.id)
-        ns.link(Link(name=fpr, kind="veth", peer_netns=qr_ns, peer=rfp, mac=veth_mac(r.id, "fpr"), mtu=net.mtu))
-        ns.address(Address(fpr, f"{fpr_ip}/31"))
-        ns.route(Route(FIP_ONLINK_TABLE, f"{rfp_ip}/31", dev=fpr, scope="link", src=str(fpr_ip)))
-        ns.neighbour(Neighbour(fpr, str(rfp_ip), veth_mac(r.id, "rfp")))
-        via = str(rfp_ip)
-        for f in local_fips(cloud, host, r):
-            ns.route(Route(MAIN_TABLE_ID, ipstr(f.floating_ip_address) + "/32", via=via, dev=fpr, onlink=True))
 
+def fip_router_link(ns: NsBuilder, router_id: str, slot: int, net: Network, cfg: PlanConfig) -> None:
+    """The fpr- end of a router's /31 link: device, address, on-link route, neighbour."""
+    rfp_ip, fpr_ip = pair(slot)
+    fpr = names.fpr_dev(router_id)
+    rfp = names.rfp_dev(router_id)
+    qr_ns = names.qrouter_ns(cfg.netns_prefix, router_id)
+    ns.link(Link(name=fpr, kind="veth", peer_netns=qr_ns, peer=rfp, mac=veth_mac(router_id, "fpr"), mtu=net.mtu))
+    ns.address(Address(fpr, f"{fpr_ip}/31"))
+    ns.route(Route(FIP_ONLINK_TABLE, f"{rfp_ip}/31", dev=fpr, scope="link", src=str(fpr_ip)))
+    ns.neighbour(Neighbour(fpr, str(rfp_ip), veth_mac(router_id, "rfp")))
+
+
+def fip_routes(cloud: Cloud, host: str, r: Router, slot: int) -> list[Route]:
+    """main: one /32 per FIP of router R on HOST, via its rfp- address (the only routes in main)."""
+    via = str(pair(slot)[0])
+    fpr = names.fpr_dev(r.id)
+    return [Route(MAIN_TABLE_ID, ipstr(f.floating_ip_address) + "/32", via=via, dev=fpr, onlink=True)
+            for f in local_fips(cloud, host, r)]
+
+
+def fip_tail(ns: NsBuilder, fg_dev: str) -> None:
     ns.sysctl("net.ipv4.ip_forward", 1)
     ns.sysctl("net.ipv4.ip_nonlocal_bind", 1)
     ns.sysctl(f"net.ipv4.conf.{fg_dev}.proxy_arp", 1)
@@ -72,4 +95,3 @@ def fip_namespace(cloud: Cloud, host: str, net: Network, fg: Port, routers: list
         NftChain("raw_pre", "filter", "prerouting", -300, ("notrack",)),
         NftChain("raw_out", "filter", "output", -300, ("notrack",)),
     )))
-    return ns
