@@ -1,9 +1,11 @@
 """The agent loop: full resync at start, then follow the change feed; a full resync also runs
 every `resync_interval` seconds, and sooner after a pass that left errors or differences.
 
-One pass (`Agent.reconcile`): plan the host view, read the namespaces from the kernel, take the
-link-local /31s already there as hints (so a router never changes its pair), plan again with the
-hints when they differ from the ones planned with, diff, apply, read back and diff again.
+One pass (`Agent.reconcile`): plan the host view (incrementally: `plan.incremental.HostPlanner`
+re-plans only the namespaces whose inputs changed; the result equals `plan_host`), read the
+namespaces from the kernel, take the link-local /31s already there as hints (so a router never
+changes its pair), plan again with the hints when they differ from the ones planned with, diff,
+apply, read back and diff again.
 Nothing is stored on the node between passes but a cache of what was read; the kernel and the
 server's view are the only truth.
 
@@ -26,6 +28,7 @@ from ..kernel import Reconciler
 from ..model import Cloud
 from ..model.placement import routers_on_host
 from ..plan import PlanConfig, plan_host
+from ..plan.incremental import HostPlanner
 from ..plan.linklocal import hints_from_state
 from ..plan.state import HostState
 from ..reconcile import describe_plan
@@ -51,12 +54,19 @@ class PassReport:
         return f"revision {self.revision}: {self.ops} ops in {self.seconds * 1000:.0f} ms, {state}"
 
 
-def desired_state(cloud: Cloud, host: str, cfg: PlanConfig, reconciler: Reconciler) -> tuple[HostState, HostState]:
-    """(desired, observed) for this host, with link-local slots kept from the kernel."""
-    first = plan_host(cloud, host, cfg)
+def desired_state(cloud: Cloud, host: str, cfg: PlanConfig, reconciler: Reconciler,
+                  planner: HostPlanner | None = None) -> tuple[HostState, HostState]:
+    """(desired, observed) for this host, with link-local slots kept from the kernel. PLANNER
+    (for HOST and CFG): plan incrementally, as the agent does (the same result)."""
+    if planner is None:
+        first = plan_host(cloud, host, cfg)
+        observed = reconciler.observe(first)
+        hints = hints_from_state(observed, [r.id for r in routers_on_host(cloud, host)])
+        return plan_host(cloud, host, cfg, hints), observed
+    first = planner.plan(cloud)
     observed = reconciler.observe(first)
-    hints = hints_from_state(observed, [r.id for r in routers_on_host(cloud, host)])
-    return plan_host(cloud, host, cfg, hints), observed
+    hints = hints_from_state(observed, planner.router_ids)
+    return planner.plan(cloud, hints), observed
 
 
 class Agent:
@@ -69,6 +79,9 @@ class Agent:
         self.resync_interval = resync_interval
         self.retry_interval = retry_interval
         self.reconciler = Reconciler(prefix=cfg.netns_prefix, watch=incremental)
+        # plans only the namespaces whose inputs changed since the last view (plan/incremental.py);
+        # equal to plan_host, and unchanged namespaces are the same objects (the diff memo hits)
+        self.planner = HostPlanner(host, cfg)
         self.stop = threading.Event()
         self.last: PassReport | None = None
         self._hints: dict[str, int] | None = None
@@ -79,13 +92,12 @@ class Agent:
     def _desired(self, cloud: Cloud, full: bool) -> tuple[HostState, HostState]:
         """As `desired_state`, planning once when the hints planned with are still the kernel's:
         the observed link-local addresses do not depend on the desired state read with."""
-        ids = [r.id for r in routers_on_host(cloud, self.host)]
         hints = self._hints
-        desired = plan_host(cloud, self.host, self.cfg, hints)
+        desired = self.planner.plan(cloud, hints)
         observed = self.reconciler.observe(desired, full=full)
-        now = hints_from_state(observed, ids)
+        now = hints_from_state(observed, self.planner.router_ids)
         if now != hints:
-            desired = plan_host(cloud, self.host, self.cfg, now)
+            desired = self.planner.plan(cloud, now)
             observed = self.reconciler.observe(desired)
         self._hints = now
         return desired, observed
@@ -95,7 +107,7 @@ class Agent:
         t0 = time.perf_counter()
         r = self.reconciler
         if r.observer is None:
-            desired, observed = desired_state(cloud, self.host, self.cfg, r)
+            desired, observed = desired_state(cloud, self.host, self.cfg, r, self.planner)
         else:
             try:
                 desired, observed = self._desired(cloud, full)

@@ -4,9 +4,10 @@ applied by the real Reconciler: 100 qrouter- namespaces + the fip- namespace).
 
 Three ways of applying the same desired state, each into its own namespaces (unique prefix):
 - dvrnet: `Reconciler.sync` (read + diff + apply; verify is run after and must be empty);
-- dvrnet, agent pass (incremental): what the agent does when a view arrives — `plan_host` on the
-  whole model, then `Reconciler(prefix, watch=True).sync` (netlink events say which namespaces
-  changed; only those are read, verify included); measured after one untimed full pass;
+- dvrnet, agent pass (incremental): what the agent does when a view arrives — its
+  `HostPlanner.plan` (plan/incremental.py: re-plans only what changed; equal to `plan_host`),
+  then `Reconciler(prefix, watch=True).sync` (netlink events say which namespaces changed; only
+  those are read, verify included); measured after one untimed full pass;
 - raw floor: the same objects, no read and no diff: one `ip -batch` for the namespaces, one
   `ip -n NS -batch` per namespace for its links, then per namespace one `ip -batch` of all its
   objects + one `nft -f` of its tables + its sysctls through /proc (no process), namespaces one
@@ -28,6 +29,7 @@ from dataclasses import dataclass, field
 from dvrnet.kernel import Reconciler, netns, nft, sysctl
 from dvrnet.plan import plan_host
 from dvrnet.plan.config import PlanConfig
+from dvrnet.plan.incremental import HostPlanner
 from dvrnet.plan.numbers import QR_FIP_TABLE
 from dvrnet.plan.state import HostState
 from dvrnet.reconcile import diff
@@ -282,15 +284,17 @@ def incremental(row: ControlRow, p: str, n: int) -> None:
     def timed(fips: int, subnets: int) -> tuple[float, float, object]:
         cloud = scale_cloud(routers=ROUTERS, fips=fips, extra_subnets=subnets)   # the feed's decode: not timed
         t = time.perf_counter()
-        want = plan_host(cloud, HOST, cfg(p))
+        want = planner.plan(cloud)                                                # as the agent plans
         t1 = time.perf_counter()
         res = r.sync(want)
         t2 = time.perf_counter()
         if not res.ok:
             row.errors += [str(e) for e in res.errors][:3] + list(res.differences)[:3]
         return t2 - t, t2 - t1, res
+    planner = HostPlanner(HOST, cfg(p))
     with Reconciler(p, watch=True) as r:
-        r.sync(desired(p, n + 1, extra_subnets=1), full=True)                      # opens the sockets
+        first = scale_cloud(routers=ROUTERS, fips=n + 1, extra_subnets=1)
+        r.sync(planner.plan(first), full=True)                                     # opens the sockets
         row.inc_nochange, row.inc_nochange_sync, res = timed(n + 1, 1)
         row.inc_nochange_writes = res.plan.writes
         assert r.observer is not None
