@@ -1,10 +1,13 @@
 """Scenario 7 of issue 6 (S16): compute1's agent is restarted configured for the other router-port
 kind (veth -> macvlan, then back to veth), under traffic. On start it finds every plugged port
 (fg-, qr-) of the wrong kind and replaces it — each port deleted and re-created with the same name,
-MAC, MTU, addresses, routes and sysctls in one pass; nothing else is touched. Asserted: after the
+MAC, MTU, addresses, routes and sysctls in one pass, one port at a time (each port's whole
+replacement is one contiguous group of the plan); nothing else is touched. Asserted: after the
 pass every plugged port on compute1 is of the configured kind and no `dv-` end is left in its
 bridge namespace, the node converges, a second pass does 0 ops, traffic through compute1 recovers
-within 1 s, and traffic that does not cross compute1 (compute2's FIPs) loses 0 packets."""
+with no gap of 150 ms or more (measured 30–60 ms per switch; 110–220 ms when all the node's ports
+were down together for the whole pass), and traffic that does not cross compute1 (compute2's
+FIPs) loses 0 packets."""
 from __future__ import annotations
 
 import json
@@ -22,6 +25,10 @@ from .helpers import agent_once, kill_agent, log_since, netns, start_agent, wait
 pytestmark = pytest.mark.root
 PASS = re.compile(r"revision (\d+): (\d+) ops")
 PLUGGED = ("fg-", "qg-", "qr-", "sg-")
+# One port down at a time, each for its group's few `ip -batch` runs (~15 ms): the worst gap of a
+# flow crossing compute1 measured 30-60 ms (ping every 10 ms; 5 runs on the noisy 2-core VM).
+# Before replacement groups every port of the node was down for the whole pass: 110-220 ms.
+MAX_GAP_S = 0.150
 
 
 def _kinds(info, host: str) -> dict[str, str]:
@@ -76,7 +83,7 @@ def _switch(info, kind: str) -> tuple[dict, int, float]:
     assert not bad, bad
     for n, r in results.items():
         if n not in names:
-            assert r.received > 0 and r.max_gap_s < 1.0 and not r.error, r.line()
+            assert r.received > 0 and r.max_gap_s < MAX_GAP_S and not r.error, r.line()
     rc, err = agent_once(info, "compute1", *extra)
     m = PASS.search(err)
     assert rc == 0 and m and m.group(2) == "0", err
@@ -91,3 +98,7 @@ def test_s7_port_kind_change_veth_to_macvlan_and_back(live_lab):
     worst = max(r.max_gap_s for r in list(res1.values()) + list(res2.values()))
     print(f"veth->macvlan: {ops1} ops, converged in {t1:.2f}s; macvlan->veth: {ops2} ops, {t2:.2f}s; "
           f"worst gap through compute1 {worst * 1000:.0f} ms")
+    for kind, res in (("macvlan", res1), ("veth", res2)):
+        through = [r for r in res.values() if r.lost or r.max_gap_s]
+        print(f"  -> {kind}: lost (max gap) per flow with a gap " +
+              ", ".join(f"{r.name} {r.lost} ({r.max_gap_s * 1000:.0f} ms)" for r in through))
