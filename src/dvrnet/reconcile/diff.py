@@ -15,15 +15,15 @@ Invariants:
   must be deleted to free its name.
 - Replacement groups (S16): each replaced link is one contiguous run of ops, `Plan.groups`: its
   delete (and that of any link replaced with it: the ends of one veth pair), its create, its
-  attribute sets (and those of a veth peer created with it, e.g. the `dv-` end's master), then the
-  addresses, routes, neighbours and per-device sysctls on those devices — everything that
-  vanished with the device — before the next group starts; a gratuitous ARP goes in the group
-  of its `fg-` device or of its route's device (the later one), if either is replaced. So a node switching
+  attribute sets (and those of a veth peer created with it, e.g. the `dv-` end's master), then
+  the addresses, routes, neighbours and per-device sysctls on those devices — everything that
+  vanished with the device — before the next group starts; a gratuitous ARP goes in the group of
+  its `fg-` or of its route's device (the later one) if either is replaced. So a node switching
   port kind has one port down at a time, each for the few ms of its group. A group holds only
   objects on its own devices (a route is grouped by its `dev`), so no op outside a group depends
-  on one inside it (except such a gratuitous ARP, moved into the group), and groups do not
-  depend on each other. Links created for other reasons,
-  and everything else, keep the phase order above.
+  on one inside it and groups do not depend on each other. Links created for other reasons, and
+  everything else, keep the phase order above. Every device of a group is in `_Acc.gone`, so the
+  `DiffMemo` never skips a namespace holding part of a group.
 - A veth pair is created once, from the end whose (namespace, name) sorts first.
 - nftables: a table whose structure differs is replaced whole; otherwise only elements change.
 """
