@@ -67,7 +67,7 @@ def _delta(old: Mapping, new: Mapping) -> list[tuple]:
     if old is new:
         return []
     get = old.get
-    out = [(k, get(k), v) for k, v in new.items() if get(k) != v]
+    out = [(k, o, v) for k, v in new.items() if (o := get(k)) is not v and o != v]
     added = sum(1 for _, o, _ in out if o is None)
     if len(new) - added != len(old):
         out += [(k, old[k], None) for k in old.keys() - new.keys()]
