@@ -239,6 +239,9 @@ def test_random_walk_equals_plan_host(seed):
         for h in HOSTS:
             try:
                 prev[h] = _check(planners[h], cloud, h, cfg, hints[h], prev[h])
+                if rnd.random() < 0.2:      # the agent's second plan of one view, with the kernel's slots
+                    again = {rid: rnd.randrange(4) for rid in planners[h].router_ids}
+                    prev[h] = _check(planners[h], cloud, h, cfg, again, prev[h])
             except AssertionError as e:
                 raise AssertionError(f"seed {seed} step {i} ({what}) host {h}: {e}") from None
             # next time: the slots of this plan (as the agent reads them back), or perturbed ones
