@@ -28,6 +28,27 @@ def same_as_full(r: Reconciler, want) -> None:
     assert r.diff(want, inc).ops == diff(want, full, r.prefix).ops
 
 
+def without(d: dict, name: str) -> dict:
+    """`d` less the bridge namespace: the kernel may send it late link events (IPv6 DAD, bridge
+    port states) at any time, which rightly mark it dirty; the tests count dvrnet's namespaces."""
+    return {k: v for k, v in d.items() if k != name}
+
+
+def settle(r: Reconciler, want, quiet: float = 0.3, limit: float = 5.0) -> None:
+    """Let the kernel finish the late events of a fresh topology (IPv6 DAD, bridge port states),
+    then consume them with one pass, so tests that count reads start from a quiet kernel."""
+    import time
+    end = time.monotonic() + limit
+    last = time.monotonic()
+    while time.monotonic() < end:
+        if r.observer.pending():
+            last = time.monotonic()
+            assert r.sync(want).ok
+        elif time.monotonic() - last >= quiet:
+            return
+        time.sleep(0.05)
+
+
 @pytest.fixture
 def setup(netns_prefix):
     p = netns_prefix
@@ -36,6 +57,7 @@ def setup(netns_prefix):
     try:
         res = r.sync(desired(p))
         assert res.ok, str(res)
+        settle(r, desired(p))
         yield p, r
     finally:
         r.close()
@@ -52,13 +74,15 @@ def test_untouched_namespaces_are_not_read_again(setup):
     before = reads(r)
     again = r.sync(desired(p))
     assert again.ok and len(again.plan) == 0
-    assert reads(r) == before                      # nothing was read: no events since the verify
-    assert r.observer.last_dirty == {}
-    assert r.memo.skipped == 3                     # and nothing was diffed
+    # nothing was read: no events since the verify (late kernel events in the bridge namespace aside)
+    assert [without(x, br) for x in reads(r)] == [without(x, br) for x in before]
+    assert without(r.observer.last_dirty, br) == {}
+    assert r.memo.skipped == 3 - (br in r.observer.last_dirty)   # and nothing (else) was diffed
     same_as_full(r, desired(p))
     # a full pass reads everything again
     r.sync(desired(p), full=True)
-    assert all(reads(r)[0][n] == before[0][n] + 1 for n in (fip, qr, br))
+    assert all(reads(r)[0][n] == before[0][n] + 1 for n in (fip, qr))
+    assert reads(r)[0][br] >= before[0][br] + 1
 
 
 def test_foreign_route_delete_is_repaired_by_an_incremental_pass(setup):
@@ -71,7 +95,9 @@ def test_foreign_route_delete_is_repaired_by_an_incremental_pass(setup):
     assert [op.line() for op in res.plan if op.tool == "ip"] == [
         "route replace 203.0.113.50/32 via 169.254.64.0 dev fpr-r1 table 254 proto 94 onlink"]
     full1, part1 = reads(r)
-    assert full1 == full0                          # no namespace read in full
+    # No dvrnet namespace read in full. The bridge namespace is left out: the kernel may still be
+    # sending it late link events from setup (IPv6 DAD, bridge port state), which rightly mark it dirty.
+    assert without(full1, br) == without(full0, br)
     assert part1[fip] == part0.get(fip, 0) + 2     # the route slice, before the pass and in verify
     assert qr not in part1 or part1[qr] == part0.get(qr, 0)
     same_as_full(r, desired(p))
@@ -177,5 +203,5 @@ def test_sysctl_drift_needs_a_full_pass(setup):
     res = r.sync(desired(p), full=True)
     assert len(res.plan) == 1 and type(res.plan.ops[0]).__name__ == "SysctlSet"
     assert res.ok, str(res)                        # verify re-read the sysctls it wrote
-    assert r.observer.last_dirty == {fip: "sysctls"}
+    assert without(r.observer.last_dirty, br) == {fip: "sysctls"}
     same_as_full(r, desired(p))
