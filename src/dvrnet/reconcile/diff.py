@@ -31,6 +31,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from ipaddress import ip_network
+from collections import Counter
+from operator import attrgetter
 
 from dvrnet.plan.names import AGENT_GW_DEV, FIP_NS
 from dvrnet.plan.state import HostState, Link, Namespace, NftTable, MAIN_TABLE, Route, parse_v4
@@ -85,6 +87,7 @@ class DiffMemo:
         self.prefix: str | None = None
         self.clean: dict[str, tuple[Namespace, Namespace]] = {}
         self.checked: dict[str, Namespace] = {}   # desired namespaces that passed check_owned
+        self.routes: dict[str, _RouteIdx] = {}     # per namespace: desired route keys, last equal pair
         self.skipped = 0                     # namespaces skipped by the last diff (benchmarks, tests)
 
 
@@ -96,7 +99,7 @@ def _count(acc: _Acc) -> int:
 def diff(desired: HostState, observed: HostState, prefix: str = "", memo: DiffMemo | None = None) -> Plan:
     own = Ownership(prefix)
     if memo is not None and memo.prefix != prefix:
-        memo.prefix, memo.clean, memo.checked = prefix, {}, {}
+        memo.prefix, memo.clean, memo.checked, memo.routes = prefix, {}, {}, {}
     check_owned(desired, own, memo)
     acc = _Acc()
     for name in sorted(desired.namespaces):
@@ -115,7 +118,13 @@ def diff(desired: HostState, observed: HostState, prefix: str = "", memo: DiffMe
                 continue
             before = _count(acc)
         _diff_addresses(d, o, own, acc)
-        _diff_routes(d, o, own, acc, prefix)
+        if memo is None:
+            _diff_routes(d, o, own, acc, prefix)
+        else:
+            idx = memo.routes.get(name)
+            if idx is None:
+                idx = memo.routes[name] = _RouteIdx(d.routes)
+            _diff_routes(d, o, own, acc, prefix, idx)
         _diff_rules(d, o, acc)
         _diff_neighbours(d, o, own, acc)
         _diff_sysctls(d, o, acc)
@@ -131,6 +140,8 @@ def diff(desired: HostState, observed: HostState, prefix: str = "", memo: DiffMe
             del memo.clean[name]
         for name in [n for n in memo.checked if n not in desired.namespaces]:
             del memo.checked[name]
+        for name in [n for n in memo.routes if n not in desired.namespaces]:
+            del memo.routes[name]
     for name in sorted(observed.namespaces):
         if name not in desired.namespaces and own.owns_namespace(name):
             acc.ns_dels.append(NetnsDel(name))
@@ -299,18 +310,104 @@ def _diff_addresses(d: Namespace, o: Namespace, own: Ownership, acc: _Acc) -> No
 
 
 # --- routes -----------------------------------------------------------------------------------
-def _diff_routes(d: Namespace, o: Namespace, own: Ownership, acc: _Acc, prefix: str) -> None:
-    have = {r.key: r for r in o.routes if _alive(d.name, r.dev, acc)}
+_ROUTE_KEY = attrgetter("table", "dst", "metric")     # == Route.key, in C
+
+
+class _RouteIdx:
+    """One namespace's desired routes with the multiset of their keys, kept up to date from set
+    to set by their differences (a new plan shares the unchanged `Route` objects, so a 10k-route
+    difference is ~identity checks), and the last (desired, observed) pair of route sets found
+    equal (`base`): later pairs are compared through their differences from that pair."""
+
+    __slots__ = ("routes", "count", "base")
+
+    def __init__(self, routes: frozenset) -> None:
+        self.routes = routes
+        self.count = Counter(map(_ROUTE_KEY, routes))
+        self.base: tuple[frozenset, frozenset] | None = None
+
+    def update(self, routes: frozenset) -> None:
+        old = self.routes
+        if routes is old:
+            return
+        add, rem = routes - old, old - routes
+        if len(add) + len(rem) > len(routes) // 2:
+            self.count = Counter(map(_ROUTE_KEY, routes))
+        else:
+            count = self.count
+            for k in map(_ROUTE_KEY, rem):
+                if count[k] == 1:
+                    del count[k]
+                else:
+                    count[k] -= 1
+            count.update(map(_ROUTE_KEY, add))
+        self.routes = routes
+
+    def unique(self) -> bool:
+        return len(self.count) == len(self.routes)
+
+    def delta(self, d: frozenset, o: frozenset) -> tuple[frozenset, frozenset]:
+        """(d - o, o - d), by value. Through `base` (b, b2 equal) when there is one:
+        d = (S - Rd) | Ad and o = (S - Ro) | Ao with S = b = b2, so
+        d - o = {x in Ad not in o} | (Ro - Rd) and o - d = {x in Ao not in d} | (Rd - Ro)."""
+        if self.base is None:
+            return d - o, o - d
+        bd, bo = self.base
+        ad, rd, ao, ro = d - bd, bd - d, o - bo, bo - o
+        return (frozenset(x for x in ad if x not in o) | (ro - rd),
+                frozenset(x for x in ao if x not in d) | (rd - ro))
+
+
+def _route_delta(d: Namespace, o: Namespace, acc: _Acc, idx: _RouteIdx | None):
+    """(desired routes to write with the observed route of their key, observed routes to delete)
+    from the set differences of the two route sets: a 10k-route namespace with one new route
+    costs no 10k-entry key maps. None when that shortcut is not exactly the per-key comparison
+    of `_diff_routes`: a device of this namespace vanishes in this plan (observed routes are
+    filtered by `_alive`), or keys repeat (two desired routes with one key; two observed routes
+    with one key outside the common part, or beside an equal common route) — the per-key
+    comparison then decides which one wins."""
+    if idx is None:
+        idx = _RouteIdx(d.routes)
+    else:
+        idx.update(d.routes)
+    dd, oo = idx.delta(d.routes, o.routes)
+    if not dd and not oo:
+        idx.base = (d.routes, o.routes)
+    if not idx.unique() or (acc.gone and any(ns == d.name for ns, _ in acc.gone)):
+        return None
+    if not dd and not oo:
+        return (), ()
+    have = {r.key: r for r in oo}
+    if len(have) != len(oo):
+        return None
+    new = {r.key for r in dd}
+    count = idx.count
+    if any(k in count and k not in new for k in have):
+        return None                            # an observed duplicate of an equal common route
+    return [(r, have.get(r.key)) for r in dd], [r for k, r in have.items() if k not in new]
+
+
+def _diff_routes(d: Namespace, o: Namespace, own: Ownership, acc: _Acc, prefix: str,
+                 idx: _RouteIdx | None = None) -> None:
     fg = sorted(n for n in d.links if n.startswith(AGENT_GW_DEV))
     is_fip = d.name.startswith(prefix + FIP_NS)
-    # only the routes that change are sorted (a no-change pass over 10k routes sorts nothing)
-    changed, want = [], set()
-    for r in d.routes:
-        k = r.key
-        want.add(k)
-        old = have.get(k)
-        if old != r:
-            changed.append((r.sort_key(), r, old))
+    delta = _route_delta(d, o, acc, idx)
+    if delta is not None:
+        writes, gone = delta
+        if not writes and not gone:
+            return
+        changed = [(r.sort_key(), r, old) for r, old in writes]
+    else:
+        have = {r.key: r for r in o.routes if _alive(d.name, r.dev, acc)}
+        # only the routes that change are sorted (a no-change pass over 10k routes sorts nothing)
+        changed, want = [], set()
+        for r in d.routes:
+            k = r.key
+            want.add(k)
+            old = have.get(k)
+            if old != r:
+                changed.append((r.sort_key(), r, old))
+        gone = [r for k, r in have.items() if k not in want]
     changed.sort(key=_first)
     group_of = acc.group_of
     for _, r, old in changed:
@@ -323,7 +420,6 @@ def _diff_routes(d: Namespace, o: Namespace, own: Ownership, acc: _Acc, prefix: 
                        if g is not None), default=None) if group_of else None
             (acc.creates["garp"] if gid is None else acc.groups[gid]["garp"]).append(
                 Garp(d.name, dev=fg[0], ip=r.dst.split("/")[0]))
-    gone = [r for k, r in have.items() if k not in want]
     acc.deletes["route"] += [RouteDel(d.name, r) for r in sorted(gone, key=Route.sort_key)]
 
 
