@@ -1,0 +1,55 @@
+"""The apply path's cheap edges (root): gratuitous ARP from a protocol-0 packet socket puts the
+same frame on the wire as `garp.announce`; the procfs look at conntrack finds entries by source
+and says "maybe" whenever it cannot look."""
+from __future__ import annotations
+
+import socket
+import subprocess
+
+import pytest
+
+from dvrnet.kernel import apply as A, garp, netns
+
+pytestmark = pytest.mark.root
+
+
+def sh(*args: str, stdin: str | None = None) -> None:
+    subprocess.run(args, input=stdin, check=True, capture_output=True, text=True)
+
+
+def test_garp_frame_reaches_the_peer(netns_prefix):
+    ns = netns_prefix + "g"
+    sh("ip", "netns", "add", ns)
+    sh("ip", "-n", ns, "link", "add", "fg-x", "type", "veth", "peer", "name", "fg-y")
+    sh("ip", "-n", ns, "link", "set", "fg-x", "up")
+    sh("ip", "-n", ns, "link", "set", "fg-y", "up")
+
+    def listen() -> socket.socket:
+        r = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(garp.ETH_P_ARP))
+        r.bind(("fg-y", garp.ETH_P_ARP))
+        r.settimeout(2)
+        return r
+    r = netns.run_in(ns, listen)
+    try:
+        A._announce(ns, "fg-x", ["203.0.113.9", "203.0.113.10"])
+        got = [r.recv(2048)[:42] for _ in range(2)]
+    finally:
+        r.close()
+    mac = got[0][6:12]
+    assert got == [garp.frame(mac, "203.0.113.9"), garp.frame(mac, "203.0.113.10")]
+    with pytest.raises(OSError):
+        A._announce(ns, "nodev", ["203.0.113.9"])
+
+
+def test_conntrack_look_by_source(netns_prefix):
+    ns = netns_prefix + "c"
+    sh("ip", "netns", "add", ns)
+    sh("ip", "-n", ns, "link", "set", "lo", "up")
+    sh("ip", "netns", "exec", ns, "nft", "add table ip t; add chain ip t o { type filter hook output priority 0; }; "
+       "add rule ip t o ct state new counter")
+    sh("ip", "netns", "exec", ns, "ping", "-c", "1", "-W", "1", "127.0.0.1")
+    if not netns.run_in(ns, lambda: __import__("os").path.exists("/proc/thread-self/net/nf_conntrack")):
+        pytest.skip("no nf_conntrack procfs on this kernel")
+    assert A._conntrack_names(ns, ["127.0.0.1"])
+    assert not A._conntrack_names(ns, ["127.0.0.10", "10.9.9.9"])
+    assert A._conntrack_names(netns_prefix + "missing", ["10.9.9.9"])      # cannot look: maybe
