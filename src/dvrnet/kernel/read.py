@@ -13,6 +13,7 @@ Invariants:
 """
 from __future__ import annotations
 
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 
@@ -354,8 +355,15 @@ class IncrementalObserver:
         if d.neigh:
             cmds.append("neigh show nud permanent")
         value, raw = c.value, c.raw
+        # the nft read (a process when the table changed) runs beside the `ip` dump
+        nft_job = _Background(lambda: nft.read_tables(n, dict(want.nft) if want else {})) if d.nft else None
         if cmds:
-            res = iproute.dump(n, cmds)
+            try:
+                res = iproute.dump(n, cmds)
+            except BaseException:
+                if nft_job is not None:
+                    nft_job.wait()
+                raise
             i = 0
             if d.routes and slices is None:
                 routes = frozenset(parse_route(r) for r in res[0] if ":" not in r.get("dst", ""))
@@ -391,11 +399,35 @@ class IncrementalObserver:
             sysctls = sysctl.read(n, [k for k in (want.sysctls if want else {}) if owns_sysctl(k)])
             if sysctls != value.sysctls:
                 value = replace(value, sysctls=sysctls)
-        if d.nft:
+        if nft_job is not None:
             try:
-                tables = nft.read_tables(n, dict(want.nft) if want else {})
+                tables = nft_job.result()
             except (iproute.ReadError, OSError) as e:
                 bad_nft[n], tables = f"cannot read nftables: {e}", {}
             if tables != value.nft:
                 value = replace(value, nft=tables)
         return _Cached(raw, value, c.params, c.by_slice)
+
+
+class _Background:
+    """fn() in a thread; `result()` joins and returns or raises what it did."""
+
+    def __init__(self, fn) -> None:
+        self._box: dict[str, object] = {}
+
+        def body() -> None:
+            try:
+                self._box["r"] = fn()
+            except BaseException as e:          # handed to result(), not swallowed
+                self._box["e"] = e
+        self._t = threading.Thread(target=body, name="dvrnet-read-nft", daemon=True)
+        self._t.start()
+
+    def wait(self) -> None:
+        self._t.join()
+
+    def result(self):
+        self._t.join()
+        if "e" in self._box:
+            raise self._box["e"]                # type: ignore[misc]
+        return self._box["r"]
