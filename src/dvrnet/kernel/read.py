@@ -213,6 +213,16 @@ class IncrementalObserver:
         self.partial_reads: dict[str, int] = {}    # namespace -> partial reads
         self.last_dirty: dict[str, str] = {}       # namespace -> why it was read in the last pass
         self._sysctls: set[str] = set()            # namespaces whose sysctls we wrote since last read
+        self._params_memo: dict[str, tuple[Namespace | None, tuple]] = {}
+
+    def _params(self, n: str, want: Namespace | None) -> tuple:
+        """`_params(want)`, computed once per desired namespace object (frozen)."""
+        hit = self._params_memo.get(n)
+        if hit is not None and hit[0] is want:
+            return hit[1]
+        out = _params(want)
+        self._params_memo[n] = (want, out)
+        return out
 
     def applied(self, ops) -> None:
         """Tell the reader what was just applied: sysctls have no events, so the namespaces
@@ -228,6 +238,7 @@ class IncrementalObserver:
         """Forget what was read (all, or `names`): they are read in full next time."""
         for n in list(self._cache) if names is None else names:
             self._cache.pop(n, None)
+            self._params_memo.pop(n, None)
 
     def pending(self) -> bool:
         """True when something changed since the last read (events queued, namespaces gone/new)."""
@@ -247,7 +258,8 @@ class IncrementalObserver:
         present = set(names)
         gone = [n for n in self._cache if n not in present]
         # namespaces that resolved a veth peer through a namespace that is now gone
-        refer = {n for n, c in self._cache.items() if n in present and _peers(c.raw) & set(gone)}
+        gone_set = set(gone)
+        refer = {n for n, c in self._cache.items() if n in present and _peers(c.raw) & gone_set} if gone else set()
         self.invalidate(gone)
         self.watcher.discard([n for n in self.watcher.names() if n not in present])
         why: dict[str, str] = {}
@@ -271,7 +283,7 @@ class IncrementalObserver:
             want = desired.namespaces.get(n)
             if c is None:
                 d.mark_full("new" if n not in errors else f"unwatched: {errors[n]}")
-            elif c.params != _params(want):
+            elif c.params != self._params(n, want):
                 d.mark_full("desired read parameters changed")
             elif n in refer:
                 d.mark_full("veth peer namespace gone")
@@ -302,26 +314,33 @@ class IncrementalObserver:
             results = dict(zip(jobs, pool.map(one, jobs)))
         self._sysctls -= set(results)
         reread = set()
+        relinked = set()        # read again with a new link dump (a partial read keeps the old one)
         for n, res in results.items():
             if res is None:
                 self._cache.pop(n, None)
                 continue
+            old = self._cache.get(n)
+            if old is None or res.raw.links is not old.raw.links or res.raw.nsids is not old.raw.nsids:
+                relinked.add(n)
             self._cache[n] = res
             reread.add(n)
-        # veth peers: rebuild the links of namespaces whose peers' dumps were read again
-        by_ns = {n: c.raw for n, c in self._cache.items()}
-        for n, c in self._cache.items():
-            if n in results or not (_peers(c.raw) & reread):
-                continue
-            links = _links(c.raw, by_ns)
-            if links != c.value.links:
-                c.value = replace(c.value, links=links)
-        for n in reread:                            # links of a namespace read in this pass
-            c = self._cache[n]
-            if jobs[n].full or _peers(c.raw) & reread:
+        # veth peers: rebuild the links of namespaces whose peers' link dumps were read again
+        # (links come only from link dumps: a namespace whose own and whose peers' dumps are the
+        # same objects as last time would rebuild the links it has)
+        if relinked:
+            by_ns = {n: c.raw for n, c in self._cache.items()}
+            for n, c in self._cache.items():
+                if n in results or not (_peers(c.raw) & relinked):
+                    continue
                 links = _links(c.raw, by_ns)
                 if links != c.value.links:
                     c.value = replace(c.value, links=links)
+            for n in reread:                        # links of a namespace read in this pass
+                c = self._cache[n]
+                if n in relinked or _peers(c.raw) & relinked:
+                    links = _links(c.raw, by_ns)
+                    if links != c.value.links:
+                        c.value = replace(c.value, links=links)
         for n in reread:
             c = self._cache[n]
             idx = {d["ifname"]: d["ifindex"] for d in c.raw.links}
@@ -343,7 +362,7 @@ class IncrementalObserver:
             except (iproute.ReadError, OSError) as e:
                 bad_nft[n], tables = f"cannot read nftables: {e}", {}
             value = _namespace(raw, {n: raw}, want, sysctls, tables)   # links fixed up by the caller
-            return _Cached(raw, value, _params(want))
+            return _Cached(raw, value, self._params(n, want))
         self.partial_reads[n] = self.partial_reads.get(n, 0) + 1
         cmds: list[str] = []
         slices = sorted(d.routes) if len(d.routes) <= ROUTE_SLICES_MAX else None
