@@ -1,5 +1,5 @@
 """The apply path's cheap edges (root): gratuitous ARP from a protocol-0 packet socket puts the
-same frame on the wire as `garp.announce`; the procfs look at conntrack finds entries by source
+same frame on the wire as before (`garp.frame`); the procfs look at conntrack finds entries by source
 and says "maybe" whenever it cannot look."""
 from __future__ import annotations
 
@@ -31,14 +31,14 @@ def test_garp_frame_reaches_the_peer(netns_prefix):
         return r
     r = netns.run_in(ns, listen)
     try:
-        A._announce(ns, "fg-x", ["203.0.113.9", "203.0.113.10"])
+        garp.announce(ns, "fg-x", ["203.0.113.9", "203.0.113.10"])
         got = [r.recv(2048)[:42] for _ in range(2)]
     finally:
         r.close()
     mac = got[0][6:12]
     assert got == [garp.frame(mac, "203.0.113.9"), garp.frame(mac, "203.0.113.10")]
     with pytest.raises(OSError):
-        A._announce(ns, "nodev", ["203.0.113.9"])
+        garp.announce(ns, "nodev", ["203.0.113.9"])
 
 
 def test_conntrack_look_by_source(netns_prefix):

@@ -28,10 +28,7 @@ Invariants:
 """
 from __future__ import annotations
 
-import queue
 import re
-import socket
-import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from itertools import groupby
@@ -82,38 +79,6 @@ def _run_ip(ns: str, ops: list[Op]) -> list[OpError]:
 
 
 # --- gratuitous ARP, conntrack --------------------------------------------------------------------
-_closing: queue.SimpleQueue = queue.SimpleQueue()
-_closer: threading.Thread | None = None
-_closer_lock = threading.Lock()
-
-
-def _close_later(s: socket.socket) -> None:
-    """Close an AF_PACKET socket off the caller's path (its close waits for an RCU grace period)."""
-    global _closer
-    with _closer_lock:
-        if _closer is None or not _closer.is_alive():
-            def run() -> None:
-                while True:
-                    _closing.get().close()
-            _closer = threading.Thread(target=run, name="dvrnet-packet-close", daemon=True)
-            _closer.start()
-    _closing.put(s)
-
-
-def _announce(ns: str, dev: str, ips: list[str]) -> None:
-    """`garp.announce(ns, dev, ips)` (same frames) without the socket's two grace periods."""
-    def body() -> None:
-        s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
-        try:
-            s.bind((dev, 0))
-            mac = s.getsockname()[4]
-            for ip in ips:
-                s.sendto(garp.frame(mac, ip), (dev, garp.ETH_P_ARP))
-        finally:
-            _close_later(s)
-    netns.run_in(ns, body)
-
-
 def _conntrack_names(ns: str, ips: list[str]) -> bool:
     """False only when the namespace's conntrack table (procfs) has no entry with one of `ips` as
     an original or reply source; True when it has, or cannot be read that way."""
@@ -158,7 +123,7 @@ def _run_group(ns: str, tool: str, ops: list[Op]) -> list[OpError]:
         for dev, dev_ops in groupby(ops, key=lambda o: o.dev):                # type: ignore[attr-defined]
             dev_ops = list(dev_ops)
             try:
-                _announce(ns, dev, [o.ip for o in dev_ops])                    # type: ignore[attr-defined]
+                garp.announce(ns, dev, [o.ip for o in dev_ops])                    # type: ignore[attr-defined]
             except (OSError, netns.MissingNamespace) as e:
                 out += [OpError(o, f"gratuitous ARP not sent: {e}") for o in dev_ops]
         return out
