@@ -105,18 +105,11 @@ class _Index:
 
     def update(self, new: Cloud) -> set[Key]:
         old, dirty = self.cloud, set()
-        for k, o, v in _delta(old.hosts, new.hosts):
-            if v is not None and v.name != k:
-                raise _Irregular(f"host {v.name} stored as {k}")
-            dirty.add(("host", k))
-        for k, o, v in _delta(old.networks, new.networks):
-            if v is not None and v.id != k:
-                raise _Irregular(f"network {v.id} stored as {k}")
-            dirty.add(("net", k))
-        for k, o, v in _delta(old.routers, new.routers):
-            if v is not None and v.id != k:
-                raise _Irregular(f"router {v.id} stored as {k}")
-            dirty.add(("router", k))
+        for coll, attr, tag in (("hosts", "name", "host"), ("networks", "id", "net"), ("routers", "id", "router")):
+            for k, o, v in _delta(getattr(old, coll), getattr(new, coll)):
+                if v is not None and getattr(v, attr) != k:
+                    raise _Irregular(f"{tag} {getattr(v, attr)} stored as {k}")
+                dirty.add((tag, k))
         for k, o, v in _delta(old.subnets, new.subnets):
             if v is not None and v.id != k:
                 raise _Irregular(f"subnet {v.id} stored as {k}")
