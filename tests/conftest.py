@@ -21,11 +21,11 @@ def pytest_collection_modifyitems(config, items):
 
 
 def delete_namespaces(prefix: str) -> None:
-    out = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+    out = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=False).stdout
     for line in out.splitlines():
         name = line.split()[0] if line.split() else ""
         if name.startswith(prefix):
-            subprocess.run(["ip", "netns", "del", name], capture_output=True)
+            subprocess.run(["ip", "netns", "del", name], capture_output=True, check=False)
 
 
 @pytest.fixture

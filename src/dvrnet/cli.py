@@ -125,6 +125,7 @@ def agent(host, mode, server, token, resync_interval, once, ready_file, log_leve
     """Run the node agent: follow the server's view of HOST and make the kernel match it."""
     import logging
     import signal
+
     from .agent.feed import Feed
     from .agent.loop import Agent
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s")
@@ -204,6 +205,7 @@ def _need_root() -> None:
 
 def _lab_up(prefix: str, state_dir: str):
     from rich.console import Console
+
     from .lab.up import up
     console = Console(stderr=True)
     return up(prefix=prefix, state_dir=state_dir, progress=lambda m: console.print(f"[dim]lab[/dim] {m}"))
@@ -300,6 +302,7 @@ def trace(vm: str, dst: str, state_dir: str, as_json: bool) -> None:
 
     Exit 1 when the model and the kernel disagree on any hop."""
     import ipaddress
+
     from .lab.info import LabInfo
     from .trace import trace as run_trace
     try:

@@ -100,7 +100,7 @@ def kernel_route_get(ns: str, dst: str, src: str, iif: str, mark: int) -> Kernel
     argv = ["ip", "-j", "-n", ns, "route", "get", dst, "from", src, "iif", iif]
     if mark:
         argv += ["mark", hex(mark)]
-    p = subprocess.run(argv, capture_output=True, text=True)
+    p = subprocess.run(argv, capture_output=True, text=True, check=False)
     err = (p.stderr.strip() or "no answer").splitlines()[-1]
     if p.returncode != 0 or not p.stdout.strip():
         return KernelAnswer(False, text=f"refused ({err})")
@@ -280,4 +280,4 @@ def trace(info: LabInfo, vm: str, dst: str) -> Trace:
     return Tracer(info).trace(vm, dst)
 
 
-__all__ = ["trace", "Tracer", "Trace", "Hop", "KernelAnswer", "kernel_route_get"]
+__all__ = ["Hop", "KernelAnswer", "Trace", "Tracer", "kernel_route_get", "trace"]

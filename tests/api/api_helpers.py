@@ -7,8 +7,9 @@ import socket
 import threading
 import time
 import warnings
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -102,7 +103,7 @@ def build_topology(c, headers=None) -> dict:
     ok(c.post("/v2.0/dvrnet/hosts", json={"host": {"name": "network1", "mode": "dvr_snat"}}, headers=h))
     ok(c.post("/v2.0/dvrnet/hosts", json={"host": {"name": "compute1", "mode": "dvr"}}, headers=h))
     ext = ok(c.post("/v2.0/networks", json={"network": {"name": "ext", "router:external": True}}, headers=h))["network"]
-    sub = lambda body: ok(c.post("/v2.0/subnets", json={"subnet": body}, headers=h))["subnet"]  # noqa: E731
+    sub = lambda body: ok(c.post("/v2.0/subnets", json={"subnet": body}, headers=h))["subnet"]
     s_gw = sub({"network_id": ext["id"], "cidr": "203.0.113.0/24", "name": "ext-a"})
     s_fip = sub({"network_id": ext["id"], "cidr": "198.51.100.0/24", "name": "ext-b",
                  "service_types": ["network:floatingip"]})
@@ -119,16 +120,16 @@ def build_topology(c, headers=None) -> dict:
             "router": router["id"], "net": net["id"], "s_priv": s_priv["id"], "port": port["id"]}
 
 
-__all__ = ["TestClient", "httpx", "running_server", "ok", "neutron_error", "build_topology"]
+__all__ = ["TestClient", "build_topology", "httpx", "neutron_error", "ok", "running_server"]
 
 
 # ---- a throw-away PostgreSQL server --------------------------------------------------------
-import glob  # noqa: E402
-import os  # noqa: E402
-import pwd  # noqa: E402
-import shutil  # noqa: E402
-import subprocess  # noqa: E402
-import tempfile  # noqa: E402
+import glob
+import os
+import pwd
+import shutil
+import subprocess
+import tempfile
 
 
 @contextmanager
@@ -155,7 +156,7 @@ def postgres_server() -> Iterator[str]:
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LC_ALL": "C", "HOME": tmp}
 
     def run(args, timeout=60):
-        return subprocess.run(prefix + args, capture_output=True, text=True, timeout=timeout, env=env, cwd=tmp)
+        return subprocess.run(prefix + args, capture_output=True, text=True, timeout=timeout, env=env, cwd=tmp, check=False)
 
     started = False
     try:
@@ -167,7 +168,7 @@ def postgres_server() -> Iterator[str]:
                 f"-c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=120")
         r = run([os.path.join(bindir, "pg_ctl"), "-D", data, "-l", log, "-o", opts, "-w", "-t", "30", "start"])
         if r.returncode != 0:
-            tail = open(log).read()[-400:] if os.path.exists(log) else ""
+            tail = Path(log).read_text()[-400:] if os.path.exists(log) else ""
             pytest.skip(f"PostgreSQL did not start: {r.stderr.strip()[-300:]} {tail}")
         started = True
         yield f"postgresql://dvrnet@127.0.0.1:{port}/postgres"
@@ -181,6 +182,7 @@ def postgres_server() -> Iterator[str]:
 def fresh_postgres_db(base_url: str, name: str) -> Iterator[str]:
     """A new database on the server at `base_url`; dropped afterwards."""
     import sqlalchemy as sa
+
     from dvrnet.store.engine import normalize_url
     eng = sa.create_engine(normalize_url(base_url), isolation_level="AUTOCOMMIT")
     with eng.connect() as c:

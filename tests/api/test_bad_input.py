@@ -3,10 +3,9 @@ FastAPI error. One topology is shared by all cases: failed requests change nothi
 from __future__ import annotations
 
 import pytest
+from api_helpers import TestClient, build_topology, neutron_error, ok
 
 from dvrnet.api.app import create_app
-
-from api_helpers import TestClient, build_topology, neutron_error, ok
 
 
 @pytest.fixture(scope="module")
@@ -124,7 +123,7 @@ def test_bad_requests(env, method, path, body, status, type_):
 
 def test_service_type_violation_no_matching_subnet(env):
     """A port whose owner no subnet serves: the FIP-only and fg-only subnets refuse it."""
-    c, ids = env
+    c, _ids = env
     net = ok(c.post("/v2.0/networks", json={"network": {"name": "typed-only"}}))["network"]
     ok(c.post("/v2.0/subnets", json={"subnet": {"network_id": net["id"], "cidr": "192.0.2.0/24",
                                                  "service_types": ["network:floatingip"]}}))

@@ -11,9 +11,9 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pytest
 import sqlalchemy as sa
+from api_helpers import build_topology, fresh_postgres_db, ok, postgres_server, running_server
 from sqlalchemy.exc import IntegrityError
 
-from api_helpers import build_topology, fresh_postgres_db, ok, postgres_server, running_server
 from dvrnet.api.app import create_app
 from dvrnet.store import tables as t
 
@@ -62,11 +62,10 @@ def test_unique_constraint_is_the_last_guard(db_url):
     with running_server(app) as url, httpx.Client(base_url=url) as c:
         ids = build_topology(c)
         fip = ok(c.post("/v2.0/floatingips", json={"floatingip": {"floating_network_id": ids["ext"]}}))["floatingip"]
-    with pytest.raises(IntegrityError):
-        with store.engine.begin() as conn:
-            conn.execute(t.ip_allocations.insert().values(
-                network_id=ids["ext"], ip_address=fip["floating_ip_address"], subnet_id=fip["subnet_id"],
-                port_id=ids["port"], floatingip_id=None, position=1))
+    with pytest.raises(IntegrityError), store.engine.begin() as conn:
+        conn.execute(t.ip_allocations.insert().values(
+            network_id=ids["ext"], ip_address=fip["floating_ip_address"], subnet_id=fip["subnet_id"],
+            port_id=ids["port"], floatingip_id=None, position=1))
 
 
 @pytest.fixture(scope="module")
@@ -93,6 +92,7 @@ def test_postgresql_schema_restart_and_bad_input(postgres):
     from alembic.autogenerate import compare_metadata
     from alembic.runtime.migration import MigrationContext
     from api_helpers import TestClient, neutron_error
+
     from dvrnet.store.tables import metadata
     with fresh_postgres_db(postgres, f"dvrnet_{uuid.uuid4().hex[:8]}") as db:
         with TestClient(create_app(db)) as c:

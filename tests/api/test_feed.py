@@ -6,8 +6,8 @@ import threading
 import time
 
 import httpx
-
 from api_helpers import build_topology, ok, running_server
+
 from dvrnet.api.app import create_app
 from dvrnet.api.codec import cloud_from_json
 

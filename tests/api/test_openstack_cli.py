@@ -13,8 +13,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-
 from api_helpers import ADMIN_TOKEN, ALICE_TOKEN, ok, running_server
+
 from dvrnet.api.app import create_app
 
 OPENSTACK = Path(sys.executable).parent / "openstack"
@@ -34,7 +34,7 @@ class Osc:
         exe = str(OPENSTACK) if OPENSTACK.exists() else shutil.which("openstack")
         cmd = [exe, *self.auth, "--os-endpoint", self.url, *args]
         self.calls += 1
-        r = subprocess.run(cmd, capture_output=True, text=True, env=self.env, cwd=self.tmp, timeout=60)
+        r = subprocess.run(cmd, capture_output=True, text=True, env=self.env, cwd=self.tmp, timeout=60, check=False)
         if check:
             assert r.returncode == 0, f"{' '.join(args)}: rc={r.returncode}\n{r.stdout}\n{r.stderr}"
         return r

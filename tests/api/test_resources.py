@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-
 from api_helpers import TestClient, build_topology, neutron_error, ok
+
 from dvrnet.api.app import create_app
 from dvrnet.store.tables import metadata
 
@@ -115,6 +115,7 @@ def test_state_survives_a_restart_and_schema_matches_migrations(db_url):
 
 def test_serve_helpers(tmp_path):
     import pytest
+
     from dvrnet.api.serve import default_db, parse_bind
     assert parse_bind("127.0.0.1:9696") == ("127.0.0.1", 9696)
     assert parse_bind("[::1]:80") == ("::1", 80)

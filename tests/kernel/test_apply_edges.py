@@ -8,7 +8,8 @@ import subprocess
 
 import pytest
 
-from dvrnet.kernel import apply as A, garp, netns
+from dvrnet.kernel import apply as A
+from dvrnet.kernel import garp, netns
 
 pytestmark = pytest.mark.root
 

@@ -9,16 +9,13 @@ import signal
 import subprocess
 import sys
 import time
-from dataclasses import replace
 
 import pytest
+from topology import T203, desired, make_bridge_ns, names
 
 from dvrnet.kernel import Reconciler
-from dvrnet.plan.state import Address, Link
 from dvrnet.reconcile import describe_plan
 from dvrnet.reconcile import ops as O
-
-from topology import T203, desired, make_bridge_ns, names
 
 pytestmark = pytest.mark.root
 HERE = os.path.dirname(__file__)
@@ -50,7 +47,7 @@ def foreign_snapshot(p: str) -> dict:
             sorted((d["ifname"], d.get("linkinfo", {}).get("info_kind"))
                    for d in ipj(ns, "-d", "link", "show") if d["ifname"].startswith("eth")),
             subprocess.run(["ip", "netns", "exec", ns, "nft", "list", "table", "inet", "filter"],
-                           capture_output=True, text=True).stdout)
+                           capture_output=True, text=True, check=False).stdout)
     snap[br] = sorted((d["ifname"], d.get("master")) for d in ipj(br, "link", "show")
                       if not d["ifname"].startswith("dv-"))
     return snap
@@ -93,7 +90,7 @@ def test_apply_from_empty_then_second_pass_is_empty(netns_prefix):
 
 def test_stale_owned_objects_are_removed_and_foreign_kept_through_every_op(netns_prefix):
     p = netns_prefix
-    fip, qr, br = names(p)
+    fip, qr, _br = names(p)
     make_bridge_ns(p)
     r = Reconciler(p)
     subprocess.run(["ip", "netns", "add", fip], check=True)
@@ -133,7 +130,7 @@ def test_stale_owned_objects_are_removed_and_foreign_kept_through_every_op(netns
 
 def test_wrong_link_kind_is_replaced(netns_prefix):
     p = netns_prefix
-    fip, qr, br = names(p)
+    fip, _qr, br = names(p)
     make_bridge_ns(p)
     subprocess.run(["ip", "netns", "add", fip], check=True)
     ip(fip, "link", "add", "fg-p1", "type", "bridge")     # no dummy module on this kernel
@@ -198,7 +195,7 @@ def test_errors_name_the_object_and_the_rest_still_applies(netns_prefix):
     res = r.sync(desired(p))
     assert not res.ok
     text = "\n".join(map(str, res.errors))
-    assert f"link add dv-p1" in text and f"missing namespace {br}" in text
+    assert "link add dv-p1" in text and f"missing namespace {br}" in text
     assert f"{fip}: address 169.254.64.1/31 on fpr-r1: held by foreign device eth9" in text
     # what does not depend on the missing parts is in place
     assert "table 16" in str([str(op) for op in res.applied])
@@ -222,13 +219,13 @@ print("\\n".join(map(str, res.errors)))
 
 def test_eperm_is_reported_per_object(netns_prefix):
     p = netns_prefix
-    fip, qr, br = names(p)
+    fip, _qr, _br = names(p)
     make_bridge_ns(p)
     assert Reconciler(p).sync(desired(p)).ok
     changed = desired(p, fips={"203.0.113.51": "10.0.0.7"})
     out = subprocess.run(["setpriv", "--bounding-set=-net_admin", "--inh-caps=-net_admin",
                           sys.executable, "-c", EPERM_SCRIPT.format(here=HERE, p=p)],
-                         capture_output=True, text=True, timeout=60)
+                         capture_output=True, text=True, timeout=60, check=False)
     assert out.returncode == 0, out.stderr
     assert f"{fip}: route add 203.0.113.51/32" in out.stdout
     assert "EPERM" in out.stdout or "not permitted" in out.stdout, out.stdout

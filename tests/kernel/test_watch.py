@@ -7,11 +7,10 @@ from __future__ import annotations
 import subprocess
 
 import pytest
+from topology import desired, make_bridge_ns, names
 
 from dvrnet.kernel import Reconciler, read, watch
 from dvrnet.reconcile import diff
-
-from topology import desired, make_bridge_ns, names
 
 pytestmark = pytest.mark.root
 
@@ -105,7 +104,7 @@ def test_foreign_route_delete_is_repaired_by_an_incremental_pass(setup):
 
 def test_foreign_route_of_another_protocol_is_ignored(setup):
     p, r = setup
-    fip, qr, br = names(p)
+    fip, _qr, br = names(p)
     sh("ip", "-n", fip, "route", "add", "192.0.2.0/24", "dev", "fg-p1", "table", "77")
     first = r.observer.watcher.poll()
     assert without(first, br) == {}                # no dirt from a route of another protocol
@@ -122,7 +121,7 @@ def test_foreign_route_of_another_protocol_is_ignored(setup):
 
 def test_foreign_link_delete_is_repaired(setup):
     p, r = setup
-    fip, qr, br = names(p)
+    _fip, qr, br = names(p)
     sh("ip", "-n", qr, "link", "del", "qr-p2")     # takes dv-p2 in the bridge namespace with it
     res = r.sync(desired(p))
     assert res.ok, str(res)
@@ -134,10 +133,10 @@ def test_foreign_link_delete_is_repaired(setup):
 
 def test_foreign_nft_element_delete_is_repaired(setup):
     p, r = setup
-    fip, qr, br = names(p)
+    _fip, qr, _br = names(p)
     table = desired(p).namespaces[qr].nft[("ip", "dvrnet")]
     m = next(m for m in table.maps if m.elements)
-    k, v = sorted(m.elements)[0]
+    k, v = min(m.elements)
     elem = f"{k} : {v}" if v is not None else k
     sh("ip", "netns", "exec", qr, "nft", "delete", "element", "ip", "dvrnet", m.name, "{", elem, "}")
     full0, _ = reads(r)
@@ -150,7 +149,7 @@ def test_foreign_nft_element_delete_is_repaired(setup):
 
 def test_deleted_namespace_is_recreated(setup):
     p, r = setup
-    fip, qr, br = names(p)
+    _fip, qr, _br = names(p)
     sh("ip", "netns", "del", qr)
     for _ in range(3):                             # the kernel tears a namespace down asynchronously
         res = r.sync(desired(p))
@@ -163,7 +162,7 @@ def test_deleted_namespace_is_recreated(setup):
 
 def test_overflow_falls_back_to_a_full_read(netns_prefix, monkeypatch):
     p = netns_prefix
-    fip, qr, br = names(p)
+    fip, _qr, _br = names(p)
     make_bridge_ns(p)
     monkeypatch.setattr(watch, "RCVBUF", 4096)
     with Reconciler(p, watch=True) as r:
@@ -199,7 +198,7 @@ def test_a_failing_watcher_falls_back_to_full_reads(setup, monkeypatch):
 def test_sysctl_drift_needs_a_full_pass(setup):
     """Sysctls have no events: a foreign write is repaired by the periodic full pass."""
     p, r = setup
-    fip, qr, br = names(p)
+    fip, _qr, br = names(p)
     sh("ip", "netns", "exec", fip, "sysctl", "-qw", "net.ipv4.conf.fg-p1.proxy_arp=0")
     assert len(r.sync(desired(p)).plan) == 0
     res = r.sync(desired(p), full=True)

@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import subprocess
 
-from dvrnet.plan.state import (Address, HostState, Link, Namespace, Neighbour, NftChain, NftMap,
-                               NftTable, Route, Rule)
+from dvrnet.plan.state import Address, HostState, Link, Namespace, Neighbour, NftChain, NftMap, NftTable, Route, Rule
 
 T203, T198, T10 = 3405803776, 3325256704, 167772160
 

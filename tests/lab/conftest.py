@@ -24,7 +24,15 @@ def world(tmp_path_factory):
     """world + two tenant networks + three VMs (vm1 c1 net1, vm2 c2 net1, vm3 c1 net2) + bridge rules
     for gateways 10.0.1.1/10.0.2.1 with router MAC fa:16:3e:00:00:01."""
     from dvrnet.lab.down import down
-    from dvrnet.lab.world import TenantNet, VmSpec, WorldSpec, add_tenant_networks, add_vms, build_world, sync_bridge_rules
+    from dvrnet.lab.world import (
+        TenantNet,
+        VmSpec,
+        WorldSpec,
+        add_tenant_networks,
+        add_vms,
+        build_world,
+        sync_bridge_rules,
+    )
     prefix = unique_prefix()
     spec = WorldSpec(prefix=prefix, state_dir=str(tmp_path_factory.mktemp("lab") / "state"))
     try:
@@ -40,6 +48,6 @@ def world(tmp_path_factory):
         yield spec, info, nets, vms
     finally:
         down(prefix, spec.state_dir)
-        left = [n for n in subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout.split()
+        left = [n for n in subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=False).stdout.split()
                 if n.startswith(prefix)]
         assert not left, f"namespaces left behind: {left}"

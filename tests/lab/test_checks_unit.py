@@ -6,8 +6,19 @@ import json
 
 import pytest
 
-from dvrnet.lab.checks import (Check, Traffic, delta, judge_arp, judge_fg, judge_flat, judge_gateway_path,
-                               parse_counters, per_gateway, plan_checks, schedule)
+from dvrnet.lab.checks import (
+    Check,
+    Traffic,
+    delta,
+    judge_arp,
+    judge_fg,
+    judge_flat,
+    judge_gateway_path,
+    parse_counters,
+    per_gateway,
+    plan_checks,
+    schedule,
+)
 from dvrnet.lab.info import GatewayInfo, LabInfo, NodeInfo, RouterInfo, VmInfo
 from dvrnet.lab.world import WorldSpec, bridge_rules_nft, gateway_counters_nft, world_info
 

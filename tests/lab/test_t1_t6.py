@@ -22,17 +22,24 @@ from __future__ import annotations
 import ipaddress
 import os
 import subprocess
-import time
 from dataclasses import dataclass, field
 
 import pytest
 
 from dvrnet.lab import steps
-from dvrnet.lab.checks import Traffic, delta, ping, read_counters, run_checks
+from dvrnet.lab.checks import delta, ping, read_counters, run_checks
 from dvrnet.lab.info import LabInfo
 from dvrnet.plan import names
-from dvrnet.plan.numbers import (FIP_BLOCK_PRIO, FIP_ONLINK_PRIO, FIP_ONLINK_TABLE, FIP_SUBNET_PRIO, QR_FIP_PRIO,
-                                 QR_FIP_TABLE, QR_SNAT_PRIO, subnet_table)
+from dvrnet.plan.numbers import (
+    FIP_BLOCK_PRIO,
+    FIP_ONLINK_PRIO,
+    FIP_ONLINK_TABLE,
+    FIP_SUBNET_PRIO,
+    QR_FIP_PRIO,
+    QR_FIP_TABLE,
+    QR_SNAT_PRIO,
+    subnet_table,
+)
 from dvrnet.scenarios.seed import SEED
 
 pytestmark = pytest.mark.root
@@ -93,10 +100,10 @@ def lab(tmp_path_factory):
         if c is not None:
             c.close()
         rep = down(prefix, state)
-        left = [n for n in subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout.split()
+        left = [n for n in subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=False).stdout.split()
                 if n.startswith(prefix)]
         assert not left and not rep.leftover_namespaces, f"namespaces left behind: {left}"
-        ps = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
+        ps = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True, check=False).stdout
         assert state not in ps, "lab processes left behind"
 
 
@@ -342,8 +349,8 @@ def test_t4_fips_then_snat(step):
 
 
 def test_t5_subnet_added_to_the_external_network(step):
-    from dvrnet.lab.world import ExternalSubnet, add_gateway
     from dvrnet.lab.up import world_spec_for
+    from dvrnet.lab.world import ExternalSubnet, add_gateway
     ctx = step
     name, cidr, gw = BLUE
     spec = world_spec_for(SEED, ctx.info.prefix, ctx.info.state_dir)

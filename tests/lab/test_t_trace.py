@@ -31,7 +31,7 @@ def lab(tmp_path_factory):
         yield up(prefix, state)
     finally:
         down(prefix, state)
-        left = [n for n in subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout.split()
+        left = [n for n in subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=False).stdout.split()
                 if n.startswith(prefix)]
         assert not left, left
 
@@ -76,7 +76,7 @@ def test_trace_reports_a_broken_hop(lab):
     info = lab
     green = next(g for g in info.gateways if g.name == "green")
     red = next(g for g in info.gateways if g.name == "red")
-    ns = next(n for n in subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout.split()
+    ns = next(n for n in subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=False).stdout.split()
               if n.startswith(info.node("compute2").prefix + "fip-"))
     fg = next(iter(steps.kernel(ns).addresses("fg-")))
     table = str(subnet_table(__import__("ipaddress").ip_network(green.subnet)))
@@ -90,11 +90,11 @@ def test_trace_reports_a_broken_hop(lab):
     assert len(bad) == 1 and bad[0].ns == ns and bad[0].kernel.gateway == red.address and bad[0].via == green.address
     assert "DISAGREE" in t.text()
     cli = subprocess.run([sys.executable, "-m", "dvrnet.cli", "trace", "vm2", info.internet_address,
-                          "--state-dir", info.state_dir, "--json"], capture_output=True, text=True, timeout=60)
+                          "--state-dir", info.state_dir, "--json"], capture_output=True, text=True, timeout=60, check=False)
     assert cli.returncode == 1, cli.stderr
     out = json.loads(cli.stdout)
     assert out["agree"] is False and out["gateway"] == "green"
     ok = subprocess.run([sys.executable, "-m", "dvrnet.cli", "trace", "vm1", info.internet_address,
-                         "--state-dir", info.state_dir], capture_output=True, text=True, timeout=60)
+                         "--state-dir", info.state_dir], capture_output=True, text=True, timeout=60, check=False)
     assert ok.returncode == 0 and "leaves by gateway red" in ok.stdout, ok.stdout + ok.stderr
     assert names.FIP_NS in ok.stdout

@@ -65,8 +65,8 @@ def live_lab(tmp_path_factory):
         yield info
     finally:
         rep = down(prefix, state)
-        names = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout.split()
+        names = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=False).stdout.split()
         left = [n for n in names if n.startswith(prefix)]
-        ps = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
+        ps = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True, check=False).stdout
         assert not left and not rep.leftover_namespaces, f"namespaces left behind: {left}"
         assert prefix not in ps and state not in ps, "lab processes left behind"

@@ -43,7 +43,7 @@ def spec(info: LabInfo):
 
 def cfg(info: LabInfo, host: str, port_kind: str = "veth") -> PlanConfig:
     n = info.node(host)
-    kw = dict(netns_prefix=n.prefix, bridge_netns=n.bridge_netns, external_bridge="br-ex")
+    kw = {"netns_prefix": n.prefix, "bridge_netns": n.bridge_netns, "external_bridge": "br-ex"}
     if port_kind != "veth":
         kw["port_kind"] = port_kind
     return PlanConfig(**kw)
@@ -79,12 +79,12 @@ def wait_converged(info: LabInfo, hosts=HOSTS, timeout: float = 15.0, port_kind:
     """Poll until the kernel of every host matches the server's model; returns seconds waited."""
     t0 = time.monotonic()
     for h in hosts:
-        wait_for(lambda: not host_diff(info, h, port_kind)[0], timeout, f"{h} to converge")
+        wait_for(lambda h=h: not host_diff(info, h, port_kind)[0], timeout, f"{h} to converge")
     return time.monotonic() - t0
 
 
 def netns(info: LabInfo, host: str | None = None) -> list[str]:
-    names = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout.split()
+    names = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=False).stdout.split()
     pre = info.node(host).prefix if host else info.prefix
     return sorted(n for n in names if n.startswith(pre) and "(" not in n)
 
@@ -94,7 +94,7 @@ def fip_ns(info: LabInfo, host: str, ext_net_id: str) -> str:
 
 
 def ipj(ns: str, *args: str) -> list[dict]:
-    p = subprocess.run(["ip", "-j", "-n", ns, *args], capture_output=True, text=True)
+    p = subprocess.run(["ip", "-j", "-n", ns, *args], capture_output=True, text=True, check=False)
     assert p.returncode == 0, f"ip -n {ns} {' '.join(args)}: {p.stderr}"
     return json.loads(p.stdout or "[]")
 
@@ -180,7 +180,7 @@ def log_since(mark: str) -> str:
 
 
 def agent_once(info: LabInfo, host: str, *extra: str, timeout: float = 60) -> tuple[int, str]:
-    p = subprocess.run(agent_argv(info, host, "--once", *extra), capture_output=True, text=True, timeout=timeout)
+    p = subprocess.run(agent_argv(info, host, "--once", *extra), capture_output=True, text=True, timeout=timeout, check=False)
     return p.returncode, p.stderr
 
 

@@ -14,7 +14,7 @@ from dvrnet.lab.traffic import Traffic, fip_flows, outbound_flows, tcp_flow
 from dvrnet.plan.numbers import subnet_table
 
 from .conftest import record
-from .helpers import HOSTS, api, assert_zero, netns, ok, one, routes, rules, subnet_by_name, wait_converged, wait_for
+from .helpers import HOSTS, api, assert_zero, netns, one, routes, rules, subnet_by_name, wait_converged, wait_for
 
 pytestmark = pytest.mark.root
 

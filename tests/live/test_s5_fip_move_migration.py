@@ -13,7 +13,7 @@ from dvrnet.lab.traffic import Flow, Traffic, unconcerned_flows
 from dvrnet.plan.names import tenant_bridge
 
 from .conftest import record
-from .helpers import api, assert_zero, fip_of, ipj, netns, ok, one, routes, wait_converged, wait_for
+from .helpers import api, assert_zero, fip_of, ipj, netns, one, routes, wait_converged, wait_for
 
 pytestmark = pytest.mark.root
 

@@ -15,8 +15,24 @@ import pytest
 from dvrnet.lab.traffic import Flow, Traffic, unconcerned_flows
 
 from .conftest import record
-from .helpers import (agent_once, api, assert_zero, ext_net, fip_of, host_diff, kill_agent, log_since, netns, ok, one,
-                      rules, start_agent, subnet_by_name, wait_converged, wait_for)
+from .helpers import (
+    agent_once,
+    api,
+    assert_zero,
+    ext_net,
+    fip_of,
+    host_diff,
+    kill_agent,
+    log_since,
+    netns,
+    ok,
+    one,
+    rules,
+    start_agent,
+    subnet_by_name,
+    wait_converged,
+    wait_for,
+)
 
 pytestmark = pytest.mark.root
 PASS = re.compile(r"revision (\d+): (\d+) ops")
@@ -60,7 +76,7 @@ def test_s6b_changes_while_down_are_applied_when_back(live_lab):
     blue = one(c.post("/v2.0/subnets", json={"subnet": {"network_id": ext["id"], "cidr": "100.65.0.0/24",
                                                         "gateway_ip": "100.65.0.1", "ip_version": 4, "name": "blue"}}))
     wait_converged(info)
-    c1_fip = [ns for ns in netns(info, "compute1") if "-fip-" in ns][0]
+    c1_fip = next(ns for ns in netns(info, "compute1") if "-fip-" in ns)
     assert _blue_rule(c1_fip)
     r2 = info.router("router2")
     r2_qrouter = f"{info.node('compute1').prefix}qrouter-{r2.id}"
@@ -91,7 +107,7 @@ def test_s6b_changes_while_down_are_applied_when_back(live_lab):
         p, mark = start_agent(info, "compute1")
         info.node("compute1").agent_pid = p.pid
         info.save()
-        rev, ops = _first_pass(mark)
+        _rev, ops = _first_pass(mark)
         wait_converged(info, hosts=("compute1",))
         assert r2_qrouter not in netns(info), "router2's qrouter- namespace stayed on compute1"
         assert not _blue_rule(c1_fip), "the removed subnet's rule stayed on compute1"

@@ -37,7 +37,7 @@ def _kinds(info, host: str) -> dict[str, str]:
         if not any(k in ns for k in ("-fip-", "-qrouter-", "-snat-")):
             continue
         links = json.loads(subprocess.run(["ip", "-d", "-j", "-n", ns, "link", "show"], capture_output=True,
-                                          text=True).stdout or "[]")
+                                          text=True, check=False).stdout or "[]")
         for lk in links:
             if lk["ifname"].startswith(PLUGGED):
                 out[f"{ns}/{lk['ifname']}"] = lk.get("linkinfo", {}).get("info_kind", "")
@@ -46,7 +46,7 @@ def _kinds(info, host: str) -> dict[str, str]:
 
 def _dv_links(info, host: str) -> list[str]:
     links = json.loads(subprocess.run(["ip", "-j", "-n", info.node(host).bridge_netns, "link", "show"],
-                                      capture_output=True, text=True).stdout or "[]")
+                                      capture_output=True, text=True, check=False).stdout or "[]")
     return [lk["ifname"] for lk in links if lk["ifname"].startswith("dv-")]
 
 

@@ -7,16 +7,30 @@ import os
 import re
 import signal
 import time
+from pathlib import Path
 
 import pytest
 
-from dvrnet.lab.traffic import Flow, Traffic, unconcerned_flows
 from dvrnet.kernel import Reconciler
+from dvrnet.lab.traffic import Flow, Traffic, unconcerned_flows
 from dvrnet.lab.up import start_server
 from dvrnet.plan.render import render
 
 from .conftest import record
-from .helpers import HOSTS, gone, host_diff, cfg, api, assert_zero, ext_net, one, spec, subnet_by_name, wait_converged, wait_for
+from .helpers import (
+    HOSTS,
+    api,
+    assert_zero,
+    cfg,
+    ext_net,
+    gone,
+    host_diff,
+    one,
+    spec,
+    subnet_by_name,
+    wait_converged,
+    wait_for,
+)
 
 pytestmark = pytest.mark.root
 
@@ -27,7 +41,7 @@ def test_s8_server_stop_and_restart(live_lab):
     assert not any(b[0] for b in before.values())
     logs = {h: os.path.join(info.state_dir, f"agent-{h}.log") for h in HOSTS}
     marks = {h: os.path.getsize(p) if os.path.exists(p) else 0 for h, p in logs.items()}
-    pid = int(open(os.path.join(info.state_dir, "pids", "server.pid")).read())
+    pid = int(Path(info.state_dir, "pids", "server.pid").read_text())
     port = int(info.server_url.rsplit(":", 1)[1])
     with Traffic(unconcerned_flows(info), info.state_dir) as tr:
         time.sleep(0.3)
@@ -54,7 +68,7 @@ def test_s8_server_stop_and_restart(live_lab):
     assert_zero(results)
     # backoff: the waits announced by each agent grow while the server is away
     for h in HOSTS:
-        text = open(logs[h], errors="replace").read()[marks[h]:]
+        text = Path(logs[h]).read_text(errors="replace")[marks[h]:]
         waits = [float(x) for x in re.findall(r"retrying in ([0-9.]+) s", text)]
         assert len(waits) >= 2 and max(waits) > min(waits) * 1.5, f"{h}: no growing backoff in its log: {waits}"
     # the change made after the restart works end to end

@@ -9,7 +9,7 @@ import pytest
 
 
 def dvrnet(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "dvrnet.cli", *args], capture_output=True, text=True, timeout=60)
+    return subprocess.run([sys.executable, "-m", "dvrnet.cli", *args], capture_output=True, text=True, timeout=60, check=False)
 
 
 @pytest.mark.parametrize("args, words", [

@@ -3,11 +3,13 @@ per-key comparison it replaces (kept below as the reference), also with repeated
 side, routes on vanishing devices, and the per-set key cache reused across calls."""
 from __future__ import annotations
 
-from hypothesis import given, settings, strategies as st
+import importlib
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from dvrnet.plan.names import AGENT_GW_DEV
-from dvrnet.plan.state import Link, MAIN_TABLE, Namespace, Route
-import importlib
+from dvrnet.plan.state import MAIN_TABLE, Link, Namespace, Route
 
 D = importlib.import_module("dvrnet.reconcile.diff")
 from dvrnet.reconcile.ops import Garp, RouteReplace

@@ -1,17 +1,31 @@
 """IPAM: service-type filtering, pools and gateway, lowest-free determinism, errors, subnet delete,
 and properties over random allocate/release/delete sequences."""
-from ipaddress import IPv4Address as A, IPv4Network as N
+from ipaddress import IPv4Address as A
+from ipaddress import IPv4Network as N
 
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from dvrnet.ipam import (
-    Allocator, IpAddressGenerationFailureNoMatchingSubnet, IpRequest, candidate_subnets,
+    Allocator,
+    IpAddressGenerationFailureNoMatchingSubnet,
+    IpRequest,
+    candidate_subnets,
     check_subnet_delete,
 )
 from dvrnet.model import (
-    AllocationPool, Cloud, FixedIP, FloatingIP, InvalidInput, IpAddressAlreadyAllocated,
-    IpAddressGenerationFailure, Network, Port, Subnet, SubnetInUse,
+    AllocationPool,
+    Cloud,
+    FixedIP,
+    FloatingIP,
+    InvalidInput,
+    IpAddressAlreadyAllocated,
+    IpAddressGenerationFailure,
+    Network,
+    Port,
+    Subnet,
+    SubnetInUse,
 )
 
 AGW = "network:floatingip_agent_gateway"

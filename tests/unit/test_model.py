@@ -1,11 +1,21 @@
 """Validation of single resources and of a whole `Cloud`: every error names the field at fault."""
-from ipaddress import IPv4Address as A, IPv4Network as N
+from ipaddress import IPv4Address as A
+from ipaddress import IPv4Network as N
 
 import pytest
 
 from dvrnet.model import (
-    AllocationPool, Cloud, ExternalGateway, FixedIP, FloatingIP, Host, InvalidInput, Network, Port,
-    Router, Subnet,
+    AllocationPool,
+    Cloud,
+    ExternalGateway,
+    FixedIP,
+    FloatingIP,
+    Host,
+    InvalidInput,
+    Network,
+    Port,
+    Router,
+    Subnet,
 )
 from dvrnet.model.resources import default_pools, parse_cidr, parse_ip
 
@@ -80,7 +90,7 @@ def base():
     es = Subnet("es", "ext", N("203.0.113.0/24"), A("203.0.113.1"))
     ts = Subnet("ts", "ten", N("10.0.0.0/24"), A("10.0.0.1"))
     vm = Port("vm", "ten", "compute:nova", fixed_ips=(FixedIP("ts", A("10.0.0.5")),))
-    return dict(networks=[ext, ten], subnets=[es, ts], ports=[vm])
+    return {"networks": [ext, ten], "subnets": [es, ts], "ports": [vm]}
 
 
 def cloud_field(**kw) -> str:

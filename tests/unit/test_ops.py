@@ -5,12 +5,16 @@ from ipaddress import IPv4Address as A
 import pytest
 
 from dvrnet.model import (
-    Conflict, InvalidInput, IpAddressAlreadyAllocated, IpAddressGenerationFailure, NotFound,
+    Conflict,
+    InvalidInput,
+    IpAddressAlreadyAllocated,
+    IpAddressGenerationFailure,
+    NotFound,
     SubnetInUse,
 )
 from dvrnet.model.errors import BadRequest
 from dvrnet.model.placement import hosts_needing_agent_gateway
-from dvrnet.ops import IpRequest, UNSET, Workspace, errors
+from dvrnet.ops import UNSET, IpRequest, Workspace, errors
 
 AGW = "network:floatingip_agent_gateway"
 GW = "network:router_gateway"
@@ -460,7 +464,7 @@ def test_nothing_half_applied_on_error():
     t = ws2.create_network().id
     ts = ws2.create_subnet(t, "10.0.0.0/24").id
     ws2.create_router(external_gateway_info={"network_id": ext})  # takes .2
-    rr = list(ws2.snapshot().routers)[0]
+    rr = next(iter(ws2.snapshot().routers))
     ws2.add_router_interface(rr, subnet_id=ts)
     snap = ws2.snapshot()
     with pytest.raises(IpAddressGenerationFailure) as e:

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import itertools
 import random
+from typing import ClassVar
 
 import pytest
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from dvrnet.api.codec import cloud_from_json, cloud_to_json
 from dvrnet.model import Cloud, DvrnetError
@@ -187,7 +189,7 @@ class Walk:
         if "network2" not in self.c().hosts:
             self.ws.register_host("network2", "dvr_snat")
 
-    OPS = [(vm, 6), (vm_on_two_subnets, 1), (move_vm, 4), (vm_owner, 1), (delete_vm, 2), (fip, 8),
+    OPS: ClassVar[list] = [(vm, 6), (vm_on_two_subnets, 1), (move_vm, 4), (vm_owner, 1), (delete_vm, 2), (fip, 8),
            (fip_move, 3), (fip_delete, 3), (gateway, 2), (snat_off, 1), (interface, 2),
            (remove_interface, 1), (new_router, 2), (delete_router, 1), (new_tenant, 1),
            (tenant_subnet, 1), (ext_subnet, 1), (delete_subnet, 1), (subnet_gateway, 1), (mtu, 1),

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from dvrnet.plan.state import (Address, HostState, Link, Namespace, NftChain, NftMap, NftTable,
-                               Route, Rule)
+from dvrnet.plan.state import Address, HostState, Link, Namespace, NftChain, NftMap, NftTable, Route, Rule
 from dvrnet.reconcile import NotOwned, Ownership, describe_plan, diff
 from dvrnet.reconcile import ops as O
 
@@ -154,7 +153,7 @@ def test_foreign_objects_are_never_deleted():
     obs = host(Namespace(FIP, {**f.links, "eth0": Link("eth0", "dummy")},
                          f.addresses | {Address("eth0", "192.0.2.7/24")}, f.routes, f.rules,
                          nft={("inet", "filter"): NftTable("inet", "filter")}, sysctls=f.sysctls),
-               br_obs(**{"veth9": Link("veth9", "veth")}), Namespace("someone-elses"),
+               br_obs(veth9=Link("veth9", "veth")), Namespace("someone-elses"),
                Namespace("n2-fip-ext"))
     plan = diff(host(Namespace(BR, managed=False)), obs, P)
     touched = {(op.ns, getattr(op, "name", None)) for op in plan}

@@ -34,7 +34,8 @@ class MemKernel:
         for name, n in state.namespaces.items():
             m = self.ns.setdefault(name, MemNs(managed=n.managed))
             m.links.update(n.links)
-            on_link = lambda dev: dev is None or dev in m.links   # noqa: E731 (kernel: no device, no object)
+            def on_link(dev, m=m):
+                return dev is None or dev in m.links
             m.addresses |= {a for a in n.addresses if on_link(a.dev)}
             m.routes.update({r.key: (r, proto) for r in n.routes if on_link(r.dev)})
             m.rules |= {(r, proto) for r in n.rules}
@@ -139,10 +140,11 @@ class MemKernel:
 
 
 # --- property: apply(plan) on the model converges and leaves foreign objects alone -------------
-from hypothesis import HealthCheck, given, settings, strategies as st  # noqa: E402
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
-from dvrnet.plan.state import Address, Neighbour, NftChain, Route, Rule  # noqa: E402
-from dvrnet.reconcile import diff  # noqa: E402
+from dvrnet.plan.state import Address, Neighbour, NftChain, Route, Rule
+from dvrnet.reconcile import diff
 
 P = "p1-"
 FIP, QB, QC, BR, OLD = f"{P}fip-a", f"{P}qrouter-b", f"{P}qrouter-c", "bridges", f"{P}snat-old"

@@ -9,6 +9,8 @@ from dataclasses import replace
 
 import pytest
 from hypothesis import HealthCheck, given, settings
+from test_reconcile_property import MemKernel, _add_foreign, host_states
+from test_reconcile_property import P as PP
 
 from dvrnet.kernel import apply as A
 from dvrnet.plan import PlanConfig, plan_host
@@ -17,8 +19,6 @@ from dvrnet.reconcile import diff
 from dvrnet.reconcile import ops as O
 from dvrnet.reconcile.diff import DiffMemo, sysctl_dev
 from dvrnet.scenarios.seed import build
-
-from test_reconcile_property import P as PP, MemKernel, _add_foreign, host_states  # noqa: E402
 
 P = "rp1-"
 BR = "rp1-node"                           # the (unmanaged) bridge namespace
@@ -259,7 +259,7 @@ def test_memo_gives_the_same_plan_and_groups():
 def test_port_kind_change_of_the_seed_node_converges_one_port_at_a_time():
     cloud = build()
     for old, new in (("veth", "macvlan"), ("macvlan", "veth")):
-        cfg = lambda kind: PlanConfig(netns_prefix=P, bridge_netns=BR, port_kind=kind)   # noqa: E731
+        cfg = lambda kind: PlanConfig(netns_prefix=P, bridge_netns=BR, port_kind=kind)
         before, desired = plan_host(cloud, "compute1", cfg(old)), plan_host(cloud, "compute1", cfg(new))
         k = StrictKernel()
         k.load(before)

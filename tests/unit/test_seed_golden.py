@@ -85,7 +85,7 @@ def test_cli_plan_prints_the_golden_state():
 
 
 def test_cli_unknown_host_is_one_line_error():
-    p = subprocess.run([sys.executable, "-m", "dvrnet.cli", "plan", "--host", "nope"], capture_output=True, text=True)
+    p = subprocess.run([sys.executable, "-m", "dvrnet.cli", "plan", "--host", "nope"], capture_output=True, text=True, check=False)
     assert p.returncode != 0 and "nope" in p.stderr and "--host" in p.stderr
 
 

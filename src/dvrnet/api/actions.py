@@ -57,7 +57,7 @@ def _project(ctx: Context, attrs: dict[str, Any]) -> str:
 
 
 def _opt(attrs: dict[str, Any], key: str) -> Any:
-    return attrs[key] if key in attrs else UNSET
+    return attrs.get(key, UNSET)
 
 
 def _describe(txn: Txn, kind: str, id_: str, attrs: dict[str, Any]) -> None:

@@ -12,7 +12,7 @@ All of these, and the agent list, are admin-only.
 """
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
@@ -35,8 +35,8 @@ MAX_WAIT = 300.0
 def _alive(beat: str | None) -> bool:
     if not beat:
         return False
-    t = datetime.strptime(beat, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc)
-    return (datetime.now(timezone.utc) - t).total_seconds() <= AGENT_DOWN_TIME
+    t = datetime.strptime(beat, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+    return (datetime.now(UTC) - t).total_seconds() <= AGENT_DOWN_TIME
 
 
 def routes(svc: Service, auth: Auth, feed: Feed) -> APIRouter:

@@ -35,12 +35,12 @@ def load_tokens(path: str) -> dict[str, Context]:
         raise ValueError(f"tokens file {path}: {e}") from None
     tokens = data.get("tokens") if isinstance(data, dict) else None
     if not isinstance(tokens, dict):
-        raise ValueError(f'tokens file {path}: expected {{"tokens": {{"<token>": {{"project_id": ..., "admin": ...}}}}}}')
+        raise ValueError(f'tokens file {path}: expected {{"tokens": {{"<token>": {{"project_id": ..., "admin": ...}}}}}}')  # noqa: TRY004 - malformed input, callers catch ValueError
     out = {}
     for tok, spec in tokens.items():
         if not isinstance(spec, dict) or not isinstance(spec.get("project_id", ""), str) \
                 or not isinstance(spec.get("admin", False), bool):
-            raise ValueError(f"tokens file {path}: token entry {tok[:4]}…: project_id must be a string, admin a boolean")
+            raise ValueError(f"tokens file {path}: token entry {tok[:4]}…: project_id must be a string, admin a boolean")  # noqa: TRY004 - malformed input, callers catch ValueError
         out[tok] = Context(spec.get("project_id", ""), spec.get("admin", False))
     return out
 

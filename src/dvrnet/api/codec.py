@@ -20,7 +20,7 @@ import enum
 import ipaddress
 import types
 import typing
-from functools import lru_cache
+from functools import cache
 from typing import Any
 
 from ..model import Cloud, FloatingIP, Host, Network, Port, Router, Subnet
@@ -35,7 +35,7 @@ COLLECTIONS: dict[str, type] = {
 }
 
 
-@lru_cache(maxsize=None)
+@cache
 def _hints(cls: type) -> dict[str, Any]:
     return typing.get_type_hints(cls)
 
@@ -126,7 +126,7 @@ def _decode_value(value: Any, tp: Any, where: str) -> Any:
 def decode_resource(cls: type, data: Any, where: str = "") -> Any:
     where = where or cls.__name__
     if not isinstance(data, dict):
-        raise ValueError(f"{where}: expected an object, got {type(data).__name__}")
+        raise ValueError(f"{where}: expected an object, got {type(data).__name__}")  # noqa: TRY004 - malformed input, callers catch ValueError
     hints = _hints(cls)
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = set(data) - names
@@ -146,17 +146,17 @@ def cloud_to_json(cloud: Cloud) -> dict[str, Any]:
 
 def cloud_from_json(data: dict[str, Any]) -> Cloud:
     if not isinstance(data, dict):
-        raise ValueError(f"cloud: expected an object, got {type(data).__name__}")
+        raise ValueError(f"cloud: expected an object, got {type(data).__name__}")  # noqa: TRY004 - malformed input, callers catch ValueError
     unknown = set(data) - set(COLLECTIONS) - {"revision"}
     if unknown:
         raise ValueError(f"cloud: unknown key(s) {', '.join(sorted(unknown))}")
     revision = data.get("revision", 0)
     if isinstance(revision, bool) or not isinstance(revision, int):
-        raise ValueError(f"cloud.revision: expected an integer, got {revision!r}")
+        raise ValueError(f"cloud.revision: expected an integer, got {revision!r}")  # noqa: TRY004 - malformed input, callers catch ValueError
     kwargs: dict[str, Any] = {}
     for coll, cls in COLLECTIONS.items():
         items = data.get(coll, [])
         if not isinstance(items, list):
-            raise ValueError(f"cloud.{coll}: expected a list")
+            raise ValueError(f"cloud.{coll}: expected a list")  # noqa: TRY004 - malformed input, callers catch ValueError
         kwargs[coll] = [decode_resource(cls, d, f"{coll}[{i}]") for i, d in enumerate(items)]
     return Cloud.of(revision=revision, **kwargs)

@@ -72,7 +72,7 @@ class Feed:
                     break
                 try:
                     await asyncio.wait_for(self._event.wait(), remaining)
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     break
         finally:
             self._waiters -= 1
@@ -83,6 +83,6 @@ class Feed:
             await asyncio.sleep(self.poll_interval)
             try:
                 rev = await run_in_threadpool(self.store.current_revision)
-            except Exception:       # database away: keep waiting, the next poll retries
+            except Exception:  # noqa: BLE001, S112 - database away: keep waiting, the next poll retries
                 continue
             self.observe(rev)

@@ -14,8 +14,8 @@ from fastapi import APIRouter, Request, Response
 from starlette.concurrency import run_in_threadpool
 
 from . import actions, policy, query, render
-from .auth import Auth
 from .actions import check_admin_attrs
+from .auth import Auth
 from .schema import SPECS, Spec, openapi_body, parse_attrs, parse_json, resource_bodies
 from .service import Service
 

@@ -10,12 +10,13 @@ Python values keyed by API attribute name; semantic checks are the Workspace's.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address
-from typing import Any, Callable
+from typing import Any
 
-from ..model.resources import parse_cidr, parse_ip
 from ..model.errors import InvalidInput
+from ..model.resources import parse_cidr, parse_ip
 from .errors import BadInput, HTTPBadRequest, MalformedRequestBody
 
 _ANY = object()

@@ -9,7 +9,8 @@ moved under it (another server wrote).
 """
 from __future__ import annotations
 
-from typing import Callable, TypeVar
+from collections.abc import Callable
+from typing import TypeVar
 
 from ..ops import Workspace
 from ..store import Change, State, Store

@@ -37,7 +37,7 @@ NEUTRON_PRIO = 32800
 
 
 def _sh(argv: list[str], stdin: str | None = None, check: bool = True) -> subprocess.CompletedProcess:
-    p = subprocess.run(argv, input=stdin, capture_output=True, text=True)
+    p = subprocess.run(argv, input=stdin, capture_output=True, text=True, check=False)
     if check and p.returncode != 0:
         raise RuntimeError(f"{' '.join(argv)}: {p.stderr.strip()[:400]}")
     return p

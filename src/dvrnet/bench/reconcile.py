@@ -18,8 +18,7 @@ import sys
 import time
 from ipaddress import IPv4Address
 
-from dvrnet.kernel import Reconciler
-from dvrnet.kernel import netns
+from dvrnet.kernel import Reconciler, netns
 from dvrnet.kernel import nft as nft_kernel
 from dvrnet.plan.state import Address, HostState, Link, Namespace, NftChain, NftMap, NftTable, Route
 from dvrnet.reconcile import diff
@@ -82,8 +81,8 @@ def neutron_way(p: str, want: HostState, sample: int) -> tuple[float, int]:
     t = time.perf_counter()
     for f, x in items:
         _sh(["ip", "-n", fip, "route", "add", f"{f}/32", "via", "169.254.64.0", "dev", "fpr-r1", "onlink", "proto", "94"])
-        _sh(["ip", "netns", "exec", qr, "nft", f"add element ip dvrnet fip2fixed {{ {f} : {x} }}; "
-             f"add element ip dvrnet fixed2fip {{ {x} : {f} }}"])
+        _sh(["ip", "netns", "exec", qr, "nft", (f"add element ip dvrnet fip2fixed {{ {f} : {x} }}; "
+             f"add element ip dvrnet fixed2fip {{ {x} : {f} }}")])
     return time.perf_counter() - t, len(items)
 
 

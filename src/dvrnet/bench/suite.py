@@ -19,9 +19,9 @@ from rich.table import Table
 from . import control, dataplane, e2e
 from .svg import plot
 
-FULL = dict(sizes=(100, 1000, 10000), neutron=(100, 100), dp_sizes=(1, 1000, 10000), rounds=5,
-            lookups=5000, e2e=100)
-QUICK = dict(sizes=(100, 1000), neutron=(5, 10), dp_sizes=(1, 1000), rounds=2, lookups=1000, e2e=5)
+FULL = {"sizes": (100, 1000, 10000), "neutron": (100, 100), "dp_sizes": (1, 1000, 10000), "rounds": 5,
+            "lookups": 5000, "e2e": 100}
+QUICK = {"sizes": (100, 1000), "neutron": (5, 10), "dp_sizes": (1, 1000), "rounds": 2, "lookups": 1000, "e2e": 5}
 
 
 def exponent(ns: list[int], ys: list[float]) -> float:
@@ -36,7 +36,7 @@ def exponent(ns: list[int], ys: list[float]) -> float:
 
 
 def _ms(s: float) -> str:
-    if s != s:
+    if math.isnan(s):
         return "—"
     return f"{s * 1000:,.0f} ms" if s >= 0.1 else f"{s * 1000:,.1f} ms"
 
@@ -57,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     k = QUICK if a.quick else FULL
     out = Console(width=150) if not sys.stdout.isatty() else Console()
     err = Console(stderr=True)
-    say = lambda m: err.print(f"[dim]{m}[/]")          # noqa: E731
+    say = lambda m: err.print(f"[dim]{m}[/]")
     top = f"dvb{os.getpid()}"
     t_start = time.perf_counter()
     load = os.getloadavg()[0]

@@ -23,13 +23,13 @@ def _panel(x0: int, title: str, xlabel: str, ylabel: str, series: dict[str, list
     if logy:
         ys = _ticks(min(p[1] for p in pts), max(p[1] for p in pts))
         ylo, yhi = math.log10(ys[0]), math.log10(ys[-1])
-        fy = lambda v: H - M - (math.log10(v) - ylo) / ((yhi - ylo) or 1) * (H - 2 * M)      # noqa: E731
+        fy = lambda v: H - M - (math.log10(v) - ylo) / ((yhi - ylo) or 1) * (H - 2 * M)
     else:
         top = max(p[1] for p in pts) * 1.1
         ys = [top * i / 4 for i in range(5)]
-        fy = lambda v: H - M - v / top * (H - 2 * M)                                         # noqa: E731
+        fy = lambda v: H - M - v / top * (H - 2 * M)
     xlo, xhi = math.log10(xs[0]), math.log10(xs[-1])
-    fx = lambda v: x0 + M + (math.log10(v) - xlo) / ((xhi - xlo) or 1) * (W - 2 * M)         # noqa: E731
+    fx = lambda v: x0 + M + (math.log10(v) - xlo) / ((xhi - xlo) or 1) * (W - 2 * M)
     o = [f'<text x="{x0 + W / 2}" y="18" text-anchor="middle" font-weight="bold">{escape(title)}</text>',
          f'<rect x="{x0 + M}" y="{M}" width="{W - 2 * M}" height="{H - 2 * M}" fill="none" stroke="#999"/>']
     for v in xs:
@@ -54,8 +54,8 @@ def _panel(x0: int, title: str, xlabel: str, ylabel: str, series: dict[str, list
 
 
 def plot(path: str, rows, dp, ee) -> None:
-    parts = ['<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" font-family="sans-serif" '
-             'font-size="11">' % (2 * W, H), '<rect width="100%" height="100%" fill="white"/>']
+    parts = [(f'<svg xmlns="http://www.w3.org/2000/svg" width="{2 * W}" height="{H}" font-family="sans-serif" '
+             'font-size="11">'), '<rect width="100%" height="100%" fill="white"/>']
     if rows:
         parts += _panel(0, "Cold convergence, 100 routers", "FIPs (N)", "seconds", {
             "dvrnet": [(r.n, r.cold) for r in rows], "raw floor": [(r.n, r.floor_cold) for r in rows],

@@ -10,6 +10,13 @@ from .requests import IpRequest
 from .subnet_delete import RELEASED_WITH_SUBNET, Released, check_subnet_delete, holder_kind
 
 __all__ = [
-    "Allocator", "IpAddressGenerationFailureNoMatchingSubnet", "candidate_subnets", "serves",
-    "IpRequest", "RELEASED_WITH_SUBNET", "Released", "check_subnet_delete", "holder_kind",
+    "RELEASED_WITH_SUBNET",
+    "Allocator",
+    "IpAddressGenerationFailureNoMatchingSubnet",
+    "IpRequest",
+    "Released",
+    "candidate_subnets",
+    "check_subnet_delete",
+    "holder_kind",
+    "serves",
 ]

@@ -17,8 +17,8 @@ subnet serves the owner.
 """
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from ipaddress import IPv4Address
-from typing import Iterable, Sequence
 
 from ..model import Cloud, FixedIP, InvalidInput, IpAddressAlreadyAllocated, IpAddressGenerationFailure, Subnet
 from ..model.resources import parse_ip
@@ -49,7 +49,7 @@ class Allocator:
                 self.claim(f.floating_network_id, (f.floating_ip_address,), f"floating IP {f.id}")
 
     @classmethod
-    def from_cloud(cls, cloud: Cloud) -> "Allocator":
+    def from_cloud(cls, cloud: Cloud) -> Allocator:
         return cls(cloud)
 
     # ---- subnets ---------------------------------------------------------------------
@@ -158,29 +158,32 @@ class Allocator:
         for i, r in enumerate(requests):
             if r.ip_address is not None:
                 continue
-            if r.subnet_id is not None:
-                s = self._subnet_for(network_id, r.subnet_id, None, field)
-                a = self._lowest_free(s, used, taken)
-                if a is None:
-                    raise IpAddressGenerationFailure(
-                        f"No more IP addresses available on network {network_id}; subnets tried: {_subnets_text([s])}.")
-            else:
-                cands = candidate_subnets(self._by_network.get(network_id, ()), device_owner)
-                if not cands:
-                    raise IpAddressGenerationFailureNoMatchingSubnet(
-                        f"No valid service subnet for device owner {device_owner!r} on network {network_id}.")
-                s, a = None, None
-                for c in cands:
-                    a = self._lowest_free(c, used, taken)
-                    if a is not None:
-                        s = c
-                        break
-                if s is None:
-                    raise IpAddressGenerationFailure(
-                        f"No more IP addresses available on network {network_id}; subnets tried: {_subnets_text(cands)}.")
+            sub, a = self._pick(network_id, r.subnet_id, device_owner, used, taken, field)
             taken.add(a)
-            out[i] = FixedIP(s.id, IPv4Address(a))
+            out[i] = FixedIP(sub.id, IPv4Address(a))
         return tuple(out)  # type: ignore[arg-type]
+
+    def _pick(self, network_id: str, subnet_id: str | None, device_owner: str, used, taken: set[int],
+              field: str) -> tuple[Subnet, int]:
+        """The subnet and lowest free address for one automatic request (SUBNET_ID, else by
+        service type), or IpAddressGenerationFailure."""
+        if subnet_id is not None:
+            s = self._subnet_for(network_id, subnet_id, None, field)
+            a = self._lowest_free(s, used, taken)
+            if a is None:
+                raise IpAddressGenerationFailure(
+                    f"No more IP addresses available on network {network_id}; subnets tried: {_subnets_text([s])}.")
+            return s, a
+        cands = candidate_subnets(self._by_network.get(network_id, ()), device_owner)
+        if not cands:
+            raise IpAddressGenerationFailureNoMatchingSubnet(
+                f"No valid service subnet for device owner {device_owner!r} on network {network_id}.")
+        for c in cands:
+            a = self._lowest_free(c, used, taken)
+            if a is not None:
+                return c, a
+        raise IpAddressGenerationFailure(
+            f"No more IP addresses available on network {network_id}; subnets tried: {_subnets_text(cands)}.")
 
     def _subnet_for(self, network_id: str, subnet_id: str | None, ip: IPv4Address | None, field: str) -> Subnet:
         if subnet_id is not None:

@@ -10,7 +10,7 @@ Explicit requests (`subnet_id` or `ip_address`) do not go through this filter.
 """
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 from ..model.resources import DeviceOwner, Subnet
 

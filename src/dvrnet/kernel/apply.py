@@ -33,8 +33,20 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from itertools import groupby
 
-from dvrnet.reconcile.ops import (AddrDel, Garp, LinkAdd, LinkDel, NeighDel, NetnsAdd, NetnsDel, NftElements,
-                                  Op, Plan, RouteDel, RuleAdd, RuleDel, SysctlSet)
+from dvrnet.reconcile.ops import (
+    AddrDel,
+    LinkAdd,
+    LinkDel,
+    NeighDel,
+    NetnsAdd,
+    NetnsDel,
+    NftElements,
+    Op,
+    Plan,
+    RouteDel,
+    RuleAdd,
+    RuleDel,
+)
 
 from . import conntrack, garp, iproute, netns, nft, sysctl
 
@@ -163,8 +175,8 @@ def _execute_staged(ops, parallel: bool) -> list[OpError]:
             for errs in pool.map(_run_sequence, by_ns.values()):
                 errors += errs
     else:
-        for ops in by_ns.values():
-            errors += _run_sequence(ops)
+        for ns_ops in by_ns.values():
+            errors += _run_sequence(ns_ops)
     errors += _run_sequence([op for op in stages[3] if not isinstance(op, NetnsDel)])
     errors += _run_sequence([op for op in stages[3] if isinstance(op, NetnsDel)])
     return errors

@@ -34,7 +34,7 @@ def forget(ns: str, ips: list[str]) -> int:
                     try:
                         ct.entry("del", tuple_orig=o)
                         n += 1
-                    except Exception:          # noqa: BLE001 - gone meanwhile
+                    except Exception:  # noqa: BLE001, S110 - the entry went meanwhile
                         pass
         finally:
             ct.close()

@@ -12,7 +12,8 @@ import ctypes
 import os
 import subprocess
 import threading
-from typing import Callable, TypeVar
+from collections.abc import Callable
+from typing import TypeVar
 
 NETNS_DIR = "/run/netns"
 CLONE_NEWNET = 0x40000000
@@ -43,14 +44,14 @@ def exists(name: str) -> bool:
 
 def add(name: str) -> str | None:
     """Create; "exists" is success. Returns an error message or None."""
-    p = subprocess.run(["ip", "netns", "add", name], capture_output=True, text=True)
+    p = subprocess.run(["ip", "netns", "add", name], capture_output=True, text=True, check=False)
     if p.returncode == 0 or "File exists" in p.stderr:
         return None
     return p.stderr.strip()
 
 
 def delete(name: str) -> str | None:
-    p = subprocess.run(["ip", "netns", "del", name], capture_output=True, text=True)
+    p = subprocess.run(["ip", "netns", "del", name], capture_output=True, text=True, check=False)
     if p.returncode == 0 or "No such file" in p.stderr:
         return None
     return p.stderr.strip()
@@ -78,7 +79,7 @@ def run_in(name: str, fn: Callable[[], T]) -> T:
         try:
             enter(name)
             box["r"] = fn()
-        except BaseException as e:       # handed to the caller, not swallowed
+        except BaseException as e:  # noqa: BLE001 - handed to the caller, not swallowed
             box["e"] = e
 
     t = threading.Thread(target=body, name=f"netns:{name}")

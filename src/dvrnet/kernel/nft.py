@@ -30,7 +30,7 @@ from .iproute import ReadError
 def _run(ns: str, args: list[str], stdin: str | None = None) -> subprocess.CompletedProcess:
     if not netns.exists(ns):
         raise netns.MissingNamespace(ns)
-    return subprocess.run(netns.nsenter(ns) + ["nft", *args], input=stdin, capture_output=True, text=True)
+    return subprocess.run(netns.nsenter(ns) + ["nft", *args], input=stdin, capture_output=True, text=True, check=False)
 
 
 def apply_script(ns: str, script: str) -> str | None:

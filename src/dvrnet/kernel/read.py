@@ -17,8 +17,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 
-from dvrnet.plan.state import (Address, HostState, Link, Namespace, Neighbour, Route, Rule,
-                               canon_prefix)
+from dvrnet.plan.state import Address, HostState, Link, Namespace, Neighbour, Route, Rule, canon_prefix
 from dvrnet.reconcile.ownership import Ownership, owns_route_protocol, owns_sysctl
 
 from . import iproute, netns, nft, sysctl
@@ -437,7 +436,7 @@ class _Background:
         def body() -> None:
             try:
                 self._box["r"] = fn()
-            except BaseException as e:          # handed to result(), not swallowed
+            except BaseException as e:  # noqa: BLE001 - handed to result(), not swallowed
                 self._box["e"] = e
         self._t = threading.Thread(target=body, name="dvrnet-read-nft", daemon=True)
         self._t.start()

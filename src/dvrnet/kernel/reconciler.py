@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field, replace
+from typing import Self
 
 from dvrnet.plan.state import HostState, Namespace
 from dvrnet.reconcile.diff import DiffMemo, diff
@@ -47,8 +48,8 @@ class Result:
         return not self.errors and not self.differences
 
     def __str__(self) -> str:
-        lines = [f"applied {len(self.applied)} of {len(self.plan)} ops, {len(self.errors)} errors, "
-                 f"{len(self.differences)} differences"]
+        lines = [(f"applied {len(self.applied)} of {len(self.plan)} ops, {len(self.errors)} errors, "
+                 f"{len(self.differences)} differences")]
         lines += [f"error: {e}" for e in self.errors]
         lines += [f"differs: {d}" for d in self.differences]
         return "\n".join(lines)
@@ -67,7 +68,7 @@ class Reconciler:
         if self.observer is not None:
             self.observer.close()
 
-    def __enter__(self) -> "Reconciler":
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -143,7 +144,7 @@ class Reconciler:
         applied = tuple(op for op in plan if id(op) not in failed)
         vplan = Plan()
         if verify and (plan or plan.conflicts):
-            want2, observed2, read_errors2 = self._scoped(desired)
+            want2, observed2, _read_errors2 = self._scoped(desired)
             vplan = self.diff(want2, observed2)
         t["verify"] = time.perf_counter()
         timings = {k: t[k] - t[p] for p, k in zip(("start", "read", "diff", "apply"),

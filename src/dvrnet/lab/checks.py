@@ -494,7 +494,7 @@ def _segment_rows(info: LabInfo) -> list[Row]:
             obs, ok = judge_arp(res, None, error=f"no fg- port on the FIP's node ({res and 'replies: ' + ','.join(res) or 'no replies'})")
         else:
             obs, ok = judge_arp(res, macs)
-        exp = "no answer from any node" if macs is None else f"one answer, the fg- MAC of the FIP's node"
+        exp = "no answer from any node" if macs is None else "one answer, the fg- MAC of the FIP's node"
         rows.append(Row(name, exp, obs, ok, "segment ARP"))
     rows += _fg_rows(info, fg)
     return rows
@@ -584,7 +584,24 @@ def render_table(rows: Sequence[Row], console=None) -> None:
     (console or Console()).print(f"{len(rows) - failed}/{len(rows)} passed")
 
 
-__all__ = ["Row", "Check", "Traffic", "plan_checks", "run_checks", "schedule", "judge_gateway_path", "judge_flat",
-           "judge_arp", "judge_fg", "parse_counters", "read_counters", "delta", "per_gateway", "rows_json",
-           "render_table", "discover_fg", "snat_holder"]
+__all__ = [
+    "Check",
+    "Row",
+    "Traffic",
+    "delta",
+    "discover_fg",
+    "judge_arp",
+    "judge_fg",
+    "judge_flat",
+    "judge_gateway_path",
+    "parse_counters",
+    "per_gateway",
+    "plan_checks",
+    "read_counters",
+    "render_table",
+    "rows_json",
+    "run_checks",
+    "schedule",
+    "snat_holder",
+]
 

@@ -16,6 +16,7 @@ import shutil
 import signal
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from .sh import Cmd, list_netns, netns_pids, netns_with_prefix, run
 from .world import MARKER, PREFIX_RE
@@ -81,7 +82,7 @@ def down(prefix: str, state_dir: str | None = None) -> DownReport:
     if state_dir:
         for pf in glob.glob(os.path.join(state_dir, "pids", "*.pid")):
             try:
-                pid = int(open(pf).read().strip())
+                pid = int(Path(pf).read_text().strip())
             except (OSError, ValueError):
                 continue
             cl = _cmdline(pid)
@@ -98,7 +99,7 @@ def down(prefix: str, state_dir: str | None = None) -> DownReport:
     if state_dir and os.path.isdir(state_dir):
         marker = os.path.join(state_dir, MARKER)
         try:
-            ours = open(marker).read().strip() == prefix
+            ours = Path(marker).read_text().strip() == prefix
         except OSError:
             ours = False
         if ours:

@@ -115,7 +115,7 @@ class LabInfo:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True)
 
     @classmethod
-    def from_dict(cls, d: dict) -> "LabInfo":
+    def from_dict(cls, d: dict) -> LabInfo:
         kinds = {"nodes": NodeInfo, "gateways": GatewayInfo, "vms": VmInfo, "routers": RouterInfo}
         names = {f.name for f in fields(cls)}
         kw = {k: v for k, v in d.items() if k in names}
@@ -134,6 +134,6 @@ class LabInfo:
         return path
 
     @classmethod
-    def load(cls, state_dir: str) -> "LabInfo":
+    def load(cls, state_dir: str) -> LabInfo:
         with open(os.path.join(state_dir, INFO_FILE)) as f:
             return cls.from_dict(json.load(f))

@@ -12,6 +12,7 @@ import os
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 CODE = r"""
 import socket, sys, threading
@@ -51,7 +52,7 @@ def start(pid_dir: str, namespaces: list[str], port: int, timeout: float = 5.0) 
         pf = pid_file(pid_dir, ns)
         if os.path.exists(pf):
             try:
-                if _alive(int(open(pf).read().strip()), ns):
+                if _alive(int(Path(pf).read_text().strip()), ns):
                     continue
             except ValueError:
                 pass

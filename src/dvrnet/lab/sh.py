@@ -34,7 +34,7 @@ class Cmd:
 
 
 def run(cmd: Cmd) -> subprocess.CompletedProcess:
-    p = subprocess.run(cmd.argv, input=cmd.stdin, capture_output=True, text=True)
+    p = subprocess.run(cmd.argv, input=cmd.stdin, capture_output=True, text=True, check=False)
     if cmd.check and p.returncode != 0:
         first = (cmd.stdin or "").strip().splitlines()[:1]
         raise LabError(f"[{cmd.ns or '-'}] {' '.join(cmd.argv)} failed (rc={p.returncode}): "
@@ -77,7 +77,7 @@ def netns_exec(ns: str, *argv: str, check: bool = False) -> Cmd:
 
 
 def list_netns() -> list[str]:
-    out = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+    out = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=False).stdout
     return [line.split()[0] for line in out.splitlines() if line.split()]
 
 
@@ -88,7 +88,7 @@ def netns_with_prefix(prefix: str) -> list[str]:
 
 
 def netns_pids(ns: str) -> list[int]:
-    out = subprocess.run(["ip", "netns", "pids", ns], capture_output=True, text=True).stdout
+    out = subprocess.run(["ip", "netns", "pids", ns], capture_output=True, text=True, check=False).stdout
     return [int(x) for x in out.split() if x.isdigit()]
 
 
@@ -108,7 +108,7 @@ def add_netns(names: Iterable[str]) -> None:
 def in_netns(ns: str) -> Iterator[None]:
     """Move the calling *thread* into namespace NS for the block (sockets created inside stay there),
     then back. Use from worker threads only."""
-    own = os.open(f"/proc/thread-self/ns/net", os.O_RDONLY)
+    own = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
     target = os.open(f"/run/netns/{ns}", os.O_RDONLY)
     try:
         if _libc.setns(target, CLONE_NEWNET) != 0:

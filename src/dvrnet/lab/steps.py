@@ -24,7 +24,7 @@ import httpx
 
 from .checks import Check, plan_checks
 from .info import LabInfo
-from .sh import Cmd, list_netns, parallel, run
+from .sh import Cmd, list_netns, parallel
 
 NORTH_SOUTH = ("internet → FIP", "FIP → internet", "SNAT → internet")
 
@@ -224,5 +224,16 @@ def stop_process(pid: int, grace: float = 5.0) -> None:
         pass
 
 
-__all__ = ["api", "ok", "refresh", "differences", "wait_converged", "Kernel", "kernel", "node_namespaces",
-           "vm_checks", "restart_agents", "stop_process"]
+__all__ = [
+    "Kernel",
+    "api",
+    "differences",
+    "kernel",
+    "node_namespaces",
+    "ok",
+    "refresh",
+    "restart_agents",
+    "stop_process",
+    "vm_checks",
+    "wait_converged",
+]

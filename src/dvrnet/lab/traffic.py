@@ -31,6 +31,7 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
+from typing import Self
 
 from .info import LabInfo
 
@@ -264,7 +265,7 @@ class Traffic:
             if todo and time.monotonic() > end:
                 raise RuntimeError("no reply before the traffic started: " + ", ".join(f.name for f in todo))
 
-    def start(self) -> "Traffic":
+    def start(self) -> Traffic:
         if self.warm:
             self.warm_up()
         ready_files = []
@@ -347,7 +348,7 @@ class Traffic:
                     except FileNotFoundError:
                         pass
 
-    def __enter__(self) -> "Traffic":
+    def __enter__(self) -> Self:
         try:
             return self.start()
         except BaseException:
@@ -416,5 +417,13 @@ def summary(results: dict[str, FlowResult]) -> str:
     return "\n".join(r.line() for r in results.values())
 
 
-__all__ = ["Flow", "FlowResult", "Traffic", "fip_flows", "outbound_flows", "tcp_flow", "unconcerned_flows",
-           "summary"]
+__all__ = [
+    "Flow",
+    "FlowResult",
+    "Traffic",
+    "fip_flows",
+    "outbound_flows",
+    "summary",
+    "tcp_flow",
+    "unconcerned_flows",
+]

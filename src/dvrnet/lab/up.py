@@ -31,8 +31,17 @@ from ..scenarios.seed import SEED, ScenarioSpec
 from . import resources
 from .down import down
 from .info import LabInfo, RouterInfo, VmInfo
-from .world import (ExternalSubnet, NodeSpec, TenantNet, VmSpec, WorldSpec, add_tenant_networks, add_vms,
-                    build_world, sync_bridge_rules)
+from .world import (
+    ExternalSubnet,
+    NodeSpec,
+    TenantNet,
+    VmSpec,
+    WorldSpec,
+    add_tenant_networks,
+    add_vms,
+    build_world,
+    sync_bridge_rules,
+)
 
 Progress = Callable[[str], None]
 
@@ -62,8 +71,8 @@ def _free_port() -> int:
 
 def _spawn(spec: WorldSpec, name: str, argv: list[str]) -> subprocess.Popen:
     os.makedirs(spec.pid_dir, exist_ok=True)
-    log = open(os.path.join(spec.state_dir, f"{name}.log"), "ab")
-    p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True)
+    with open(os.path.join(spec.state_dir, f"{name}.log"), "ab") as log:    # the child keeps its own copy
+        p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True)
     with open(os.path.join(spec.pid_dir, f"{name}.pid"), "w") as f:
         f.write(f"{p.pid}\n")
     return p
@@ -98,9 +107,11 @@ def _agent_args(spec: WorldSpec, node: NodeSpec, url: str, extra: tuple[str, ...
 
 def converge_once(spec: WorldSpec, url: str, timeout: float = 60) -> dict[str, int]:
     """One `agent --once` per node in parallel; returns exit codes."""
-    procs = {n.name: subprocess.Popen(_dvrnet(*_agent_args(spec, n, url), "--once"), stdout=subprocess.DEVNULL,
-                                      stderr=open(os.path.join(spec.state_dir, f"agent-once-{n.name}.log"), "ab"))
-             for n in spec.nodes}
+    procs = {}
+    for n in spec.nodes:
+        with open(os.path.join(spec.state_dir, f"agent-once-{n.name}.log"), "ab") as log:
+            procs[n.name] = subprocess.Popen(_dvrnet(*_agent_args(spec, n, url), "--once"),
+                                             stdout=subprocess.DEVNULL, stderr=log)
     return {h: p.wait(timeout) for h, p in procs.items()}
 
 

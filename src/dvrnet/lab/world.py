@@ -219,8 +219,8 @@ def build_world(spec: WorldSpec) -> LabInfo:
         seg_lines += [f"link add {mine} type veth peer name {theirs} netns {ns}", f"link set {mine} master br-seg up"]
     ul_lines = ["link add br-ul type bridge", f"link set br-ul mtu {spec.underlay_mtu} up"]
     for n in spec.nodes:
-        ul_lines += [f"link add n-{n.short} mtu {spec.underlay_mtu} type veth peer name ul0 mtu {spec.underlay_mtu} "
-                     f"netns {spec.bridge_ns(n)}", f"link set n-{n.short} master br-ul up"]
+        ul_lines += [(f"link add n-{n.short} mtu {spec.underlay_mtu} type veth peer name ul0 mtu {spec.underlay_mtu} "
+                     f"netns {spec.bridge_ns(n)}"), f"link set n-{n.short} master br-ul up"]
     inet_lines = ["link set lo up", f"addr add {spec.internet_address}/32 dev lo"]
     for i, g in enumerate(spec.gateways, start=1):
         inet_lines += [f"link add gw-{g.name} type veth peer name inet0 netns {spec.gateway_ns(g)}",
@@ -313,8 +313,8 @@ def add_tenant_networks(spec: WorldSpec, nets: Sequence[TenantNet]) -> None:
         lines = []
         for net in nets:
             lines += [f"link add {net.bridge} mtu {net.mtu} type bridge", f"link set {net.bridge} up",
-                      f"link add {net.vxlan} mtu {net.mtu} type vxlan id {net.vni} local {spec.underlay_ip(node)} "
-                      f"dstport 4789 dev ul0", f"link set {net.vxlan} master {net.bridge} up"]
+                      (f"link add {net.vxlan} mtu {net.mtu} type vxlan id {net.vni} local {spec.underlay_ip(node)} "
+                      f"dstport 4789 dev ul0"), f"link set {net.vxlan} master {net.bridge} up"]
         links.append(ip_batch(spec.bridge_ns(node), lines, force=True))
         fdbs.append(bridge_batch(spec.bridge_ns(node), [
             f"fdb append 00:00:00:00:00:00 dev {net.vxlan} dst {spec.underlay_ip(other)} self permanent"
@@ -364,8 +364,8 @@ def add_vms(spec: WorldSpec, vms: Sequence[VmSpec]) -> None:
     add_netns(vm_ns(spec, v) for v in vms)
     parallel([sysctl(vm_ns(spec, v), NO_V6) for v in vms])
     _batches([ip_batch(vm_ns(spec, v), [
-        f"link add eth0 address {v.mac} mtu {v.mtu} type veth peer name {v.tap} mtu {v.mtu} "
-        f"netns {spec.bridge_ns(spec.node_by_name(v.node))}"], force=True) for v in vms])
+        (f"link add eth0 address {v.mac} mtu {v.mtu} type veth peer name {v.tap} mtu {v.mtu} "
+        f"netns {spec.bridge_ns(spec.node_by_name(v.node))}")], force=True) for v in vms])
     per_node: dict[str, list[str]] = {}
     for v in vms:
         per_node.setdefault(spec.bridge_ns(spec.node_by_name(v.node)), []).append(
@@ -452,12 +452,29 @@ def add_gateway(spec: WorldSpec, sub: ExternalSubnet, segment_ns: str | None = N
                                f"addr add 10.255.{i}.1/30 dev inet0", "link set inet0 up",
                                *(f"route replace {c} dev seg0 scope link" for c in services),
                                f"route replace {spec.internet_address}/32 via 10.255.{i}.2 dev inet0"], force=True),
-              ip_batch(spec.internet_ns, [f"route replace {sub.cidr} via 10.255.{i}.1 dev gw-{sub.name} "
-                                          f"src {spec.internet_address}"], force=True)])
+              ip_batch(spec.internet_ns, [(f"route replace {sub.cidr} via 10.255.{i}.1 dev gw-{sub.name} "
+                                          f"src {spec.internet_address}")], force=True)])
     parallel([nft(gw_ns, gateway_counters_nft())])
     return GatewayInfo(name=sub.name, subnet=sub.cidr, address=sub.gateway, netns=gw_ns)
 
 
-__all__ = ["WorldSpec", "NodeSpec", "ExternalSubnet", "TenantNet", "VmSpec", "build_world", "world_info",
-           "add_tenant_networks", "sync_bridge_rules", "add_vms", "vm_ns", "wait_l2",
-           "gateway_counters_nft", "bridge_rules_nft", "MARKER", "LabError", "add_external_segment", "add_gateway"]
+__all__ = [
+    "MARKER",
+    "ExternalSubnet",
+    "LabError",
+    "NodeSpec",
+    "TenantNet",
+    "VmSpec",
+    "WorldSpec",
+    "add_external_segment",
+    "add_gateway",
+    "add_tenant_networks",
+    "add_vms",
+    "bridge_rules_nft",
+    "build_world",
+    "gateway_counters_nft",
+    "sync_bridge_rules",
+    "vm_ns",
+    "wait_l2",
+    "world_info",
+]

@@ -4,19 +4,50 @@ Invariants:
 - every value is immutable and hashable; a `Cloud` is a consistent snapshot of all of them;
 - nothing here does I/O; validation errors name the field and the reason (`errors.InvalidInput`).
 """
+from .cloud import Cloud
 from .errors import (
-    DvrnetError, InvalidInput, NotFound, Conflict, SubnetInUse, IpAddressGenerationFailure,
+    Conflict,
+    DvrnetError,
+    InvalidInput,
     IpAddressAlreadyAllocated,
+    IpAddressGenerationFailure,
+    NotFound,
+    SubnetInUse,
 )
 from .resources import (
-    DeviceOwner, AgentMode, Network, Subnet, AllocationPool, FixedIP, Port, ExternalGateway,
-    Router, FloatingIP, Host, SERVICE_TYPES,
+    SERVICE_TYPES,
+    AgentMode,
+    AllocationPool,
+    DeviceOwner,
+    ExternalGateway,
+    FixedIP,
+    FloatingIP,
+    Host,
+    Network,
+    Port,
+    Router,
+    Subnet,
 )
-from .cloud import Cloud
 
 __all__ = [
-    "DvrnetError", "InvalidInput", "NotFound", "Conflict", "SubnetInUse",
-    "IpAddressGenerationFailure", "IpAddressAlreadyAllocated",
-    "DeviceOwner", "AgentMode", "Network", "Subnet", "AllocationPool", "FixedIP", "Port",
-    "ExternalGateway", "Router", "FloatingIP", "Host", "SERVICE_TYPES", "Cloud",
+    "SERVICE_TYPES",
+    "AgentMode",
+    "AllocationPool",
+    "Cloud",
+    "Conflict",
+    "DeviceOwner",
+    "DvrnetError",
+    "ExternalGateway",
+    "FixedIP",
+    "FloatingIP",
+    "Host",
+    "InvalidInput",
+    "IpAddressAlreadyAllocated",
+    "IpAddressGenerationFailure",
+    "Network",
+    "NotFound",
+    "Port",
+    "Router",
+    "Subnet",
+    "SubnetInUse",
 ]

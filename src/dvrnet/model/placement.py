@@ -12,9 +12,9 @@ The rules (DVR, as upstream Neutron places them):
 """
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
-from .cloud import Cloud
+from .cloud import Cloud, CloudView
 from .resources import AgentMode, FloatingIP, Router, is_compute
 
 
@@ -41,7 +41,7 @@ def routers_on_host(cloud: Cloud, host: str) -> tuple[Router, ...]:
     return tuple(sorted(out, key=lambda r: r.id))
 
 
-def snat_host(cloud: Cloud, router_id: str) -> str | None:
+def snat_host(cloud: CloudView, router_id: str) -> str | None:
     gw = cloud.gateway_port(router_id)
     return gw.host if gw is not None and gw.host else None
 
@@ -60,7 +60,7 @@ def fip_networks_on_host(cloud: Cloud, host: str) -> tuple[str, ...]:
     return tuple(sorted({r.gateway.network_id for r in routers_on_host(cloud, host) if r.gateway is not None}))
 
 
-def local_fips(cloud: Cloud, host: str, router: Router) -> tuple[FloatingIP, ...]:
+def local_fips(cloud: CloudView, host: str, router: Router) -> tuple[FloatingIP, ...]:
     """FIPs served by `router` on `host`, sorted by address."""
     if router.gateway is None:
         return ()
@@ -68,7 +68,7 @@ def local_fips(cloud: Cloud, host: str, router: Router) -> tuple[FloatingIP, ...
     for f in cloud.fips_by_router.get(router.id, ()):
         if f.port_id is None or f.floating_network_id != router.gateway.network_id:
             continue
-        port = cloud.ports.get(f.port_id)
+        port = cloud.ports.get(f.port_id, None)
         if port is not None and port.host == host and is_compute(port.device_owner):
             out.append(f)
     return tuple(sorted(out, key=lambda f: f.floating_ip_address))

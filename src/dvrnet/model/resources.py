@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import enum
 import ipaddress
-from dataclasses import dataclass, field
+import itertools
+from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Network
 
 from .errors import InvalidInput
@@ -117,7 +118,7 @@ class Subnet:
                 raise InvalidInput("allocation_pools", f"pool {p.start}-{p.end} includes the network or broadcast address")
             if self.gateway_ip is not None and self.gateway_ip in p:
                 raise InvalidInput("allocation_pools", f"pool {p.start}-{p.end} contains the gateway {self.gateway_ip}")
-        for a, b in zip(pools, pools[1:]):
+        for a, b in itertools.pairwise(pools):
             if b.start <= a.end:
                 raise InvalidInput("allocation_pools", f"pools {a.start}-{a.end} and {b.start}-{b.end} overlap")
         for st in self.service_types:

@@ -1,7 +1,7 @@
 """What the control plane does to the model: Neutron's resource operations as pure-Python
 operations on an in-memory `Workspace`. The API server persists their results; the seed scenario
 and the tests use them directly. Imports `model` and `ipam` only."""
-from .workspace import Workspace, IpRequest, UNSET
 from . import errors
+from .workspace import UNSET, IpRequest, Workspace
 
-__all__ = ["Workspace", "IpRequest", "UNSET", "errors"]
+__all__ = ["UNSET", "IpRequest", "Workspace", "errors"]

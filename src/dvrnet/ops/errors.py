@@ -85,10 +85,22 @@ class RouterInterfaceNotFoundForSubnet(_NotFound):
 
 
 __all__ = [
-    "BadRequest", "ResourceExists", "NetworkInUse", "ExternalNetworkInUse", "GatewayIpInUse",
-    "GatewayConflictWithAllocationPools", "MacAddressInUse", "PortInUse", "L3PortInUse",
-    "RouterInUse", "RouterInterfaceInUseByFloatingIP", "RouterExternalGatewayInUseByFloatingIp",
-    "SubnetAlreadyAttached", "FloatingIPPortAlreadyAssociated", "FixedIpInUseByFloatingIP",
-    "ExternalGatewayForFloatingIPNotFound", "RouterInterfaceNotFound",
+    "BadRequest",
+    "ExternalGatewayForFloatingIPNotFound",
+    "ExternalNetworkInUse",
+    "FixedIpInUseByFloatingIP",
+    "FloatingIPPortAlreadyAssociated",
+    "GatewayConflictWithAllocationPools",
+    "GatewayIpInUse",
+    "L3PortInUse",
+    "MacAddressInUse",
+    "NetworkInUse",
+    "PortInUse",
+    "ResourceExists",
+    "RouterExternalGatewayInUseByFloatingIp",
+    "RouterInUse",
+    "RouterInterfaceInUseByFloatingIP",
+    "RouterInterfaceNotFound",
     "RouterInterfaceNotFoundForSubnet",
+    "SubnetAlreadyAttached",
 ]

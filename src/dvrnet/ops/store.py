@@ -13,8 +13,8 @@ Invariants:
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Iterator
 
 from ..ipam import Allocator
 from ..model import FloatingIP, Host, Network, Port, Router, Subnet

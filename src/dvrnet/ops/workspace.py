@@ -29,24 +29,48 @@ from __future__ import annotations
 import functools
 import hashlib
 import uuid
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
 from ipaddress import IPv4Address
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any
 
 from ..ipam import IpRequest, Released, check_subnet_delete
 from ..ipam.allocator import IpAddressGenerationFailureNoMatchingSubnet  # noqa: F401  (re-export)
 from ..model import (
-    AgentMode, AllocationPool, Cloud, DeviceOwner, ExternalGateway, FixedIP,
-    FloatingIP, Host, InvalidInput, IpAddressGenerationFailure, Network, NotFound, Port, Router,
+    AgentMode,
+    AllocationPool,
+    Cloud,
+    DeviceOwner,
+    ExternalGateway,
+    FixedIP,
+    FloatingIP,
+    Host,
+    InvalidInput,
+    IpAddressGenerationFailure,
+    Network,
+    NotFound,
+    Port,
+    Router,
     Subnet,
 )
 from ..model.errors import BadRequest as BadRequestError
 from ..model.resources import ROUTER_INTERFACE_OWNERS, parse_cidr, parse_ip
 from .errors import (
-    ExternalGatewayForFloatingIPNotFound, ExternalNetworkInUse, FixedIpInUseByFloatingIP,
-    FloatingIPPortAlreadyAssociated, GatewayConflictWithAllocationPools, GatewayIpInUse, L3PortInUse,
-    NetworkInUse, PortInUse, ResourceExists, RouterExternalGatewayInUseByFloatingIp, RouterInUse,
-    RouterInterfaceInUseByFloatingIP, RouterInterfaceNotFound, RouterInterfaceNotFoundForSubnet,
+    ExternalGatewayForFloatingIPNotFound,
+    ExternalNetworkInUse,
+    FixedIpInUseByFloatingIP,
+    FloatingIPPortAlreadyAssociated,
+    GatewayConflictWithAllocationPools,
+    GatewayIpInUse,
+    L3PortInUse,
+    NetworkInUse,
+    PortInUse,
+    ResourceExists,
+    RouterExternalGatewayInUseByFloatingIp,
+    RouterInterfaceInUseByFloatingIP,
+    RouterInterfaceNotFound,
+    RouterInterfaceNotFoundForSubnet,
+    RouterInUse,
     SubnetAlreadyAttached,
 )
 from .store import Store
@@ -80,7 +104,7 @@ ROUTER_OWNED = ROUTER_INTERFACE_OWNERS | {GW, SNAT}
 def _mutating(fn):
     """Run `fn` as one transaction, settle side effects, count the revision."""
     @functools.wraps(fn)
-    def run(self: "Workspace", *args, **kwargs):
+    def run(self: Workspace, *args, **kwargs):
         with self._st.transaction():
             result = fn(self, *args, **kwargs)
             self._settle()
@@ -176,7 +200,7 @@ class Workspace:
         n = 0
         while True:
             d = hashlib.sha256(f"{port_id}/{n}".encode()).digest()
-            mac = "fa:16:3e:%02x:%02x:%02x" % (d[0], d[1], d[2])
+            mac = f"fa:16:3e:{d[0]:02x}:{d[1]:02x}:{d[2]:02x}"
             if mac not in self._st.macs:
                 return mac
             n += 1
@@ -716,7 +740,7 @@ class Workspace:
                 raise FloatingIPPortAlreadyAssociated(
                     f"Cannot associate a floating IP with fixed IP {ip} of port {p.id}: it already has "
                     f"floating IP {other.floating_ip_address} ({other.id}) on external network {network_id}.")
-        return p.id, ip, sorted(routers)[0]
+        return p.id, ip, min(routers)
 
     @_mutating
     def create_floatingip(self, floating_network_id: str, subnet_id: str | None = None,

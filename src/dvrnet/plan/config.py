@@ -29,3 +29,6 @@ class PlanConfig:
             if net == network_id:
                 return bridge
         return self.external_bridge
+
+
+DEFAULT_CONFIG = PlanConfig()

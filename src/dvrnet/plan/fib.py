@@ -8,7 +8,7 @@ table has none; blackhole/unreachable/prohibit end the lookup.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from ipaddress import IPv4Address, ip_address, ip_network
+from ipaddress import IPv4Address, ip_network
 
 from .numbers import MAIN_TABLE_ID
 from .state import Namespace, Route, Rule
@@ -56,14 +56,16 @@ def longest_match(ns: Namespace, table: int, dst: IPv4Address) -> Route | None:
 
 
 def lookup(ns: Namespace, dst: str, src: str | None = None, iif: str | None = None, mark: int = 0) -> Verdict:
-    d = ip_address(dst)
-    s = ip_address(src) if src else None
+    d = IPv4Address(dst)
+    s = IPv4Address(src) if src else None
     rules = sorted(list(ns.rules) + list(_IMPLICIT), key=Rule.sort_key)
     for rule in rules:
         if not _matches(rule, d, s, iif, mark):
             continue
         if rule.action != "lookup":
             return Verdict(rule, None, rule.action)
+        if rule.table is None:
+            continue
         route = longest_match(ns, rule.table, d)
         if route is not None:
             return Verdict(rule, route, "route" if route.type == "unicast" else route.type)

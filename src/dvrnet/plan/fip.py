@@ -14,21 +14,27 @@ from __future__ import annotations
 
 from ipaddress import IPv4Address
 
-from ..model import Cloud, Network, Port, Router
+from ..model import Network, Port, Router
+from ..model.cloud import CloudView
 from ..model.placement import local_fips
 from . import names
 from .builder import NsBuilder
 from .config import PlanConfig
 from .linklocal import pair, veth_mac
 from .numbers import (
-    FIP_BLOCK_PRIO, FIP_ONLINK_PRIO, FIP_ONLINK_TABLE, FIP_SUBNET_PRIO, MAIN_TABLE_ID, NFT_TABLE,
+    FIP_BLOCK_PRIO,
+    FIP_ONLINK_PRIO,
+    FIP_ONLINK_TABLE,
+    FIP_SUBNET_PRIO,
+    MAIN_TABLE_ID,
+    NFT_TABLE,
     subnet_table,
 )
 from .plug import plug
 from .state import Address, Link, Neighbour, NftChain, NftTable, Route, Rule, ipstr
 
 
-def fip_namespace(cloud: Cloud, host: str, net: Network, fg: Port, routers: list[Router],
+def fip_namespace(cloud: CloudView, host: str, net: Network, fg: Port, routers: list[Router],
                   slots: dict[str, int], bridges: NsBuilder, cfg: PlanConfig) -> NsBuilder:
     ns, fg_dev = fip_base(cloud, net, fg, bridges, cfg)
     for r in routers:
@@ -41,7 +47,7 @@ def fip_namespace(cloud: Cloud, host: str, net: Network, fg: Port, routers: list
 
 # The parts of `fip_namespace`, in the order it puts them; plan/incremental.py builds the
 # namespace from the same parts, keeping each router's FIP routes (`fip_routes`) apart.
-def fip_base(cloud: Cloud, net: Network, fg: Port, bridges: NsBuilder, cfg: PlanConfig) -> tuple[NsBuilder, str]:
+def fip_base(cloud: CloudView, net: Network, fg: Port, bridges: NsBuilder, cfg: PlanConfig) -> tuple[NsBuilder, str]:
     """The fg- port, the external subnets' routes and rules; (builder, fg- device)."""
     ns = NsBuilder(names.fip_ns(cfg.netns_prefix, net.id))
     fg_dev = names.port_dev(names.AGENT_GW_DEV, fg.id)
@@ -75,7 +81,7 @@ def fip_router_link(ns: NsBuilder, router_id: str, slot: int, net: Network, cfg:
     ns.neighbour(Neighbour(fpr, str(rfp_ip), veth_mac(router_id, "rfp")))
 
 
-def fip_routes(cloud: Cloud, host: str, r: Router, slot: int) -> list[Route]:
+def fip_routes(cloud: CloudView, host: str, r: Router, slot: int) -> list[Route]:
     """main: one /32 per FIP of router R on HOST, via its rfp- address (the only routes in main)."""
     via = str(pair(slot)[0])
     fpr = names.fpr_dev(r.id)

@@ -13,12 +13,12 @@ What is planned:
 """
 from __future__ import annotations
 
-from typing import Mapping
+from collections.abc import Mapping
 
 from ..model import Cloud
 from ..model.placement import routers_on_host, snat_routers_on_host
 from .builder import NsBuilder
-from .config import PlanConfig
+from .config import DEFAULT_CONFIG, PlanConfig
 from .fip import fip_namespace
 from .linklocal import assign_slots
 from .qrouter import qrouter_namespace
@@ -26,7 +26,7 @@ from .snat import snat_namespace
 from .state import HostState
 
 
-def plan_host(cloud: Cloud, host: str, cfg: PlanConfig = PlanConfig(),
+def plan_host(cloud: Cloud, host: str, cfg: PlanConfig = DEFAULT_CONFIG,
               hints: Mapping[str, int] | None = None) -> HostState:
     if host not in cloud.hosts:
         return HostState(host, {})

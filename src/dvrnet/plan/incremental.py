@@ -37,14 +37,15 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable, Hashable, Mapping
 from dataclasses import replace
-from typing import Callable, Hashable, Mapping
 
 from ..model import Cloud, Router
+from ..model.cloud import Lookups
 from ..model.placement import routers_on_host, snat_host
 from ..model.resources import AgentMode, is_compute
 from .builder import NsBuilder
-from .config import PlanConfig
+from .config import DEFAULT_CONFIG, PlanConfig
 from .fip import fip_base, fip_router_link, fip_routes, fip_tail
 from .host import plan_host
 from .linklocal import assign_slots
@@ -191,7 +192,7 @@ class _Index:
 
 class _Tracked:
     """A read-only mapping answering from GETTER, recording (KIND, key) for every key asked."""
-    __slots__ = ("kind", "getter", "reads")
+    __slots__ = ("getter", "kind", "reads")
 
     def __init__(self, kind: str, getter: Callable, reads: set | None):
         self.kind, self.getter, self.reads = kind, getter, reads
@@ -214,19 +215,9 @@ class _Tracked:
         return self.get(k) is not None
 
 
-class _View:
-    """What the namespace functions see of the cloud: `Cloud`'s own lookup methods, over tracked
-    mappings (no iteration: every read names its key)."""
-    network = Cloud.network
-    subnet = Cloud.subnet
-    router = Cloud.router
-    port = Cloud.port
-    subnets_of = Cloud.subnets_of
-    router_ports = Cloud.router_ports
-    router_interfaces = Cloud.router_interfaces
-    gateway_port = Cloud.gateway_port
-    agent_gateway_port = Cloud.agent_gateway_port
-    subnet_of_ip = Cloud.subnet_of_ip
+class _View(Lookups):
+    """What the namespace functions see of the cloud: `Cloud`'s own lookup methods (`Lookups`),
+    over tracked mappings (no iteration: every read names its key)."""
 
     def __init__(self, idx: _Index, reads: set | None):
         c = idx.cloud
@@ -260,7 +251,7 @@ class HostPlanner:
     last pass's phases in seconds; `fallbacks` counts passes planned by `plan_host` because the
     incremental path raised (a model `plan_host` rejects, or a bug: it is logged)."""
 
-    def __init__(self, host: str, cfg: PlanConfig = PlanConfig()):
+    def __init__(self, host: str, cfg: PlanConfig = DEFAULT_CONFIG):
         self.host = host
         self.cfg = cfg
         self.router_ids: tuple[str, ...] = ()
@@ -347,6 +338,7 @@ class HostPlanner:
 
         def base(view: _View) -> tuple:
             fg = view.agent_gateway_port(host, net_id)
+            assert fg is not None               # _plan plans a fip- namespace only with its fg- port
             net = view.network(net_id)
             br = self._bridges()
             ns, fg_dev = fip_base(view, net, fg, br, cfg)
@@ -358,10 +350,10 @@ class HostPlanner:
 
         parts = [rec[0]]
         for r in rs:
-            def routes(view: _View, r=r) -> tuple:
+            def fip32s(view: _View, r=r) -> tuple:
                 rr = fip_routes(view, host, r, slots[r.id])
                 return frozenset(rr), frozenset(x.dst for x in rr)
-            parts.append(self._cell(("fip-routes", net_id, r.id), slots[r.id], routes, (("router", r.id),)))
+            parts.append(self._cell(("fip-routes", net_id, r.id), slots[r.id], fip32s, (("router", r.id),)))
         last = self._fip.get(net_id)
         if last is not None and len(last[0]) == len(parts) and all(a is b for a, b in zip(last[0], parts)):
             return (last[1],) + rec[1:]
@@ -387,7 +379,7 @@ class HostPlanner:
     def plan(self, cloud: Cloud, hints: Mapping[str, int] | None = None) -> HostState:
         try:
             return self._plan(cloud, hints)
-        except Exception as e:
+        except Exception as e:  # noqa: BLE001 - any failure falls back to the full planner (logged)
             self.reset()
             self.fallbacks += 1
             t = time.perf_counter()
@@ -406,7 +398,7 @@ class HostPlanner:
         dirty = idx.update(cloud)
         self._invalidate(dirty)
         t1 = time.perf_counter()
-        host, cfg = self.host, self.cfg
+        host = self.host
         h = cloud.hosts.get(host)
         if h is None:
             self.router_ids = ()

@@ -9,8 +9,8 @@ Invariant: within one fip- namespace no two routers share a slot; even address o
 from __future__ import annotations
 
 import hashlib
-from ipaddress import IPv4Address, ip_interface
-from typing import Iterable, Mapping
+from collections.abc import Iterable, Mapping
+from ipaddress import IPv4Address, IPv4Interface
 
 from . import names
 from .numbers import LINK_LOCAL_CIDR
@@ -67,7 +67,7 @@ def hints_from_state(observed: HostState, router_ids: Iterable[str]) -> dict[str
             rid = by_dev.get(a.dev)
             if rid is None:
                 continue
-            s = slot_of(ip_interface(a.cidr).ip)
+            s = slot_of(IPv4Interface(a.cidr).ip)
             if s is not None:
                 out.setdefault(rid, s)
     return out

@@ -16,7 +16,6 @@ from .builder import NsBuilder
 from .config import PlanConfig
 from .state import Link
 
-
 PORT_KINDS = ("veth", "macvlan")
 
 

@@ -14,20 +14,27 @@ Invariants:
 """
 from __future__ import annotations
 
-from ..model import Cloud, DeviceOwner, Router
+from ..model import DeviceOwner, Router
+from ..model.cloud import CloudView
 from ..model.placement import local_fips
 from . import names
 from .builder import NsBuilder
 from .config import PlanConfig
 from .linklocal import pair, veth_mac
 from .numbers import (
-    FIP_MARK, MAIN_TABLE_ID, NFT_TABLE, QR_FIP_PRIO, QR_FIP_TABLE, QR_SNAT_PRIO, subnet_table,
+    FIP_MARK,
+    MAIN_TABLE_ID,
+    NFT_TABLE,
+    QR_FIP_PRIO,
+    QR_FIP_TABLE,
+    QR_SNAT_PRIO,
+    subnet_table,
 )
 from .plug import plug
 from .state import Address, Link, Neighbour, NftChain, NftMap, NftTable, Route, Rule, ipstr
 
 
-def qrouter_namespace(cloud: Cloud, host: str, router: Router, slot: int | None,
+def qrouter_namespace(cloud: CloudView, host: str, router: Router, slot: int | None,
                       bridges: NsBuilder, cfg: PlanConfig) -> NsBuilder:
     """`slot` is the router's link-local slot when it is linked to a fip- namespace here."""
     ns = NsBuilder(names.qrouter_ns(cfg.netns_prefix, router.id))

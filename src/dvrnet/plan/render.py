@@ -8,7 +8,15 @@ from __future__ import annotations
 
 from .numbers import MAIN_TABLE_ID
 from .state import (
-    Address, HostState, Link, Namespace, Neighbour, NftTable, Route, Rule, prefix_sort_key,
+    Address,
+    HostState,
+    Link,
+    Namespace,
+    Neighbour,
+    NftTable,
+    Route,
+    Rule,
+    prefix_sort_key,
 )
 
 
@@ -66,7 +74,7 @@ def rule_line(r: Rule) -> str:
         parts.append(f"iif {r.iif}")
     if r.fwmark is not None:
         parts.append(f"fwmark {r.fwmark:#x}" + (f"/{r.fwmask:#x}" if r.fwmask is not None else ""))
-    parts.append(f"lookup {table_name(r.table)}" if r.action == "lookup" else r.action)
+    parts.append(f"lookup {table_name(r.table)}" if r.action == "lookup" and r.table is not None else r.action)
     return " ".join(parts)
 
 

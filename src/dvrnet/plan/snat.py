@@ -12,7 +12,8 @@ Invariants:
 """
 from __future__ import annotations
 
-from ..model import Cloud, DeviceOwner, Router
+from ..model import DeviceOwner, Router
+from ..model.cloud import CloudView
 from . import names
 from .builder import NsBuilder
 from .config import PlanConfig
@@ -21,7 +22,7 @@ from .plug import plug
 from .state import Address, NftChain, NftTable, Route, Rule
 
 
-def snat_namespace(cloud: Cloud, router: Router, bridges: NsBuilder, cfg: PlanConfig) -> NsBuilder | None:
+def snat_namespace(cloud: CloudView, router: Router, bridges: NsBuilder, cfg: PlanConfig) -> NsBuilder | None:
     gw_port = cloud.gateway_port(router.id)
     if router.gateway is None or gw_port is None:
         return None

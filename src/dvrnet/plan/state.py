@@ -15,10 +15,10 @@ observed state read from `ip -json` compares equal without conversion.
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from ipaddress import IPv4Network, ip_network
 from socket import inet_aton, inet_ntoa
-from typing import Mapping
 
 MAIN_TABLE = 254
 
@@ -125,7 +125,7 @@ class NftTable:
     chains: tuple[NftChain, ...] = ()
     maps: tuple[NftMap, ...] = ()
 
-    def structure(self) -> "NftTable":
+    def structure(self) -> NftTable:
         """The table without map elements: what must match for elements to be diffed alone."""
         return NftTable(self.family, self.name, self.chains,
                         tuple(NftMap(m.name, m.key_type, m.data_type) for m in self.maps))
@@ -181,8 +181,8 @@ def prefix_sort_key(p: str) -> tuple[int, int]:
     if v is not None:
         n, ln = v
         return (n & ((0xFFFFFFFF << (32 - ln)) & 0xFFFFFFFF), ln)     # strict=False: host bits off
-    n = ip_network(p, strict=False)
-    return (int(n.network_address), n.prefixlen)
+    net = ip_network(p, strict=False)
+    return (int(net.network_address), net.prefixlen)
 
 
 def ipstr(a) -> str:
@@ -203,5 +203,5 @@ def canon_prefix(net: IPv4Network | str) -> str:
             if ln == 0:
                 return "default"
             return s if "/" in s else s + "/32"
-    n = ip_network(s, strict=True)
-    return "default" if n.prefixlen == 0 else str(n)
+    parsed = ip_network(s, strict=True)
+    return "default" if parsed.prefixlen == 0 else str(parsed)

@@ -4,4 +4,4 @@ from .ops import Plan
 from .ownership import Ownership
 from .verify import describe_plan
 
-__all__ = ["diff", "Plan", "Ownership", "NotOwned", "describe_plan"]
+__all__ = ["NotOwned", "Ownership", "Plan", "describe_plan", "diff"]

@@ -29,17 +29,37 @@ Invariants:
 """
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field
 from ipaddress import ip_network
-from collections import Counter
 from operator import attrgetter
 
 from dvrnet.plan.names import AGENT_GW_DEV, FIP_NS
-from dvrnet.plan.state import HostState, Link, Namespace, NftTable, MAIN_TABLE, Route, parse_v4
+from dvrnet.plan.state import MAIN_TABLE, HostState, Link, Namespace, NftTable, Route, parse_v4
 
-from .ops import (AddrAdd, AddrDel, Garp, LinkAdd, LinkReplaceDel, LinkDel, LinkSet, NetnsAdd,
-                  NetnsDel, NeighDel, NeighReplace, NftDelTable, NftElements, NftReplaceTable, Op,
-                  Plan, RouteDel, RouteReplace, RuleAdd, RuleDel, SysctlSet)
+from .ops import (
+    AddrAdd,
+    AddrDel,
+    Garp,
+    LinkAdd,
+    LinkDel,
+    LinkReplaceDel,
+    LinkSet,
+    NeighDel,
+    NeighReplace,
+    NetnsAdd,
+    NetnsDel,
+    NftDelTable,
+    NftElements,
+    NftReplaceTable,
+    Op,
+    Plan,
+    RouteDel,
+    RouteReplace,
+    RuleAdd,
+    RuleDel,
+    SysctlSet,
+)
 from .ownership import Ownership, owns_nft_table, owns_sysctl
 
 EMPTY = Namespace("")
@@ -181,8 +201,8 @@ def _check_ns(ns: Namespace, own: Ownership) -> None:
 
 
 # --- links ------------------------------------------------------------------------------------
-def _peer(ns: str, lk: Link) -> tuple[str, str | None]:
-    return (lk.peer_netns or ns, lk.peer)
+def _peer(ns: str, lk: Link) -> tuple[str, str]:
+    return (lk.peer_netns or ns, lk.peer or "")
 
 
 def _mismatch(ns: str, want: Link, have: Link) -> str | None:
@@ -218,6 +238,7 @@ def _diff_links(desired: HostState, observed: HostState, own: Ownership, acc: _A
         if have is not None and why is None:
             continue
         if why is not None:
+            assert have is not None             # a mismatch needs something found
             replaced.append(((ns, name), why))
             acc.gone.add((ns, name))
             parent.setdefault((ns, name), (ns, name))
@@ -319,7 +340,7 @@ class _RouteIdx:
     difference is ~identity checks), and the last (desired, observed) pair of route sets found
     equal (`base`): later pairs are compared through their differences from that pair."""
 
-    __slots__ = ("routes", "count", "base")
+    __slots__ = ("base", "count", "routes")
 
     def __init__(self, routes: frozenset) -> None:
         self.routes = routes

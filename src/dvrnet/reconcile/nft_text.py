@@ -12,8 +12,8 @@ Invariants:
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterable
 from socket import inet_aton, inet_ntoa
-from typing import Iterable
 
 from dvrnet.plan.state import NftMap, NftTable
 

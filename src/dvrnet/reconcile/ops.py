@@ -12,11 +12,12 @@ Invariants:
 """
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field, fields
-from typing import ClassVar, Iterator
+from typing import ClassVar
 
 from dvrnet.plan.numbers import RT_PROTO
-from dvrnet.plan.state import Address, Link, NftMap, NftTable, Neighbour, Route, Rule
+from dvrnet.plan.state import Address, Link, Neighbour, NftMap, NftTable, Route, Rule
 
 from .nft_text import element_lines, table_script
 

@@ -6,9 +6,30 @@ Pure: renders the ops of a (verify) plan as differences; an empty plan means "co
 """
 from __future__ import annotations
 
-from .ops import (AddrAdd, AddrDel, Garp, LinkAdd, LinkDel, LinkSet, NetnsAdd, NetnsDel,
-                  NeighDel, NeighReplace, NftDelTable, NftElements, NftReplaceTable, Op, Plan,
-                  RouteDel, RouteReplace, RuleAdd, RuleDel, SysctlSet, route_words, rule_words)
+from .ops import (
+    AddrAdd,
+    AddrDel,
+    Garp,
+    LinkAdd,
+    LinkDel,
+    LinkSet,
+    NeighDel,
+    NeighReplace,
+    NetnsAdd,
+    NetnsDel,
+    NftDelTable,
+    NftElements,
+    NftReplaceTable,
+    Op,
+    Plan,
+    RouteDel,
+    RouteReplace,
+    RuleAdd,
+    RuleDel,
+    SysctlSet,
+    route_words,
+    rule_words,
+)
 
 _ROUTE_FIELDS = ("type", "via", "dev", "scope", "onlink", "src")
 

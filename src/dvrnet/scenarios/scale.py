@@ -9,8 +9,17 @@ from __future__ import annotations
 from ipaddress import IPv4Address, IPv4Network
 
 from ..model import (
-    AgentMode, Cloud, DeviceOwner, ExternalGateway, FixedIP, FloatingIP, Host, Network, Port,
-    Router, Subnet,
+    AgentMode,
+    Cloud,
+    DeviceOwner,
+    ExternalGateway,
+    FixedIP,
+    FloatingIP,
+    Host,
+    Network,
+    Port,
+    Router,
+    Subnet,
 )
 from .seed import seed_id
 

@@ -4,4 +4,4 @@ address is never recorded twice."""
 from .rows import Meta
 from .store import Change, State, Store
 
-__all__ = ["Store", "State", "Change", "Meta"]
+__all__ = ["Change", "Meta", "State", "Store"]

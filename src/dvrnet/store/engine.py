@@ -10,8 +10,8 @@
 """
 from __future__ import annotations
 
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Iterator
 
 import sqlalchemy as sa
 from sqlalchemy import event
@@ -22,7 +22,7 @@ WRITE_LOCK_KEY = 0x64767201   # "dvr\x01"
 
 
 def normalize_url(url: str) -> str:
-    if url.startswith("postgresql://") or url.startswith("postgres://"):
+    if url.startswith(("postgresql://", "postgres://")):
         return "postgresql+psycopg://" + url.split("://", 1)[1]
     return url
 
@@ -46,7 +46,7 @@ def make_engine(url: str) -> Engine:
         engine = sa.create_engine(url, **kw)
 
         @event.listens_for(engine, "connect")
-        def _on_connect(dbapi_conn, _rec):  # noqa: ANN001
+        def _on_connect(dbapi_conn, _rec):
             dbapi_conn.isolation_level = None          # we issue BEGIN ourselves
             cur = dbapi_conn.cursor()
             if not memory:

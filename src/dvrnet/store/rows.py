@@ -13,7 +13,15 @@ from ipaddress import IPv4Address, IPv4Network
 from typing import Any
 
 from ..model import (
-    AllocationPool, ExternalGateway, FixedIP, FloatingIP, Host, Network, Port, Router, Subnet,
+    AllocationPool,
+    ExternalGateway,
+    FixedIP,
+    FloatingIP,
+    Host,
+    Network,
+    Port,
+    Router,
+    Subnet,
 )
 from . import tables as t
 

@@ -32,14 +32,14 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any, Generic, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
-from ..model import Cloud, FixedIP, Host
+from ..model import Cloud, FixedIP
 from ..model.errors import IpAddressAlreadyAllocated
 from . import tables as t
 from .engine import is_memory, make_engine, read_transaction, write_transaction
@@ -51,7 +51,7 @@ Key = tuple[str, str]     # (collection, id)
 
 
 def now() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 @dataclass(frozen=True)
