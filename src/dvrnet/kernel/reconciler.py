@@ -11,7 +11,7 @@ Invariants:
 - `result.verify` is the diff after apply; empty means converged. `result.differences` renders it
   (`fip-X table 3405803776 default: desired via 203.0.113.1, found via 198.51.100.1`).
 
-`Reconciler(prefix, watch=True)` (the agent's): reads through `read.IncrementalObserver` —
+`Reconciler(prefix, watch=True)` (the agent's): reads through `incremental_read.IncrementalObserver` —
 netlink event sockets per namespace say which namespaces (route slices, rules, neighbours, nft)
 changed since they were last read, and only those are read again; `sync(desired, full=True)` and
 `observe(desired, full=True)` read everything (the periodic resync). The diff skips namespaces
@@ -30,8 +30,9 @@ from dvrnet.reconcile.ops import Op, Plan
 from dvrnet.reconcile.verify import describe_plan
 
 from .apply import OpError, execute
+from .incremental_read import IncrementalObserver
 from .protocols import register_rt_proto
-from .read import IncrementalObserver, Observation, observe, read_host
+from .read import Observation, observe, read_host
 
 
 @dataclass
