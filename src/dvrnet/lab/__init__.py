@@ -1,2 +1,2 @@
-"""The lab: the article's figure on one machine (see world.py), its traffic checks (checks.py), its
+"""The lab: the article's figure on one machine (see world.py), its traffic checks (checks/), its
 description as data (info.py) and its teardown (down.py)."""

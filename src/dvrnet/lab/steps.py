@@ -2,7 +2,7 @@
 kernel's view of a namespace, per-VM path checks, agent restarts.
 
 - `refresh(info)` re-reads FIPs and router gateways from the API into the LabInfo, so the checks in
-  `checks.py` judge the cloud as it is now;
+  `checks/` judge the cloud as it is now;
 - `wait_converged(info)` polls every node until the kernel matches the model (the same comparison as
   `dvrnet show <host> --diff`: the node's desired state against what its namespaces hold);
 - `kernel(ns)` reads one namespace with `ip -j` (addresses, rules, routes of every table);
