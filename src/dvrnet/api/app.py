@@ -15,7 +15,7 @@ from fastapi import FastAPI, Request
 
 from .. import __version__
 from ..store import Store
-from . import agents, discovery, errors, resources
+from . import agents, discovery, errors, resources, tags
 from .auth import Auth
 from .feed import Feed
 from .service import Service
@@ -51,6 +51,7 @@ def create_app(db_url: str, auth: str = "none", tokens: str | None = None, *,
         return response
 
     app.include_router(discovery.routes(authn))
+    app.include_router(tags.routes(svc, authn))
     app.include_router(resources.routes(svc, authn))
     app.include_router(agents.routes(svc, authn, feed))
     return app

@@ -25,6 +25,7 @@ EXTENSIONS = {
     "project-id": ("project_id field enabled", "Extension that indicates that project_id field is enabled."),
     "standard-attr-description": ("standard-attr-description", "Extension to add descriptions to standard attributes."),
     "standard-attr-revisions": ("Resource revision numbers", "This extension will display the revision number of neutron resources."),
+    "standard-attr-tag": ("Tag support for resources with standard attribute: network", "Enables to set tag on networks (dvrnet reads `dvrnet:routed`)."),
     "standard-attr-timestamp": ("Resource timestamps", "Adds created_at and updated_at fields to all Neutron resources that have Neutron standard attributes."),
 }
 

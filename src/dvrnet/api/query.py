@@ -3,7 +3,8 @@
 - `?a=x&a=y` matches objects whose `a` equals x OR y; values are compared as Neutron does from a
   query string: booleans accept True/true/1/False/false/0, `None`/empty match null, a list field
   matches when it contains the value; `fixed_ips=ip_address=X` / `fixed_ips=subnet_id=Y` match a
-  port's fixed IPs. A field the object does not have is 400 "[a] is invalid attribute for
+  port's fixed IPs; `tags=a,b` (all of them), `tags-any`, `not-tags`, `not-tags-any` filter by
+  tags as Neutron does. A field the object does not have is 400 "[a] is invalid attribute for
   filtering".
 - `fields=a&fields=b` keeps only those keys (unknown names are ignored, as Neutron does).
 - `sort_key`/`sort_dir` (asc|desc), `limit` and `marker` (an id) page the list; a next link is
@@ -16,6 +17,10 @@ from typing import Any
 from .errors import HTTPBadRequest
 
 CONTROL = {"fields", "limit", "marker", "page_reverse", "sort_key", "sort_dir", "verbose"}
+# Neutron's tag filters: comma-separated tags; all of them / any of them / not all / none of them
+TAG_FILTERS = {"tags": lambda have, want: want <= have, "tags-any": lambda have, want: bool(want & have),
+               "not-tags": lambda have, want: not want <= have,
+               "not-tags-any": lambda have, want: not (want & have)}
 
 
 def _matches(value: Any, q: str, key: str) -> bool:
@@ -39,6 +44,7 @@ def apply(objs: list[dict], params: list[tuple[str, str]], collection: str, base
     sort_keys: list[str] = []
     sort_dirs: list[str] = []
     limit = marker = None
+    tag_filters: list[tuple[str, frozenset[str]]] = []
     for k, v in params:
         if k == "fields":
             fields.extend(x for x in v.split(",") if x)
@@ -57,6 +63,8 @@ def apply(objs: list[dict], params: list[tuple[str, str]], collection: str, base
             marker = v
         elif k in CONTROL:
             continue
+        elif k in TAG_FILTERS:
+            tag_filters.append((k, frozenset(x for x in v.split(",") if x)))
         else:
             filters.setdefault(k, []).append(v)
     known = set(objs[0]) if objs else None
@@ -64,6 +72,8 @@ def apply(objs: list[dict], params: list[tuple[str, str]], collection: str, base
         if known is not None and k not in known:
             raise HTTPBadRequest(f"[{k}] is invalid attribute for filtering")
     out = [o for o in objs if all(k in o and any(_matches(o[k], q, k) for q in qs) for k, qs in filters.items())]
+    for k, want in tag_filters:
+        out = [o for o in out if TAG_FILTERS[k](frozenset(o.get("tags") or ()), want)]
     for i, key in reversed(list(enumerate(sort_keys))):
         d = sort_dirs[i] if i < len(sort_dirs) else "asc"
         if d not in ("asc", "desc"):

@@ -1,6 +1,7 @@
 """Model values -> Neutron-shaped JSON objects (what GET returns), full field sets.
 
-Every object carries id, project_id and tenant_id (equal), status, description, tags, created_at,
+Every object carries id, project_id and tenant_id (equal), status, description, tags (a network's
+own; [] for the others), created_at,
 updated_at and revision_number (from the store's bookkeeping). Subnets always carry
 allocation_pools, dns_nameservers and host_routes as lists. A router's
 `external_gateway_info.external_fixed_ips` shows the addresses its gateway port holds (what IPAM
@@ -35,7 +36,7 @@ def network(state: State, n: Network) -> dict[str, Any]:
             "router:external": n.external, "mtu": n.mtu, "port_security_enabled": False,
             "availability_zones": [], "availability_zone_hints": [],
             "ipv4_address_scope": None, "ipv6_address_scope": None, "l2_adjacency": True,
-            **_std(state, "networks", n.id, n.project_id)}
+            **_std(state, "networks", n.id, n.project_id), "tags": list(n.tags)}
 
 
 def subnet(state: State, s: Subnet) -> dict[str, Any]:

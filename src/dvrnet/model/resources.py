@@ -57,6 +57,23 @@ def _mac_ok(mac: str) -> bool:
     return len(parts) == 6 and all(len(p) == 2 and all(c in "0123456789abcdef" for c in p) for p in parts)
 
 
+# The tag that puts an external network in routed mode (S6; docs/routed-mode.md). Set by the
+# operator with `openstack network set --tag dvrnet:routed EXT`; untagged networks are `l2`.
+ROUTED_TAG = "dvrnet:routed"
+MAX_TAG_LEN = 60                    # Neutron's limit for one tag
+
+
+def check_tag(tag: object) -> str:
+    """A tag as Neutron accepts it: a non-empty string of at most 60 characters."""
+    if not isinstance(tag, str):
+        raise InvalidInput("tags", f"{tag!r} is not a string")
+    if not tag:
+        raise InvalidInput("tags", "a tag must not be empty")
+    if len(tag) > MAX_TAG_LEN:
+        raise InvalidInput("tags", f"'{tag[:20]}…' exceeds maximum length of {MAX_TAG_LEN}")
+    return tag
+
+
 @dataclass(frozen=True, slots=True)
 class Network:
     id: str
@@ -65,12 +82,21 @@ class Network:
     mtu: int = 1500
     project_id: str = ""
     shared: bool = False
+    tags: tuple[str, ...] = ()      # Neutron's resource tags, kept sorted and unique
 
     def __post_init__(self) -> None:
         if not self.id:
             raise InvalidInput("id", "must not be empty")
         if not 68 <= self.mtu <= 65535:
             raise InvalidInput("mtu", f"{self.mtu} is not between 68 and 65535")
+        tags = tuple(sorted({check_tag(t) for t in self.tags}))
+        if tags != self.tags:
+            object.__setattr__(self, "tags", tags)
+
+    @property
+    def routed(self) -> bool:
+        """External traffic of this network is routed (BGP, S6) rather than bridged (L2, S7)."""
+        return ROUTED_TAG in self.tags
 
 
 @dataclass(frozen=True, slots=True, order=True)

@@ -258,16 +258,22 @@ class Workspace:
     # ---- networks --------------------------------------------------------------------------
     @_mutating
     def create_network(self, name: str = "", external: bool = False, mtu: int = 1500,
-                       project_id: str = "", shared: bool = False, id: str | None = None) -> Network:
-        net = Network(self._new_id("network", name, id), name, bool(external), int(mtu), project_id, bool(shared))
+                       project_id: str = "", shared: bool = False, id: str | None = None,
+                       tags: Iterable[str] = ()) -> Network:
+        net = Network(self._new_id("network", name, id), name, bool(external), int(mtu), project_id, bool(shared),
+                      tuple(tags))
         self._st.put("network", net)
         return net
 
     @_mutating
-    def update_network(self, id: str, name: Any = UNSET, external: Any = UNSET, mtu: Any = UNSET) -> Network:
+    def update_network(self, id: str, name: Any = UNSET, external: Any = UNSET, mtu: Any = UNSET,
+                       tags: Any = UNSET) -> Network:
+        """TAGS: the network's whole tag list (Neutron's PUT .../tags replaces it)."""
         net = self._network(id)
         st = self._st
         changes: dict[str, Any] = {}
+        if tags is not UNSET:
+            changes["tags"] = tuple(tags)
         if name is not UNSET:
             changes["name"] = name
         if mtu is not UNSET:

@@ -51,7 +51,7 @@ def to_row(kind: str, obj: Any, meta: Meta) -> dict[str, Any]:
                            "revision_number": meta.revision_number, "description": meta.description}
     if kind == "networks":
         row.update(id=obj.id, name=obj.name, project_id=obj.project_id, external=obj.external,
-                   mtu=obj.mtu, shared=obj.shared)
+                   mtu=obj.mtu, shared=obj.shared, tags=json.dumps(list(obj.tags)))
     elif kind == "subnets":
         row.update(id=obj.id, network_id=obj.network_id, cidr=str(obj.cidr),
                    gateway_ip=None if obj.gateway_ip is None else str(obj.gateway_ip),
@@ -99,7 +99,7 @@ def meta_from_row(row: Any) -> Meta:
 def from_row(kind: str, row: Any, fixed_ips: tuple[FixedIP, ...] = ()) -> Any:
     if kind == "networks":
         return Network(id=row.id, name=row.name, external=row.external, mtu=row.mtu,
-                       project_id=row.project_id, shared=row.shared)
+                       project_id=row.project_id, shared=row.shared, tags=tuple(json.loads(row.tags or "[]")))
     if kind == "subnets":
         return Subnet(id=row.id, network_id=row.network_id, cidr=IPv4Network(row.cidr),
                       gateway_ip=None if row.gateway_ip is None else IPv4Address(row.gateway_ip),

@@ -1,4 +1,4 @@
-"""The relational schema (SQLAlchemy Core). Migration 0001 creates exactly these tables.
+"""The relational schema (SQLAlchemy Core). Migrations 0001 and 0002 create exactly these tables.
 
 One table per resource with a column per scalar model field; list-valued fields that nothing
 queries (allocation pools, service types, DNS servers, a gateway's requested fixed IPs) are JSON
@@ -38,6 +38,7 @@ networks = sa.Table(
     sa.Column("external", sa.Boolean, nullable=False),
     sa.Column("mtu", sa.Integer, nullable=False),
     sa.Column("shared", sa.Boolean, nullable=False),
+    sa.Column("tags", sa.Text, nullable=False, server_default="[]"),     # migration 0002
     *_meta_columns(),
 )
 
