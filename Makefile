@@ -4,9 +4,11 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 # Debian packages the data plane, the lab and the tests use.
-DEB_PKGS := iproute2 nftables iptables iputils-ping arping tcpdump ethtool procps postgresql
+DEB_PKGS := iproute2 nftables iptables iputils-ping arping tcpdump ethtool procps postgresql rabbitmq-server
+# neutron-server (Neutron mode's lab and tests) in a venv of its own: its pins conflict with dvrnet's.
+NEUTRON_VENV := .venv-neutron
 
-.PHONY: all setup deb venv test test-unit demo clean lab-down
+.PHONY: all setup deb venv neutron-venv test test-unit demo clean lab-down
 all: test
 
 setup: deb venv
@@ -31,10 +33,19 @@ venv: $(VENV)/.stamp
 $(VENV)/.stamp: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[test]'
+	$(PY) -m pip install -q -e '.[test,neutron]'
 	@touch $@
 
-test: setup
+# Exactly the versions of requirements/neutron-server.txt; `--no-deps`: nothing else is resolved.
+neutron-venv: $(NEUTRON_VENV)/.stamp
+$(NEUTRON_VENV)/.stamp: requirements/neutron-server.txt
+	rm -rf $(NEUTRON_VENV)
+	$(PYTHON) -m venv $(NEUTRON_VENV)
+	$(NEUTRON_VENV)/bin/python -m pip install -q --no-deps -r requirements/neutron-server.txt
+	$(NEUTRON_VENV)/bin/neutron-server --version >/dev/null
+	@touch $@
+
+test: setup neutron-venv
 	@bash scripts/run-tests.sh
 
 test-unit: venv
@@ -47,4 +58,4 @@ lab-down: venv
 	@$(VENV)/bin/dvrnet lab down
 
 clean:
-	rm -rf $(VENV) .pytest_cache .hypothesis
+	rm -rf $(VENV) $(NEUTRON_VENV) .pytest_cache .hypothesis

@@ -9,7 +9,6 @@ import time
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 
 import httpx
 import pytest
@@ -124,57 +123,28 @@ __all__ = ["TestClient", "build_topology", "httpx", "neutron_error", "ok", "runn
 
 
 # ---- a throw-away PostgreSQL server --------------------------------------------------------
-import glob
-import os
-import pwd
 import shutil
-import subprocess
 import tempfile
+
+from dvrnet.lab.daemons import DaemonError, start_postgres
 
 
 @contextmanager
 def postgres_server() -> Iterator[str]:
-    """initdb + pg_ctl start in a temp dir as an unprivileged user, listening on 127.0.0.1 at a
-    free port (and a unix socket in the temp dir only); yields a postgresql:// URL; stops and
-    removes it afterwards. Skips, with the reason, when it cannot start."""
-    initdbs = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
-    if not initdbs:
-        pytest.skip("PostgreSQL is not installed (no /usr/lib/postgresql/*/bin/initdb; `make setup` installs it)")
-    bindir = os.path.dirname(initdbs[-1])
+    """A PostgreSQL server of its own in a temp dir (dvrnet.lab.daemons.start_postgres: initdb and
+    start as an unprivileged user on 127.0.0.1 at a free port); yields a postgresql:// URL; stops
+    it by its pid and removes it afterwards. Skips, with the reason, when it cannot start."""
     tmp = tempfile.mkdtemp(prefix="dvrnet-pg-")
-    data, log = os.path.join(tmp, "data"), os.path.join(tmp, "pg.log")
-    prefix: list[str] = []
-    if os.geteuid() == 0:
-        try:
-            nobody = pwd.getpwnam("nobody")
-        except KeyError:
-            pytest.skip("running as root and there is no 'nobody' user to run PostgreSQL as")
-        os.chown(tmp, nobody.pw_uid, nobody.pw_gid)
-        prefix = ["runuser", "-u", "nobody", "--"]
-    os.chmod(tmp, 0o700)
-    port = free_port()
-    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LC_ALL": "C", "HOME": tmp}
-
-    def run(args, timeout=60):
-        return subprocess.run(prefix + args, capture_output=True, text=True, timeout=timeout, env=env, cwd=tmp, check=False)
-
-    started = False
     try:
-        r = run([os.path.join(bindir, "initdb"), "-D", data, "-U", "dvrnet", "--auth=trust", "-E", "UTF8",
-                 "--no-sync", "--no-instructions"])
-        if r.returncode != 0:
-            pytest.skip(f"PostgreSQL initdb failed: {r.stderr.strip()[-400:]}")
-        opts = (f"-c listen_addresses=127.0.0.1 -p {port} -c unix_socket_directories={tmp} "
-                f"-c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=120")
-        r = run([os.path.join(bindir, "pg_ctl"), "-D", data, "-l", log, "-o", opts, "-w", "-t", "30", "start"])
-        if r.returncode != 0:
-            tail = Path(log).read_text()[-400:] if os.path.exists(log) else ""
-            pytest.skip(f"PostgreSQL did not start: {r.stderr.strip()[-300:]} {tail}")
-        started = True
-        yield f"postgresql://dvrnet@127.0.0.1:{port}/postgres"
+        try:
+            pg = start_postgres(tmp)
+        except DaemonError as e:
+            pytest.skip(str(e))
+        try:
+            yield pg.url
+        finally:
+            pg.stop()
     finally:
-        if started:
-            run([os.path.join(bindir, "pg_ctl"), "-D", data, "-m", "immediate", "-w", "stop"])
         shutil.rmtree(tmp, ignore_errors=True)
 
 

@@ -1,0 +1,262 @@
+"""Neutron's L3 agent protocol over oslo.messaging: what dvrnet's agent calls and what it consumes.
+
+Calls (topic `q-l3-plugin`, exchange `neutron`; `L3Plugin`): `get_router_ids(host)`,
+`sync_routers(host, router_ids)`, `get_ports_by_subnet(host, subnet_id)`,
+`get_agent_gateway_port(network_id, host)`, `update_floatingip_statuses(router_id, fip_statuses)`.
+State reports (topic `q-reports-plugin`; `StateReporter`): `report_state(agent_state={'agent_state':
+{...}}, time=...)`, a call the first time (`start_flag`) and whenever the answer matters, else a cast.
+
+Consumed (`L3AgentEndpoint`, one RPC server on topic `l3_agent` with server=host, which covers
+the node topic `l3_agent.<host>` and the fanout exchange `l3_agent_fanout`; plus the ML2
+`q-agent-notifier-network-update` fanout upstream's agent listens to for MTU changes):
+`routers_updated`, `router_deleted`, `router_removed_from_agent`, `router_added_to_agent` (a call:
+returning sends the reply), `fipnamespace_delete_on_ext_net`, `add_arp_entry`, `del_arp_entry`,
+`agent_updated`, `network_update`. Every one is turned into an `Event` handed to a sink and
+returns at once; an argument of the wrong shape is logged and dropped (never raised into
+oslo.messaging, never a crash). A method dvrnet does not know is answered by oslo.messaging's
+dispatcher (logged, NoSuchMethod for a call) and changes nothing.
+
+Context: neutron-server rebuilds a RequestContext from the plain dict `agent_context()`.
+The executor is oslo.messaging's `threading` one: no eventlet monkey-patching in dvrnet.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import threading
+import uuid
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+with warnings.catch_warnings():     # oslo.service imports eventlet (unpatched, unused here) and it warns
+    warnings.simplefilter("ignore")
+    import oslo_messaging as om
+    from oslo_config import cfg
+
+log = logging.getLogger("dvrnet.neutron")
+
+EXCHANGE = "neutron"
+L3_PLUGIN_TOPIC = "q-l3-plugin"
+REPORTS_TOPIC = "q-reports-plugin"
+L3_AGENT_TOPIC = "l3_agent"
+NETWORK_UPDATE_TOPIC = "q-agent-notifier-network-update"
+TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%f"
+
+
+def agent_context() -> dict:
+    """The request context sent with every call: an admin context, as upstream agents send."""
+    return {"user_id": None, "project_id": None, "tenant_id": None, "is_admin": True, "roles": ["admin"],
+            "request_id": f"req-{uuid.uuid4()}", "read_only": False, "show_deleted": False}
+
+
+def transport(conf: cfg.ConfigOpts | None, url: str | None = None) -> om.RPCTransport:
+    """An RPC transport for URL (or CONF's transport_url: several hosts, TLS via `[oslo_messaging_rabbit]
+    ssl` as oslo.messaging supports). Neutron's exchange is `neutron`. CONF defaults to oslo.config's
+    global CONF (parsed with no files if nobody parsed it yet)."""
+    om.set_transport_defaults(control_exchange=EXCHANGE)
+    if conf is None:
+        # oslo.messaging registers some of its options (tracing) on the global CONF only
+        conf = cfg.CONF
+        if conf._args is None:
+            conf([], project="dvrnet", default_config_files=[], default_config_dirs=[])
+    return om.get_rpc_transport(conf, url=url)
+
+
+class RpcError(RuntimeError):
+    """A call to neutron-server failed (timeout, server away, remote error); names the method."""
+
+
+class L3Plugin:
+    """The agent side of `q-l3-plugin` for one HOST."""
+
+    def __init__(self, tr: om.RPCTransport, host: str, timeout: float = 60.0):
+        self.host = host
+        self.timeout = timeout
+        self.client = om.get_rpc_client(tr, om.Target(topic=L3_PLUGIN_TOPIC, exchange=EXCHANGE, version="1.0"))
+
+    def _call(self, version: str, method: str, timeout: float | None = None, **kw) -> Any:
+        cctxt = self.client.prepare(version=version, timeout=timeout or self.timeout)
+        try:
+            return cctxt.call(agent_context(), method, **kw)
+        except om.MessagingTimeout as e:
+            raise RpcError(f"{method}: no answer from neutron-server within {timeout or self.timeout:.0f}s") from e
+        except om.MessagingException as e:
+            raise RpcError(f"{method}: {type(e).__name__}: {e}") from e
+        except om.RemoteError as e:
+            raise RpcError(f"{method}: neutron-server answered {e.exc_type}: {e.value}") from e
+        except (OSError, ConnectionError) as e:
+            raise RpcError(f"{method}: {e}") from e
+
+    def get_router_ids(self) -> list[str]:
+        return list(self._call("1.9", "get_router_ids", host=self.host) or [])
+
+    def sync_routers(self, router_ids: list[str] | None) -> list[dict]:
+        return list(self._call("1.0", "sync_routers", host=self.host, router_ids=router_ids) or [])
+
+    def get_ports_by_subnet(self, subnet_id: str) -> list[dict]:
+        return list(self._call("1.2", "get_ports_by_subnet", host=self.host, subnet_id=subnet_id) or [])
+
+    def get_agent_gateway_port(self, network_id: str) -> dict | None:
+        return self._call("1.2", "get_agent_gateway_port", network_id=network_id, host=self.host)
+
+    def update_floatingip_statuses(self, router_id: str, statuses: dict[str, str]) -> None:
+        self._call("1.1", "update_floatingip_statuses", router_id=router_id, fip_statuses=statuses)
+
+
+class StateReporter:
+    """`report_state` to `q-reports-plugin`. `report(state, call=True)` returns the server's answer
+    ('new', 'alive', 'revived'); a cast returns None."""
+
+    def __init__(self, tr: om.RPCTransport, timeout: float = 30.0):
+        self.timeout = timeout
+        self.client = om.get_rpc_client(tr, om.Target(topic=REPORTS_TOPIC, exchange=EXCHANGE, version="1.0"))
+
+    def report(self, agent_state: dict, call: bool = False) -> str | None:
+        cctxt = self.client.prepare(timeout=self.timeout)
+        state = dict(agent_state, uuid=str(uuid.uuid4()))
+        kw = {"agent_state": {"agent_state": state},
+              "time": dt.datetime.now(dt.UTC).replace(tzinfo=None).strftime(TIME_FORMAT)}
+        try:
+            if call:
+                return cctxt.call(agent_context(), "report_state", **kw)
+            cctxt.cast(agent_context(), "report_state", **kw)
+        except om.MessagingTimeout as e:
+            raise RpcError(f"report_state: no answer within {self.timeout:.0f}s") from e
+        except (om.MessagingException, om.RemoteError, OSError) as e:
+            raise RpcError(f"report_state: {e}") from e
+        return None
+
+
+# ---- what the server sends ------------------------------------------------------------------
+
+class Malformed(Exception):
+    """An RPC argument of the wrong shape; the message names it."""
+
+
+@dataclass(frozen=True)
+class Event:
+    """One notification: KIND is the RPC method; ROUTERS the router ids it names (empty when it
+    names none); DATA the rest, already checked for shape."""
+    kind: str
+    routers: tuple[str, ...] = ()
+    data: dict = field(default_factory=dict)
+
+
+def _ids(value: object, what: str) -> tuple[str, ...]:
+    """A list of router ids (or of router dicts with an id, the RPC 1.0 form) as a tuple of str."""
+    if isinstance(value, str):
+        return (value,)
+    if not isinstance(value, (list, tuple)):
+        raise Malformed(f"{what}: expected a list of router ids, got {type(value).__name__}")
+    out = []
+    for v in value:
+        if isinstance(v, dict) and isinstance(v.get("id"), str):
+            out.append(v["id"])
+        elif isinstance(v, str):
+            out.append(v)
+        else:
+            raise Malformed(f"{what}: {v!r} is not a router id")
+    return tuple(out)
+
+
+def _arp(payload: object) -> dict:
+    if not isinstance(payload, dict):
+        raise Malformed("payload: expected a dict")
+    t = payload.get("arp_table")
+    if not isinstance(t, dict) or not all(isinstance(t.get(k), str) for k in ("ip_address", "mac_address", "subnet_id")):
+        raise Malformed("payload.arp_table: needs ip_address, mac_address and subnet_id strings")
+    rid = payload.get("router_id")
+    return {"router_id": rid if isinstance(rid, str) else None, "ip_address": t["ip_address"],
+            "mac_address": t["mac_address"].lower(), "subnet_id": t["subnet_id"]}
+
+
+class L3AgentEndpoint:
+    """The methods neutron-server invokes on an L3 agent (RPC API up to 1.4). Each hands one
+    `Event` to SINK and returns; bad arguments are logged and dropped."""
+
+    target = om.Target(version="1.4")
+
+    def __init__(self, sink: Callable[[Event], None]):
+        self._sink = sink
+
+    def _emit(self, method: str, build: Callable[[], Event]) -> None:
+        try:
+            ev = build()
+        except (Malformed, TypeError, KeyError, AttributeError) as e:
+            log.error("ignoring %s with a malformed argument: %s", method, e)
+            return
+        try:
+            self._sink(ev)
+        except Exception:       # the consumer thread must survive whatever the sink does
+            log.exception("handling %s failed", method)
+
+    def routers_updated(self, context, routers=None, **_kw):
+        self._emit("routers_updated", lambda: Event("routers_updated", _ids(routers, "routers")))
+
+    def router_deleted(self, context, router_id=None, **_kw):
+        self._emit("router_deleted", lambda: Event("router_deleted", _ids(router_id, "router_id")))
+
+    def router_removed_from_agent(self, context, payload=None, **_kw):
+        self._emit("router_removed_from_agent",
+                   lambda: Event("router_removed_from_agent", _ids((payload or {})["router_id"], "payload.router_id")))
+
+    def router_added_to_agent(self, context, payload=None, **_kw):
+        # a call: neutron-server waits for this return (and retries without it)
+        self._emit("router_added_to_agent", lambda: Event("router_added_to_agent", _ids(payload, "payload")))
+
+    def fipnamespace_delete_on_ext_net(self, context, ext_net_id=None, **_kw):
+        def build() -> Event:
+            if not isinstance(ext_net_id, str):
+                raise Malformed("ext_net_id: expected a network id")
+            return Event("fipnamespace_delete_on_ext_net", (), {"network_id": ext_net_id})
+        self._emit("fipnamespace_delete_on_ext_net", build)
+
+    def add_arp_entry(self, context, payload=None, **_kw):
+        self._emit("add_arp_entry", lambda: Event("add_arp_entry", (), _arp(payload)))
+
+    def del_arp_entry(self, context, payload=None, **_kw):
+        self._emit("del_arp_entry", lambda: Event("del_arp_entry", (), _arp(payload)))
+
+    def agent_updated(self, context, payload=None, **_kw):
+        self._emit("agent_updated", lambda: Event("agent_updated", (), dict(payload or {})))
+
+    def network_update(self, context, network=None, **_kw):
+        def build() -> Event:
+            if not isinstance(network, dict) or not isinstance(network.get("id"), str):
+                raise Malformed("network: expected a network dict with an id")
+            return Event("network_update", (), {"network_id": network["id"]})
+        self._emit("network_update", build)
+
+
+class Consumers:
+    """The RPC servers of one agent: `l3_agent` (node topic + fanout) and the network-update
+    fanout, on oslo.messaging's threading executor. start()/stop() from any thread."""
+
+    def __init__(self, tr: om.RPCTransport, host: str, endpoint: L3AgentEndpoint):
+        policy = om.DefaultRPCAccessPolicy
+        self.servers = [
+            om.get_rpc_server(tr, om.Target(topic=L3_AGENT_TOPIC, server=host, exchange=EXCHANGE), [endpoint],
+                              executor="threading", access_policy=policy),
+            om.get_rpc_server(tr, om.Target(topic=NETWORK_UPDATE_TOPIC, server=host, exchange=EXCHANGE, fanout=True),
+                              [endpoint], executor="threading", access_policy=policy),
+        ]
+        self._lock = threading.Lock()
+        self.started = False
+
+    def start(self) -> None:
+        with self._lock:
+            if not self.started:
+                for s in self.servers:
+                    s.start()
+                self.started = True
+
+    def stop(self) -> None:
+        with self._lock:
+            if self.started:
+                for s in self.servers:
+                    s.stop()
+                for s in self.servers:
+                    s.wait()
+                self.started = False
