@@ -5,11 +5,11 @@ import json
 
 import pytest
 
-from dvrnet.api.codec import cloud_from_json, cloud_to_json
 from dvrnet.api.hostview import host_view
 from dvrnet.model import Cloud, NotFound
 from dvrnet.model.placement import routers_on_host
 from dvrnet.ops import Workspace
+from dvrnet.wire.codec import cloud_from_json, cloud_to_json
 
 
 def _cloud() -> Cloud:

@@ -9,7 +9,7 @@ import httpx
 from api_helpers import build_topology, ok, running_server
 
 from dvrnet.api.app import create_app
-from dvrnet.api.codec import cloud_from_json
+from dvrnet.wire.codec import cloud_from_json
 
 
 def test_long_poll(db_url):

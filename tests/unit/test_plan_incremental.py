@@ -11,7 +11,6 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from dvrnet.api.codec import cloud_from_json, cloud_to_json
 from dvrnet.model import Cloud, DvrnetError
 from dvrnet.model.placement import routers_on_host
 from dvrnet.ops import Workspace
@@ -19,6 +18,7 @@ from dvrnet.plan import PlanConfig, plan_host, render
 from dvrnet.plan.incremental import HostPlanner
 from dvrnet.plan.linklocal import hints_from_state
 from dvrnet.scenarios.scale import scale_cloud
+from dvrnet.wire.codec import cloud_from_json, cloud_to_json
 
 HOSTS = ("compute1", "compute2", "network1", "network2", "ghost")
 AGW = "network:floatingip_agent_gateway"

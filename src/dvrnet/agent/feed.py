@@ -15,6 +15,8 @@ from dataclasses import dataclass
 import httpx
 
 from ..model import Cloud
+from ..model.errors import DvrnetError
+from ..wire import cloud_from_json
 
 log = logging.getLogger("dvrnet.agent")
 
@@ -60,8 +62,6 @@ class Feed:
 
     def fetch_once(self) -> View:
         """One request for the current view; raises DvrnetError with the reason on failure."""
-        from ..api.codec import cloud_from_json
-        from ..model.errors import DvrnetError
         try:
             r = self.http.get(f"/v2.0/dvrnet/hosts/{self.host}/view")
             if r.status_code == 404:
@@ -74,7 +74,6 @@ class Feed:
 
     def next_view(self, since: int | None) -> View | None:
         """The host view newer than `since` (None: now), or None after a failure/backoff."""
-        from ..api.codec import cloud_from_json
         if not self.registered and not self.register():
             return None
         params = {"wait": self.wait} if since is not None else {}

@@ -5,7 +5,7 @@
   the same name and mode is a no-op 200; a new host or a changed mode is a write, 201/200).
 - `GET /v2.0/dvrnet/hosts/<host>/view?since=N&wait=S`: `{"revision", "host", "cloud"}` at once
   when the revision is newer than `since`, else after it moves or `wait` seconds (at most
-  `MAX_WAIT`), then 200 with the unchanged revision. `cloud` is `codec.cloud_to_json` of
+  `MAX_WAIT`), then 200 with the unchanged revision. `cloud` is `wire.codec.cloud_to_json` of
   `hostview.host_view`. Each call is the host's heartbeat (`alive` in the agent list).
 - `GET /v2.0/dvrnet/cloud`: the whole cloud in the same codec (for `dvrnet show` and debugging).
 All of these, and the agent list, are admin-only.
@@ -20,9 +20,9 @@ from starlette.concurrency import run_in_threadpool
 
 from ..model import Host
 from ..model.errors import NotFound
+from ..wire.codec import cloud_to_json
 from . import policy, query, render
 from .auth import Auth
-from .codec import cloud_to_json
 from .feed import Feed
 from .hostview import host_view
 from .schema import HOST, parse_attrs, parse_json, resource_bodies
