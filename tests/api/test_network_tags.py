@@ -62,9 +62,9 @@ def test_tag_endpoints(db_url):
 def test_tags_in_the_model_and_the_agents_codec():
     import pytest
 
-    from dvrnet.api.codec import cloud_from_json, cloud_to_json
     from dvrnet.model import Cloud, Network
     from dvrnet.model.errors import InvalidInput
+    from dvrnet.wire.codec import cloud_from_json, cloud_to_json
     n = Network("n1", external=True, tags=("z", ROUTED_TAG, "z"))
     assert n.tags == (ROUTED_TAG, "z") and n.routed and not Network("n2").routed
     c = Cloud.of(networks=[n])
