@@ -79,6 +79,27 @@ def _plan_options(fn):
     return fn
 
 
+def _l2_options(fn):
+    """The distributed gateway's L2 guard (plan/l2.py)."""
+    fn = click.option("--dvr-mac", default=None, metavar="MAC",
+                      help="This node's own MAC: routed frames leaving it with a qr- MAC get it as source "
+                           "(default: derived from --host).")(fn)
+    fn = click.option("--uplink", "uplinks", multiple=True, metavar="NAME",
+                      help="A bridge port that leads off the node besides VXLAN/VLAN/bond ports, e.g. a "
+                           "physical NIC (nft wildcards allowed); repeatable.")(fn)
+    return fn
+
+
+def _dvr_mac(value: str | None) -> str | None:
+    import re
+    if value is None:
+        return None
+    v = value.strip().lower()
+    if not re.fullmatch(r"[0-9a-f]{2}(:[0-9a-f]{2}){5}", v) or int(v[:2], 16) & 1 or v == "00:00:00:00:00:00":
+        raise click.BadParameter(f"{value!r}: expected a unicast MAC like fa:16:3f:00:00:01", param_hint="--dvr-mac")
+    return v
+
+
 def _lab_defaults(host: str, server: str | None, netns_prefix: str, bridge_netns: str):
     """Without --server, a running lab supplies the server URL and the node's prefixes."""
     if server is not None:
@@ -92,6 +113,15 @@ def _lab_defaults(host: str, server: str | None, netns_prefix: str, bridge_netns
     return info.server_url, node.prefix, node.bridge_netns
 
 
+def _lab_node_mac(host: str) -> str | None:
+    """The lab's node MAC of HOST (what the lab gives its agent as --dvr-mac), if a lab runs."""
+    try:
+        from .lab.info import LabInfo
+        return LabInfo.load(os.environ.get("DVRNET_LAB_STATE", "/var/lib/dvrnet/lab")).node(host).node_mac
+    except (FileNotFoundError, StopIteration, ValueError, OSError):
+        return None
+
+
 def _bridge_mappings(items) -> tuple[tuple[str, str], ...]:
     out = []
     for item in items or ():
@@ -103,10 +133,11 @@ def _bridge_mappings(items) -> tuple[tuple[str, str], ...]:
 
 
 def _plan_config(netns_prefix: str, bridge_netns: str, external_bridge: str, bridge_mappings=(),
-                 port_kind: str = "veth"):
+                 port_kind: str = "veth", dvr_mac: str | None = None, uplinks=()):
     from .plan import PlanConfig
     return PlanConfig(netns_prefix=netns_prefix, bridge_netns=bridge_netns, external_bridge=external_bridge,
-                      bridge_mappings=_bridge_mappings(bridge_mappings), port_kind=port_kind)
+                      bridge_mappings=_bridge_mappings(bridge_mappings), port_kind=port_kind,
+                      dvr_mac=_dvr_mac(dvr_mac), uplinks=tuple(u.strip() for u in uplinks or () if u.strip()))
 
 
 @main.command()
@@ -120,8 +151,9 @@ def _plan_config(netns_prefix: str, bridge_netns: str, external_bridge: str, bri
               help="Create this file after the first converged pass (for whoever started the agent).")
 @click.option("--log-level", default="INFO", show_default=True)
 @_plan_options
+@_l2_options
 def agent(host, mode, server, token, resync_interval, once, ready_file, log_level, netns_prefix, bridge_netns, external_bridge,
-          bridge_mappings, port_kind):
+          bridge_mappings, port_kind, dvr_mac, uplinks):
     """Run the node agent: follow the server's view of HOST and make the kernel match it."""
     import logging
     import signal
@@ -129,7 +161,7 @@ def agent(host, mode, server, token, resync_interval, once, ready_file, log_leve
     from .agent.feed import Feed
     from .agent.loop import Agent
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    cfg = _plan_config(netns_prefix, bridge_netns, external_bridge, bridge_mappings, port_kind)
+    cfg = _plan_config(netns_prefix, bridge_netns, external_bridge, bridge_mappings, port_kind, dvr_mac, uplinks)
     a = Agent(host, Feed(server, host, mode, token=token), cfg, resync_interval=resync_interval,
               ready_file=ready_file)
     def _terminate(*_):
@@ -152,18 +184,22 @@ def agent(host, mode, server, token, resync_interval, once, ready_file, log_leve
 @click.option("--actual", "what", flag_value="actual", help="What the kernel holds now (dvrnet-owned objects).")
 @click.option("--diff", "what", flag_value="diff", default=True, help="The operations that would make them equal (default).")
 @_plan_options
+@_l2_options
 @_one_line_errors
-def show(host, server, token, what, netns_prefix, bridge_netns, external_bridge, bridge_mappings, port_kind):
+def show(host, server, token, what, netns_prefix, bridge_netns, external_bridge, bridge_mappings, port_kind,
+         dvr_mac, uplinks):
     """Print HOST's namespace state: desired, actual, or the difference."""
     from .agent.feed import Feed
     from .agent.loop import desired_state
     from .kernel import Reconciler
     from .plan.render import render
     from .reconcile import diff as diff_states
+    if server is None and dvr_mac is None:
+        dvr_mac = _lab_node_mac(host)
     server, netns_prefix, bridge_netns = _lab_defaults(host, server, netns_prefix, bridge_netns)
     feed = Feed(server, host, "dvr", token=token, max_backoff=0)
     view = feed.fetch_once()
-    cfg = _plan_config(netns_prefix, bridge_netns, external_bridge, bridge_mappings, port_kind)
+    cfg = _plan_config(netns_prefix, bridge_netns, external_bridge, bridge_mappings, port_kind, dvr_mac, uplinks)
     desired, observed = desired_state(view.cloud, host, cfg, Reconciler(prefix=netns_prefix))
     if what == "desired":
         click.echo(render(desired), nl=False)

@@ -40,7 +40,7 @@ def world(tmp_path_factory):
         nets = [TenantNet("11111111-aaaa-4bbb-8ccc-000000000001", 2001),
                 TenantNet("22222222-aaaa-4bbb-8ccc-000000000002", 2002)]
         add_tenant_networks(spec, nets)
-        sync_bridge_rules(spec, nets, ["10.0.1.1", "10.0.2.1"], ["fa:16:3e:00:00:01"])
+        sync_bridge_rules(spec, ["10.0.1.1", "10.0.2.1"], ["fa:16:3e:00:00:01"])
         vms = [VmSpec("vm1", "compute1", nets[0].id, "fa:16:3e:aa:00:01", "10.0.1.11", 24, "10.0.1.1"),
                VmSpec("vm2", "compute2", nets[0].id, "fa:16:3e:aa:00:02", "10.0.1.12", 24, "10.0.1.1"),
                VmSpec("vm3", "compute1", nets[1].id, "fa:16:3e:aa:00:03", "10.0.2.11", 24, "10.0.2.1")]

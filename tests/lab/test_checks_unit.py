@@ -178,12 +178,13 @@ def test_labinfo_json_roundtrip(tmp_path):
 
 
 def test_nft_texts():
-    t = bridge_rules_nft(["vx-b", "vx-a"], ["10.0.2.1", "10.0.1.1"], ["FA:16:3E:00:00:01"], "fa:16:3f:00:00:02")
-    assert 'iifname { "vx-a", "vx-b" } arp saddr ip { 10.0.1.1, 10.0.2.1 } counter drop' in t
-    assert 'oifname { "vx-a", "vx-b" } arp daddr ip { 10.0.1.1, 10.0.2.1 } counter drop' in t
+    t = bridge_rules_nft(["10.0.2.1", "10.0.1.1"], ["FA:16:3E:00:00:01"], "fa:16:3f:00:00:02")
+    kinds = '{ "bond", "geneve", "gretap", "team", "vlan", "vxlan" }'
+    assert f'meta iifkind {kinds} arp saddr ip {{ 10.0.1.1, 10.0.2.1 }} counter drop' in t
+    assert f'meta oifkind {kinds} arp daddr ip {{ 10.0.1.1, 10.0.2.1 }} counter drop' in t
     assert 'ether saddr { fa:16:3e:00:00:01 } counter ether saddr set fa:16:3f:00:00:02' in t
-    assert t.startswith("table bridge dvlab {}\ndelete table bridge dvlab\n")
-    empty = bridge_rules_nft([], [], [], "fa:16:3f:00:00:02")
+    assert t.startswith("add table bridge dvrnet\ndelete table bridge dvrnet\n")
+    empty = bridge_rules_nft([], [], "fa:16:3f:00:00:02")
     assert "{ }" not in empty and "drop" not in empty
     g = gateway_counters_nft()
     for s in ("in_src", "in_dst", "out_src", "out_dst"):
@@ -202,3 +203,17 @@ def test_check_keys():
     c = Check("x", "g", "flat", "tcp", "ns", "1.2.3.4", flat=("a", "b"))
     assert c.keys == {("a", "tcp"), ("b", "tcp")}
     assert NodeInfo and GatewayInfo  # public names
+
+
+def test_l2_complaints_parse_the_kernels_words(tmp_path):
+    from dvrnet.lab.kmsg import KernelLog, KernelLogUnreadable, l2_complaints
+    msgs = [("brqe8cd9c53-27: received packet on vx-e8cd9c53-27 with own address as source address "
+             "(addr:02:30:70:07:14:a1, vlan:0)"),
+            "IPv6: qr-a9f2af7c-88: IPv6 duplicate address fe80::f816:3eff:fed2:d5df used by fa:16:3f:00:00:01 detected!",
+            "brq1: port 3(tap7e7220bb770) entered disabled state"]
+    assert [c.kind for c in l2_complaints(msgs)] == ["own address", "duplicate address"]
+    assert [c.kind for c in l2_complaints(msgs, {"qr-a9f2af7c-88"})] == ["duplicate address"]
+    assert [c.devices for c in l2_complaints(msgs, {"vx-e8cd9c53-27"})] == [("brqe8cd9c53-27", "vx-e8cd9c53-27")]
+    assert l2_complaints(msgs, {"qr-other"}) == []
+    with pytest.raises(KernelLogUnreadable):
+        KernelLog(str(tmp_path / "no-such-kmsg"))

@@ -17,7 +17,20 @@ pytestmark = pytest.mark.root
 
 
 @pytest.fixture(scope="module")
-def lab(tmp_path_factory):
+def kernel_log():
+    """The kernel log from before `lab up` on (or why it cannot be read: the test using it fails)."""
+    from dvrnet.lab.kmsg import KernelLog, KernelLogUnreadable
+    try:
+        log = KernelLog()
+    except KernelLogUnreadable as e:
+        yield e
+        return
+    with log:
+        yield log
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory, kernel_log):
     from dvrnet.lab.down import down
     from dvrnet.lab.up import up
     prefix = unique_prefix()
@@ -46,6 +59,66 @@ def test_lab_up_and_every_check_passes(lab):
     bad = [r for r in rows if not r.passed]
     assert not bad, "\n".join(f"{r.check}: {r.observed}" for r in bad)
     assert len(rows) > 60 and check_s < 30, (len(rows), check_s)
+
+
+def _run_devices(prefix: str) -> set[str]:
+    """Every link in the run's namespaces (names carry port and network ids: unique to the run)."""
+    out = set()
+    for ns in subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=False).stdout.split():
+        if ns.startswith(prefix):
+            links = json.loads(subprocess.run(["ip", "-j", "-n", ns, "link"], capture_output=True, text=True,
+                                              check=False).stdout or "[]")
+            out |= {lk["ifname"] for lk in links if lk.get("ifname") != "lo"}
+    return out
+
+
+def test_kernel_log_stays_clean(lab, kernel_log):
+    """Issue 17 item 4: through `lab up` and `lab check`, the kernel logs no frame from a MAC shared
+    between nodes (a bridge seeing its own address from VXLAN, IPv6 DAD of a shared link-local) for
+    this run's devices; and it fails, not passes, when the log cannot be read."""
+    import sys
+
+    from dvrnet.lab.kmsg import KernelLog, l2_complaints
+    info, _ = lab
+    if not isinstance(kernel_log, KernelLog):
+        pytest.fail(f"the kernel log cannot be read, so L2 hygiene cannot be checked: {kernel_log}")
+    p = subprocess.run([sys.executable, "-m", "dvrnet.cli", "lab", "check", "--prefix", info.prefix,
+                        "--state-dir", info.state_dir, "--json"], capture_output=True, text=True, timeout=120,
+                       check=False)
+    assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-2000:]
+    time.sleep(1.5)                      # DAD of an address made at the end would report within ~1 s
+    devices = _run_devices(info.prefix)
+    assert any(d.startswith("qr-") for d in devices) and any(d.startswith("vx-") for d in devices)
+    found = l2_complaints(kernel_log.new(), devices)
+    assert not found, "\n".join(c.text for c in found)
+    # and the reasons: no IPv6 on any router port, the rewrite really ran (frames left by VXLAN with a
+    # qr- MAC got the node's MAC), and no node's bridge learned a qr- MAC on its VXLAN port
+    qr_macs = set()
+    for ns in subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=False).stdout.split():
+        if ns.startswith(info.prefix) and ("-qrouter-" in ns or "-fip-" in ns or "-snat-" in ns):
+            v6 = subprocess.run(["ip", "-6", "-n", ns, "-o", "addr"], capture_output=True, text=True, check=False)
+            assert v6.stdout.strip() == "", (ns, v6.stdout)
+            for lk in json.loads(subprocess.run(["ip", "-j", "-n", ns, "link"], capture_output=True, text=True,
+                                                check=False).stdout):
+                if lk["ifname"].startswith("qr-"):
+                    qr_macs.add(lk["address"])
+    assert qr_macs
+    rewritten = 0
+    for n in info.nodes:
+        fdb = json.loads(subprocess.run(["bridge", "-n", n.bridge_netns, "-j", "fdb", "show"], capture_output=True,
+                                        text=True, check=False).stdout or "[]")
+        leaked = [e for e in fdb if e.get("mac") in qr_macs and e.get("ifname", "").startswith("vx-")]
+        assert not leaked, (n.name, leaked)
+        nft = subprocess.run(["ip", "netns", "exec", n.bridge_netns, "nft", "-j", "list", "chain", "bridge", "dvrnet",
+                              "post"], capture_output=True, text=True, check=False)
+        if nft.returncode != 0:          # a node without qr- ports (network1) has no guard
+            assert not [d for d in _run_devices(n.prefix) if d.startswith("qr-")], (n.name, nft.stderr)
+            continue
+        for item in json.loads(nft.stdout)["nftables"]:
+            r = item.get("rule")
+            if r and any("mangle" in e for e in r["expr"]):
+                rewritten += next(e["counter"]["packets"] for e in r["expr"] if "counter" in e)
+    assert rewritten > 0, "no routed frame left a node by VXLAN: the rewrite was not exercised"
 
 
 def test_a_broken_subnet_table_is_reported(lab):

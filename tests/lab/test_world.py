@@ -125,6 +125,46 @@ def test_distributed_gateway_bridge_rules(world):
         subprocess.run(["ip", "netns", "del", ns], check=False)
 
 
+def test_kernel_log_names_a_mac_shared_between_nodes(world):
+    """The detector of the L2 hygiene test (lab/kmsg.py) against the kernel itself: two stand-in
+    ports with one MAC and IPv6 on, on compute1 and compute2 of one tenant network (a MAC the guard
+    does not rewrite), make the kernel log both complaints for exactly those devices."""
+    from dvrnet.lab.kmsg import KernelLog, l2_complaints
+    spec, _info, nets, _vms = world
+    net2, mac = nets[1], "02:dd:00:00:00:61"
+    log = KernelLog()
+    made = []
+    try:
+        for short in ("c1", "c2"):
+            node = next(n for n in spec.nodes if n.short == short)
+            ns, port = f"{spec.prefix}s6{short}", f"dvs6{short}"
+            subprocess.run(["ip", "netns", "add", ns], check=True)
+            made.append(ns)
+            run_in(ns, "sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=0", "net.ipv6.conf.default.disable_ipv6=0",
+                   check=True)
+            # compute2's bridge-side end carries the MAC too: a local address of compute2's bridge
+            peer_mac = ["address", mac] if short == "c2" else []
+            subprocess.run(["ip", "-n", ns, "link", "add", "eth0", "address", mac, "mtu", "1450", "type", "veth",
+                            "peer", "name", port, *peer_mac, "mtu", "1450", "netns", spec.bridge_ns(node)], check=True)
+            subprocess.run(["ip", "-n", spec.bridge_ns(node), "link", "set", port, "master", net2.bridge, "up"],
+                           check=True)
+        for ns in made:
+            subprocess.run(["ip", "-n", ns, "link", "set", "eth0", "up"], check=True)
+        want = {"own address", "duplicate address"}
+        seen: list = []
+        end = time.monotonic() + 6
+        while time.monotonic() < end and {c.kind for c in seen} != want:
+            run_in(made[0], "arping", "-c", "1", "-w", "0.2", "-I", "eth0", "-U", "10.0.2.99")
+            seen += l2_complaints(log.new(), {"eth0", net2.bridge, net2.vxlan})
+            time.sleep(0.2)
+        assert {c.kind for c in seen} == want, [c.text for c in seen]
+        assert all(set(c.devices) & {"eth0", net2.bridge, net2.vxlan} for c in seen)
+    finally:
+        log.close()
+        for ns in made:
+            subprocess.run(["ip", "netns", "del", ns], check=False)
+
+
 def test_rebuild_is_idempotent(world):
     from dvrnet.lab.world import add_tenant_networks, add_vms, build_world
     spec, _, nets, vms = world

@@ -43,7 +43,7 @@ def spec(info: LabInfo):
 
 def cfg(info: LabInfo, host: str, port_kind: str = "veth") -> PlanConfig:
     n = info.node(host)
-    kw = {"netns_prefix": n.prefix, "bridge_netns": n.bridge_netns, "external_bridge": "br-ex"}
+    kw = {"netns_prefix": n.prefix, "bridge_netns": n.bridge_netns, "external_bridge": "br-ex", "dvr_mac": n.node_mac}
     if port_kind != "veth":
         kw["port_kind"] = port_kind
     return PlanConfig(**kw)

@@ -221,7 +221,8 @@ def _check(planner: HostPlanner, cloud: Cloud, host: str, cfg: PlanConfig, hints
 
 
 CFGS = [PlanConfig(), PlanConfig(netns_prefix="n1-", bridge_netns="n1-br", port_kind="macvlan",
-                                 bridge_mappings=(("ne2", "br-ex2"),))]
+                                 bridge_mappings=(("ne2", "br-ex2"),), dvr_mac="fa:16:3f:00:00:09",
+                                 uplinks=("eth1",))]
 
 
 @pytest.mark.parametrize("seed", range(12))

@@ -83,7 +83,7 @@ def differences(info: LabInfo, bridge_mappings: tuple[tuple[str, str], ...] = ()
         finally:
             feed.close()
         cfg = PlanConfig(netns_prefix=n.prefix, bridge_netns=n.bridge_netns, external_bridge=external_bridge,
-                         bridge_mappings=bridge_mappings)
+                         bridge_mappings=bridge_mappings, dvr_mac=n.node_mac)
         desired, observed = desired_state(view.cloud, n.name, cfg, Reconciler(prefix=n.prefix))
         plan = diff(desired, observed, n.prefix)
         return list(describe_plan(plan)) + [f"conflict: {x}" for x in plan.conflicts]

@@ -5,8 +5,8 @@ API, in the order the data plane needs:
 1. world (segment, gateways, internet, probe/sink, underlay, node bridge namespaces);
 2. `dvrnet server` (SQLite in the state dir) on a free 127.0.0.1 port;
 3. topology through the API (hosts, external network + subnets, tenant networks, routers, interfaces);
-4. tenant bridges + VXLAN on every node, and the distributed-gateway bridge rules for the tenant
-   gateway addresses and router-interface MACs — before any qr- port exists;
+4. tenant bridges + VXLAN on every node (each agent writes the distributed gateway's L2 guard,
+   plan/l2.py, before it creates any qr- port);
 5. VM ports + FIPs through the API, VM namespaces plugged into their nodes' bridges;
 6. one `dvrnet agent --once` per node in parallel (converged when all exit 0), then the long-running
    agents (pids in the state dir, logs beside them);
@@ -40,7 +40,6 @@ from .world import (
     add_tenant_networks,
     add_vms,
     build_world,
-    sync_bridge_rules,
 )
 
 Progress = Callable[[str], None]
@@ -102,7 +101,7 @@ def start_server(spec: WorldSpec, port: int | None = None, timeout: float = 30) 
 def _agent_args(spec: WorldSpec, node: NodeSpec, url: str, extra: tuple[str, ...] = ()) -> list[str]:
     return ["agent", "--host", node.name, "--mode", node.mode, "--server", url,
             "--netns-prefix", spec.node_prefix(node), "--bridge-netns", spec.bridge_ns(node),
-            "--external-bridge", "br-ex", "--log-level", "WARNING", *extra]
+            "--external-bridge", "br-ex", "--dvr-mac", spec.node_mac(node), "--log-level", "WARNING", *extra]
 
 
 def converge_once(spec: WorldSpec, url: str, timeout: float = 60) -> dict[str, int]:
@@ -170,8 +169,7 @@ def up(prefix: str = "dvl-", state_dir: str = "/var/lib/dvrnet/lab", scenario: S
     nets = {name: TenantNet(n["id"], 1000 + i, int(n.get("mtu") or scenario.tenant_mtu))
             for i, (name, n) in enumerate(topo.networks.items(), start=1)}
     add_tenant_networks(spec, list(nets.values()))
-    sync_bridge_rules(spec, list(nets.values()), topo.tenant_gateway_ips, topo.router_interface_macs)
-    step("tenant L2: bridges, VXLAN, distributed-gateway bridge rules")
+    step("tenant L2: bridges, VXLAN (the agents add the distributed gateway's L2 guard)")
     resources.create_vms(c, topo, scenario, fips=fips)
     vm_specs, vm_infos = [], []
     for vm in scenario.vms:

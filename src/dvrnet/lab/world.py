@@ -14,9 +14,11 @@ Namespaces (every one starts with the lab prefix L, e.g. `dvl-`; node N's prefix
 - `Lul`    the underlay: bridge `br-ul`; each node has `ul0` = 10.99.0.<n>/24 in its bridge namespace.
 - `<P>node` node N's bridge namespace: `br-ex` (uplinked to `br-seg` by `uplink`), `ul0`, and per
   tenant network `brq<net[:11]>` with a VXLAN port `vx-<net[:11]>` (VNI per network, head-end
-  replication to every other node), plus the bridge-family table `bridge dvlab` (ARP for the tenant
-  gateway addresses never crosses a VXLAN port; frames leaving by VXLAN with a router-interface MAC
-  get the node's own MAC) — load it with `sync_bridge_rules` before any qr- port comes up.
+  replication to every other node). Every bridge has a MAC of its own (`bridge_mac`). The
+  distributed gateway's L2 guard (ARP for the tenant gateway addresses never crosses a VXLAN port;
+  frames leaving by VXLAN with a router-interface MAC get the node's own MAC) is the agent's
+  `bridge dvrnet` table (plan/l2.py; the lab gives each agent `--dvr-mac` = the node MAC);
+  `sync_bridge_rules` loads the same table in a world without agents.
 - `L<vm>`  one per VM: `eth0` (veth; the node side `tap<port[:11]>` on the network's bridge), the
   port's MAC and fixed IP, default route via the subnet gateway, and a TCP responder.
 
@@ -34,7 +36,9 @@ import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from ..plan.names import tenant_bridge
+from ..plan.l2 import uplink_guard
+from ..plan.names import local_mac, tenant_bridge
+from ..reconcile.nft_text import table_script
 from . import responder
 from .info import GatewayInfo, LabInfo, NodeInfo
 from .sh import Cmd, LabError, add_netns, bridge_batch, ip_batch, netns_exec, nft, parallel, run, sysctl
@@ -122,6 +126,12 @@ class WorldSpec:
     def node_mac(self, node: NodeSpec) -> str:
         return f"fa:16:3f:00:00:{self.node_index(node):02x}"
 
+    def bridge_mac(self, ns: str, bridge: str) -> str:
+        """A bridge's own MAC, set when it is created: unique per namespace and name. (A bridge
+        without one takes its lowest port's MAC, and ports of one router interface exist on every
+        node: the nodes' bridges would then share it.)"""
+        return local_mac(f"lab-bridge:{ns}:{bridge}")
+
     def node_by_name(self, name: str) -> NodeSpec:
         for n in self.nodes:
             if n.name == name:
@@ -168,25 +178,13 @@ def _set(items: Iterable[str], quote: bool = False) -> str:
     return "{ " + ", ".join(f'"{x}"' if quote else x for x in xs) + " }"
 
 
-def bridge_rules_nft(vxlan_ports: Sequence[str], gateway_ips: Iterable[str], router_macs: Iterable[str],
-                     node_mac: str) -> str:
-    """design-validation §C.2: drop ARP for the distributed gateway addresses on every VXLAN port in
-    both directions; rewrite the source MAC of frames leaving by VXLAN with a router-interface MAC to
-    the node's own MAC. The table is replaced whole in one transaction."""
-    gws, macs = sorted(set(gateway_ips)), sorted({m.lower() for m in router_macs})
-    out = ["table bridge dvlab {}", "delete table bridge dvlab", "table bridge dvlab {"]
-    vx = _set(vxlan_ports, quote=True)
-    pre, fw, post = [], [], []
-    if vxlan_ports and gws:
-        g = _set(gws)
-        pre = [f"    iifname {vx} arp saddr ip {g} counter drop", f"    iifname {vx} arp daddr ip {g} counter drop"]
-        fw = [f"    oifname {vx} arp saddr ip {g} counter drop", f"    oifname {vx} arp daddr ip {g} counter drop"]
-    if vxlan_ports and macs:
-        post = [f"    oifname {vx} ether saddr {_set(macs)} counter ether saddr set {node_mac}"]
-    out += ["  chain pre { type filter hook prerouting priority -200; policy accept;", *pre, "  }",
-            "  chain fw { type filter hook forward priority 0; policy accept;", *fw, "  }",
-            "  chain post { type filter hook postrouting priority 0; policy accept;", *post, "  }", "}"]
-    return "\n".join(out) + "\n"
+def bridge_rules_nft(gateway_ips: Iterable[str], router_macs: Iterable[str], node_mac: str) -> str:
+    """design-validation §C.2, as the product does it (plan/l2.py, the agent's `bridge dvrnet` table):
+    ARP for the distributed gateway addresses never crosses an uplink (VXLAN) port, and frames leaving
+    by one with a router-interface MAC get the node's own MAC. For a world without agents (the lab's
+    own tests); with agents running, they own the table."""
+    t = uplink_guard(sorted(set(gateway_ips)), sorted({m.lower() for m in router_macs}), node_mac)
+    return table_script(t) if t is not None else "add table bridge dvrnet\ndelete table bridge dvrnet\n"
 
 
 # ----------------------------------------------------------------------------------------------
@@ -211,13 +209,14 @@ def build_world(spec: WorldSpec) -> LabInfo:
                                          "net.ipv4.conf.default.rp_filter": 1}) for g in spec.gateways]
     parallel(cmds)
     # 2. the namespaces that create links (each end of a veth is born in its namespace)
-    seg_lines = ["link add br-seg type bridge", "link set br-seg up"]
+    seg_lines = [f"link add br-seg address {spec.bridge_mac(seg, 'br-seg')} type bridge", "link set br-seg up"]
     peers = [(f"gw-{g.name}", "seg0", spec.gateway_ns(g)) for g in spec.gateways]
     peers += [(f"n-{n.short}", "uplink", spec.bridge_ns(n)) for n in spec.nodes]
     peers += [("probe", "seg0", spec.probe_ns), ("sink", "seg0", spec.sink_ns)]
     for mine, theirs, ns in peers:
         seg_lines += [f"link add {mine} type veth peer name {theirs} netns {ns}", f"link set {mine} master br-seg up"]
-    ul_lines = ["link add br-ul type bridge", f"link set br-ul mtu {spec.underlay_mtu} up"]
+    ul_lines = [f"link add br-ul address {spec.bridge_mac(ul, 'br-ul')} type bridge",
+                f"link set br-ul mtu {spec.underlay_mtu} up"]
     for n in spec.nodes:
         ul_lines += [(f"link add n-{n.short} mtu {spec.underlay_mtu} type veth peer name ul0 mtu {spec.underlay_mtu} "
                      f"netns {spec.bridge_ns(n)}"), f"link set n-{n.short} master br-ul up"]
@@ -241,7 +240,8 @@ def build_world(spec: WorldSpec) -> LabInfo:
                              force=True))
     for n in spec.nodes:
         cmds.append(ip_batch(spec.bridge_ns(n), [
-            "link set lo up", "link add br-ex type bridge", "link set br-ex up", "link set uplink master br-ex up",
+            "link set lo up", f"link add br-ex address {spec.bridge_mac(spec.bridge_ns(n), 'br-ex')} type bridge",
+            "link set br-ex up", "link set uplink master br-ex up",
             f"addr add {spec.underlay_ip(n)}/{ipaddress.ip_network(spec.underlay_cidr).prefixlen} dev ul0",
             "link set ul0 up"], force=True))
     for ns, host in ((spec.probe_ns, spec.probe_host), (spec.sink_ns, spec.sink_host)):
@@ -312,7 +312,8 @@ def add_tenant_networks(spec: WorldSpec, nets: Sequence[TenantNet]) -> None:
     for node in spec.nodes:
         lines = []
         for net in nets:
-            lines += [f"link add {net.bridge} mtu {net.mtu} type bridge", f"link set {net.bridge} up",
+            mac = spec.bridge_mac(spec.bridge_ns(node), net.bridge)
+            lines += [f"link add {net.bridge} address {mac} mtu {net.mtu} type bridge", f"link set {net.bridge} up",
                       (f"link add {net.vxlan} mtu {net.mtu} type vxlan id {net.vni} local {spec.underlay_ip(node)} "
                       f"dstport 4789 dev ul0"), f"link set {net.vxlan} master {net.bridge} up"]
         links.append(ip_batch(spec.bridge_ns(node), lines, force=True))
@@ -323,13 +324,12 @@ def add_tenant_networks(spec: WorldSpec, nets: Sequence[TenantNet]) -> None:
     parallel(fdbs)   # -force: an existing entry is fine
 
 
-def sync_bridge_rules(spec: WorldSpec, nets: Sequence[TenantNet], gateway_ips: Iterable[str],
-                      router_macs: Iterable[str], nodes: Iterable[NodeSpec] | None = None) -> None:
-    """(Re)load the distributed-gateway table on each node. Call it before any qr- port exists, and
-    again whenever tenant gateways or router-interface MACs change."""
+def sync_bridge_rules(spec: WorldSpec, gateway_ips: Iterable[str], router_macs: Iterable[str],
+                      nodes: Iterable[NodeSpec] | None = None) -> None:
+    """(Re)load the distributed-gateway table on each node, for a world without agents: call it
+    before any qr- stand-in exists. With agents, `lab up` leaves the table to them."""
     gateway_ips, router_macs = list(gateway_ips), list(router_macs)
-    parallel([nft(spec.bridge_ns(n), bridge_rules_nft([x.vxlan for x in nets], gateway_ips, router_macs,
-                                                       spec.node_mac(n)))
+    parallel([nft(spec.bridge_ns(n), bridge_rules_nft(gateway_ips, router_macs, spec.node_mac(n)))
               for n in (nodes or spec.nodes)])
 
 
@@ -400,15 +400,19 @@ def add_external_segment(spec: WorldSpec, name: str, node_bridge: str, uplink: s
     seg = spec.ns(name)
     add_netns([seg])
     parallel([sysctl(seg, {**NO_V6, **NO_BRNF})])
-    lines = ["link add br-seg type bridge", "link set br-seg up"]
+    lines = [f"link add br-seg address {spec.bridge_mac(seg, 'br-seg')} type bridge", "link set br-seg up"]
     for n in spec.nodes:
         lines += [f"link add n-{n.short} type veth peer name {uplink} netns {spec.bridge_ns(n)}",
                   f"link set n-{n.short} master br-seg up"]
     _batches([ip_batch(seg, lines, force=True)])
-    _batches([ip_batch(spec.bridge_ns(n), [f"link add {node_bridge} type bridge", f"link set {node_bridge} up",
+    _batches([ip_batch(spec.bridge_ns(n), [_bridge_add(spec, spec.bridge_ns(n), node_bridge), f"link set {node_bridge} up",
                                            f"link set {uplink} master {node_bridge} up"], force=True)
               for n in spec.nodes])
     return seg
+
+
+def _bridge_add(spec: WorldSpec, ns: str, bridge: str) -> str:
+    return f"link add {bridge} address {spec.bridge_mac(ns, bridge)} type bridge"
 
 
 def _next_inet_index(spec: WorldSpec) -> int:

@@ -2,10 +2,22 @@
 
 Adding the same object twice is harmless; adding two different objects under one kernel key is a
 planning bug and raises, so the planner can never emit contradictory state.
+
+IPv6 is off on everything dvrnet creates (it is IPv4-only, and an IPv6 link-local address on a
+port whose MAC is shared between nodes — the distributed gateway's `qr-` — sends neighbour
+discovery from that MAC across the fabric): a managed namespace gets
+`net.ipv6.conf.{all,default}.disable_ipv6 = 1` (set before its links are created: reconcile/diff.py
+runs namespace-wide sysctls first, so devices are born without IPv6), and every link planned in any
+namespace gets `net.ipv6.conf.<dev>.disable_ipv6 = 1` (the only way in a namespace dvrnet does not
+own, and what verify reads back per device).
+`host` is the host the state is planned for: it salts the MACs dvrnet derives for its own devices
+(plan/plug.py), so no two nodes share one.
 """
 from __future__ import annotations
 
 from .state import Address, Link, Namespace, Neighbour, NftTable, Route, Rule
+
+IPV6_OFF = "1"
 
 
 class PlanConflict(ValueError):
@@ -13,9 +25,10 @@ class PlanConflict(ValueError):
 
 
 class NsBuilder:
-    def __init__(self, name: str, managed: bool = True):
+    def __init__(self, name: str, managed: bool = True, host: str = ""):
         self.name = name
         self.managed = managed
+        self.host = host
         self.links: dict[str, Link] = {}
         self.addresses: dict[tuple[str, str], Address] = {}
         self.routes: dict[tuple[int, str, int], Route] = {}
@@ -24,6 +37,9 @@ class NsBuilder:
         self.sysctls: dict[str, str] = {}
         self.nft: dict[tuple[str, str], NftTable] = {}
         self.used = False            # part of the desired state even without links (macvlan plugs)
+        if managed:
+            for scope in ("all", "default"):
+                self.sysctls[f"net.ipv6.conf.{scope}.disable_ipv6"] = IPV6_OFF
 
     def _put(self, store: dict, key, value, what: str) -> None:
         old = store.get(key)
@@ -33,6 +49,7 @@ class NsBuilder:
 
     def link(self, link: Link) -> None:
         self._put(self.links, link.name, link, "links")
+        self.sysctl(f"net.ipv6.conf.{link.name}.disable_ipv6", IPV6_OFF)
 
     def address(self, a: Address) -> None:
         self._put(self.addresses, (a.dev, a.ip), a, "addresses")

@@ -16,12 +16,18 @@ class PlanConfig:
     (plan/plug.py, docs/port-kinds.md).
     bridge_mappings: (external network id, bridge) pairs for external networks that live on a
     segment of their own; every other external network plugs into `external_bridge`.
+    dvr_mac: this host's own MAC, the source of routed frames leaving it with a `qr-` MAC
+    (plan/l2.py); None: derived from the host name.
+    uplinks: names (nft wildcards allowed) of bridge ports that lead off the node besides those
+    whose kind says so (plan/l2.py `UPLINK_KINDS`), e.g. a physical NIC of a flat network.
     """
     netns_prefix: str = ""
     bridge_netns: str = "dvrnet-bridges"
     external_bridge: str = "br-ex"
     port_kind: str = "veth"
     bridge_mappings: tuple[tuple[str, str], ...] = ()
+    dvr_mac: str | None = None
+    uplinks: tuple[str, ...] = ()
 
     def bridge_for(self, network_id: str) -> str:
         """The bridge the fg-/qg- ports of external network NETWORK_ID plug into."""

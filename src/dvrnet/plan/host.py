@@ -9,7 +9,8 @@ What is planned:
 - one fip- per external network of those routers, when the host's agent-gateway port for it
   exists (the server creates it; until then those routers have no fip- link);
 - one snat- per router whose SNAT is scheduled here (dvr_snat hosts);
-- the bridge namespace (not owned) with the `dv-` end of every plugged port.
+- the bridge namespace (not owned) with the `dv-` end of every plugged port, and the L2 guard
+  of the distributed gateway (`l2.bridge_guard`) when the host has `qr-` ports on Linux bridges.
 """
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from ..model.placement import routers_on_host, snat_routers_on_host
 from .builder import NsBuilder
 from .config import DEFAULT_CONFIG, PlanConfig
 from .fip import fip_namespace
+from .l2 import bridge_guard
 from .linklocal import assign_slots
 from .qrouter import qrouter_namespace
 from .snat import snat_namespace
@@ -30,7 +32,7 @@ def plan_host(cloud: Cloud, host: str, cfg: PlanConfig = DEFAULT_CONFIG,
               hints: Mapping[str, int] | None = None) -> HostState:
     if host not in cloud.hosts:
         return HostState(host, {})
-    bridges = NsBuilder(cfg.bridge_netns, managed=False)
+    bridges = NsBuilder(cfg.bridge_netns, managed=False, host=host)
     out: list[NsBuilder] = []
     routers = routers_on_host(cloud, host)
 
@@ -56,6 +58,9 @@ def plan_host(cloud: Cloud, host: str, cfg: PlanConfig = DEFAULT_CONFIG,
             out.append(ns)
 
     namespaces = {b.name: b.freeze() for b in out}
-    if bridges.links or bridges.used:
+    guard = bridge_guard(namespaces.values(), host, cfg.port_kind, cfg.dvr_mac, cfg.uplinks)
+    if guard is not None:
+        bridges.table(guard)
+    if bridges.links or bridges.used or bridges.nft:
         namespaces[bridges.name] = bridges.freeze()
     return HostState(host, dict(sorted(namespaces.items())))

@@ -48,6 +48,7 @@ from .builder import NsBuilder
 from .config import DEFAULT_CONFIG, PlanConfig
 from .fip import fip_base, fip_router_link, fip_routes, fip_tail
 from .host import plan_host
+from .l2 import bridge_guard
 from .linklocal import assign_slots
 from .numbers import MAIN_TABLE_ID
 from .qrouter import qrouter_namespace
@@ -313,7 +314,7 @@ class HostPlanner:
 
     # ---- namespaces (each as plan_host builds it, with a private bridge builder) --------------
     def _bridges(self) -> NsBuilder:
-        return NsBuilder(self.cfg.bridge_netns, managed=False)
+        return NsBuilder(self.cfg.bridge_netns, managed=False, host=self.host)
 
     @staticmethod
     def _record(ns: Namespace | None, br: NsBuilder) -> tuple:
@@ -456,17 +457,22 @@ class HostPlanner:
         return state
 
     def _bridge_ns(self, records: list[tuple]) -> Namespace | None:
-        key = tuple((links, used) for _, links, used in records)
+        # the namespaces too: the L2 guard reads their qr- ports (a macvlan plug has no bridge links)
+        key = tuple((ns, links, used) for ns, links, used in records)
         last = self._bridge
         if last is not None and len(last[0]) == len(key) and all(
-                a[0] is b[0] and a[1] == b[1] for a, b in zip(last[0], key)):
+                a[0] is b[0] and a[1] is b[1] and a[2] == b[2] for a, b in zip(last[0], key)):
             return last[1]
         b = self._bridges()
-        for links, used in key:
+        for _, links, used in key:
             for lk in links:
                 b.link(lk)
             b.used = b.used or used
-        ns = b.freeze() if (b.links or b.used) else None
+        cfg = self.cfg
+        guard = bridge_guard([r[0] for r in records], self.host, cfg.port_kind, cfg.dvr_mac, cfg.uplinks)
+        if guard is not None:
+            b.table(guard)
+        ns = b.freeze() if (b.links or b.used or b.nft) else None
         if last is not None and ns is not None and last[1] == ns:
             ns = last[1]
         self._bridge = (key, ns)

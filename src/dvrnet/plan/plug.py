@@ -7,7 +7,10 @@
   bridge as a local FDB entry, so frames for it are never flooded); the bridge namespace is still
   part of the desired state (with no links) so the reader resolves the lower device and leftover
   `dv-` ends of an earlier veth plug are removed.
-`Link.peer_netns`/`Link.peer` name the veth's other end, or the macvlan's lower device."""
+`Link.peer_netns`/`Link.peer` name the veth's other end, or the macvlan's lower device.
+The `dv-` end's MAC is derived from the host and the port (`NsBuilder.host`): a router interface
+port is plugged on every node hosting its router, and a MAC shared between nodes on a bridge port
+would be the "own address" of every node's bridge (and flap between switch ports upstream)."""
 from __future__ import annotations
 
 from ..model import Port
@@ -31,4 +34,4 @@ def plug(ns: NsBuilder, bridges: NsBuilder, dev: str, port: Port, bridge: str, m
     ns.link(Link(name=dev, kind=cfg.port_kind, peer_netns=bridges.name, peer=outer,
                  mac=port.mac_address or None, mtu=mtu))
     bridges.link(Link(name=outer, kind=cfg.port_kind, peer_netns=ns.name, peer=dev,
-                      mac=names.local_mac(f"dv:{port.id}"), mtu=mtu, master=bridge))
+                      mac=names.local_mac(f"dv:{bridges.host}:{port.id}"), mtu=mtu, master=bridge))

@@ -5,7 +5,8 @@ Pure: no I/O, deterministic (namespaces, objects and ops in sorted order).
 Invariants:
 - Only owned objects (`ownership.py`) are ever deleted or replaced. Desired state that names an
   object dvrnet cannot own raises `NotOwned` (a planner bug).
-- Creates run in dependency order namespace → link → address → route → rule → neighbour →
+- Creates run in dependency order namespace → (namespace-wide sysctls of managed namespaces and
+  nftables tables of unmanaged ones: what links must be born into) → link → address → route → rule → neighbour →
   sysctl → nftables (→ gratuitous ARP for new FIP /32s in fip- namespaces); then the
   replacement groups (below), one after the other; deletes of obsolete objects follow, in reverse
   order; obsolete links, then obsolete owned namespaces go last.
@@ -40,6 +41,8 @@ from dvrnet.plan.state import MAIN_TABLE, HostState, Link, Namespace, NftTable, 
 from .ops import (
     AddrAdd,
     AddrDel,
+    EarlyNftTable,
+    EarlySysctlSet,
     Garp,
     LinkAdd,
     LinkDel,
@@ -63,7 +66,7 @@ from .ops import (
 from .ownership import Ownership, owns_nft_table, owns_sysctl
 
 EMPTY = Namespace("")
-CREATE_ORDER = ("netns", "link", "address", "route", "rule", "neighbour", "sysctl", "nft", "garp")
+CREATE_ORDER = ("netns", "early", "link", "address", "route", "rule", "neighbour", "sysctl", "nft", "garp")
 DELETE_ORDER = ("nft", "neighbour", "rule", "route", "address")
 GROUP_ORDER = ("link", "address", "route", "neighbour", "sysctl", "garp")   # one replaced link's life
 
@@ -488,7 +491,15 @@ def _diff_sysctls(d: Namespace, o: Namespace, acc: _Acc) -> None:
         if not _alive(d.name, dev, acc):
             have = None                         # a recreated device starts from defaults
         if have is None or str(have).strip() != want:
-            acc.target("sysctl", d.name, dev).append(SysctlSet(d.name, key, want, have))
+            if dev is None and d.managed and _ns_wide(key):
+                acc.creates["early"].append(EarlySysctlSet(d.name, key, want, have))
+            else:
+                acc.target("sysctl", d.name, dev).append(SysctlSet(d.name, key, want, have))
+
+
+def _ns_wide(key: str) -> bool:
+    parts = key.split(".")
+    return len(parts) >= 5 and parts[2] == "conf" and parts[3] in ("all", "default")
 
 
 # --- nftables ---------------------------------------------------------------------------------
@@ -502,7 +513,10 @@ def _diff_nft(d: Namespace, o: Namespace, acc: _Acc) -> None:
     for key in sorted(d.nft):
         want, have = d.nft[key], o.nft.get(key)
         if have is None or nft_shape(want) != nft_shape(have):
-            acc.creates["nft"].append(NftReplaceTable(d.name, want, exists=have is not None))
+            if d.managed:
+                acc.creates["nft"].append(NftReplaceTable(d.name, want, exists=have is not None))
+            else:
+                acc.creates["early"].append(EarlyNftTable(d.name, want, exists=have is not None))
             continue
         old = {m.name: m.elements for m in have.maps}
         add, dele = [], []

@@ -6,7 +6,8 @@ Invariants:
   with `replace`; rule adds tolerate EEXIST; deletes tolerate ENOENT/ESRCH/ENODEV.
 - `line()` is the exact iproute2 batch command (the kernel layer feeds it to `ip -n NS -batch -`),
   so what the plan prints is what runs. nft ops render their `nft -f` script with `script()`.
-- `stage` says when an op may run relative to other namespaces: 0 namespace creation, 1 links
+- `stage` says when an op may run relative to other namespaces: 0 namespace creation (and what
+  must hold before links exist: `EarlySysctlSet`, `EarlyNftTable`), 1 links
   (a veth add touches two namespaces), 2 everything inside one namespace (namespaces may run in
   parallel; within one, plan order), 3 teardown of obsolete links and namespaces.
 """
@@ -252,6 +253,13 @@ class SysctlSet(Op):
 
 
 @dataclass(frozen=True)
+class EarlySysctlSet(SysctlSet):
+    """A namespace-wide sysctl (`…conf.all.…`, `…conf.default.…`) of a managed namespace, set
+    before any link is created (stage 0), so the namespace's devices are born with it."""
+    stage: ClassVar[int] = 0
+
+
+@dataclass(frozen=True)
 class NftReplaceTable(Op):
     """Create the table, or replace it whole in one transaction (structure changed)."""
     table: NftTable = field(default_factory=lambda: NftTable("ip", ""))
@@ -267,6 +275,13 @@ class NftReplaceTable(Op):
         verb = "replace" if self.exists else "add"
         return (f"nft {verb} table {t.family} {t.name} ({len(t.chains)} chains, "
                 f"{len(t.maps)} maps, {n} elements)")
+
+
+@dataclass(frozen=True)
+class EarlyNftTable(NftReplaceTable):
+    """A table of a namespace dvrnet does not own (the bridge namespace's L2 guard: plan/l2.py),
+    written before any link is created (stage 0): the ports it guards are never up without it."""
+    stage: ClassVar[int] = 0
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,8 @@ Invariants:
   observed `Route`/`Rule` is owned by construction.
 - nftables: tables named `NFT_TABLE` ("dvrnet"), owned whole, in any family.
 - Sysctls: an allow-list of keys (below); a sysctl is never "deleted", only set when desired.
+  IPv6 is owned only as `net.ipv6.conf.<dev|all|default>.disable_ipv6` (dvrnet is IPv4-only and
+  turns IPv6 off on what it creates: plan/builder.py).
 """
 from __future__ import annotations
 
@@ -29,7 +31,8 @@ _CONF_KEYS = ("proxy_arp", "rp_filter", "send_redirects", "arp_ignore", "arp_ann
 SYSCTL_ALLOW = re.compile(
     r"net\.ipv4\.(?:ip_forward|ip_nonlocal_bind"
     rf"|conf\.{_DEV}\.(?:{'|'.join(_CONF_KEYS)})"
-    rf"|neigh\.{_DEV}\.proxy_delay)\Z")
+    rf"|neigh\.{_DEV}\.proxy_delay)\Z"
+    rf"|net\.ipv6\.conf\.{_DEV}\.disable_ipv6\Z")
 
 
 def owns_route_protocol(proto: int | str | None) -> bool:
