@@ -328,34 +328,70 @@ Tear it down with `make lab-down` (or `.venv/bin/dvrnet lab down`).""")
 
 
 @main.command()
-@click.argument("vm")
-@click.argument("dst")
+@click.argument("vm", required=False)
+@click.argument("dst", required=False)
+@click.option("--inbound", "fip", default=None, metavar="FIP",
+              help="Trace a packet for FIP from the external segment to its VM, and the reply back out.")
+@click.option("--from", "src", default=None, metavar="ADDR",
+              help="--inbound: the packet's source (default: the gateway of the FIP's subnet).")
+@click.option("--host", default=None,
+              help="Trace on this node, from the server's view of HOST (a real node); default: every node of the lab.")
+@click.option("--server", default=None, help="With --host: URL of `dvrnet server` (default: the lab's, else "
+                                             "http://127.0.0.1:9696).")
+@click.option("--token", default=None, envvar="DVRNET_TOKEN")
 @click.option("--state-dir", default=LAB_STATE, show_default=True, help="The lab's state directory.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable hops.")
+@_plan_options
+@_l2_options
 @_one_line_errors
-def trace(vm: str, dst: str, state_dir: str, as_json: bool) -> None:
-    """Walk VM's packet to DST namespace by namespace (model) and compare each hop with the kernel.
+def trace(vm, dst, fip, src, host, server, token, state_dir, as_json, netns_prefix, bridge_netns, external_bridge,
+          bridge_mappings, port_kind, dvr_mac, uplinks) -> None:
+    """Walk a packet namespace by namespace (model) and check each hop against the kernel: `trace VM DST`
+    (outbound from VM: a lab VM name, a fixed IP or a port id) or `trace --inbound FIP` (in from the
+    external segment: who answers ARP for the FIP, then to the VM and back out).
 
-    Exit 1 when the model and the kernel disagree on any hop."""
-    import ipaddress
-
-    from .lab.info import LabInfo
-    from .trace import trace as run_trace
-    try:
-        info = LabInfo.load(state_dir)
-    except FileNotFoundError:
-        raise click.ClickException(f"no lab in {state_dir}: run `dvrnet lab up` first") from None
-    if vm not in {v.name for v in info.vms}:
-        raise click.BadParameter(f"no VM {vm!r} in the lab (VMs: {', '.join(v.name for v in info.vms)})",
-                                 param_hint="VM")
-    try:
-        ipaddress.IPv4Address(dst)
-    except ValueError:
-        raise click.BadParameter(f"{dst!r} is not an IPv4 address", param_hint="DST") from None
-    t = run_trace(info, vm, dst)
+    Exit 1 when any hop is wrong; the first wrong hop is named."""
+    t = _run_trace(vm, dst, fip, src, host, server, token, state_dir,
+                   lambda h, prefix, bridge: _plan_config(prefix, bridge, external_bridge, bridge_mappings, port_kind,
+                                                          dvr_mac if dvr_mac else (_lab_node_mac(h) if server is None
+                                                                                   else None), uplinks),
+                   netns_prefix, bridge_netns)
     click.echo(t.to_json() if as_json else t.text())
     if not t.agree:
         sys.exit(1)
+
+
+def _run_trace(vm, dst, fip, src, host, server, token, state_dir, config, netns_prefix, bridge_netns):
+    """The trace a `dvrnet trace` command line asks for (lab or one real node)."""
+    import ipaddress
+
+    from .trace import TraceError, Tracer, lab_tracer, server_node
+    if fip is not None and (vm or dst):
+        raise click.UsageError("give either VM DST or --inbound FIP, not both")
+    if fip is None and not (vm and dst):
+        raise click.UsageError("give VM DST (outbound) or --inbound FIP")
+    for value, hint in ((dst, "DST"), (fip, "--inbound"), (src, "--from")):
+        if value is not None:
+            try:
+                ipaddress.IPv4Address(value)
+            except ValueError:
+                raise click.BadParameter(f"{value!r} is not an IPv4 address", param_hint=hint) from None
+    if host is not None:
+        if server is None:
+            os.environ.setdefault("DVRNET_LAB_STATE", state_dir)
+        url, prefix, bridge = _lab_defaults(host, server, netns_prefix, bridge_netns)
+        tracer = Tracer([server_node(host, url, config(host, prefix, bridge), token)])
+    else:
+        from .lab.info import LabInfo
+        try:
+            info = LabInfo.load(state_dir)
+        except FileNotFoundError:
+            raise click.ClickException(f"no lab in {state_dir}: give --host (and --server) to trace on a node") from None
+        tracer = lab_tracer(info)
+    try:
+        return tracer.inbound(fip, src) if fip is not None else tracer.trace(vm, dst)
+    except TraceError as e:
+        raise click.ClickException(str(e)) from None
 
 
 def run() -> None:

@@ -1,8 +1,11 @@
 """`dvrnet trace` on the seed lab (root): vm1 -> 192.0.2.10 and vm2 -> 192.0.2.10 agree with the
 kernel hop by hop and leave by the red resp. green gateway — and the gateway counters see the
 packets go exactly there; a FIP -> FIP trace crosses the segment to the other node without a
-gateway; a deliberately broken table makes the trace report the disagreeing hop; the CLI exits 1
-on disagreement."""
+gateway; `trace --inbound FIP` walks from the FIP node's fg- (proxy ARP, asked for real from the
+gateway) to the VM and back out for every FIP, and names the first wrong hop for each fault
+planted one at a time (a missing /32, a missing map element, proxy ARP off, a wrong neighbour);
+on one node from the server's view (`--host`, as on a real node); a deliberately broken table
+makes the trace report the disagreeing hop; the CLI exits 1 on disagreement."""
 from __future__ import annotations
 
 import json
@@ -16,7 +19,7 @@ from dvrnet.lab import steps
 from dvrnet.lab.checks import run_checks
 from dvrnet.plan import names
 from dvrnet.plan.numbers import subnet_table
-from dvrnet.trace import Tracer
+from dvrnet.trace import lab_tracer
 
 pytestmark = pytest.mark.root
 
@@ -39,7 +42,7 @@ def lab(tmp_path_factory):
 def test_trace_vm1_vm2_to_the_internet(lab):
     info = lab
     steps.wait_converged(info)
-    tr = Tracer(info)
+    tr = lab_tracer(info)
     for vm, gw in (("vm1", "red"), ("vm2", "green")):
         t = tr.trace(vm, info.internet_address)
         assert t.agree, t.text()
@@ -59,7 +62,7 @@ def test_trace_vm1_vm2_to_the_internet(lab):
 
 def test_trace_fip_to_fip_and_snat(lab):
     info = lab
-    tr = Tracer(info)
+    tr = lab_tracer(info)
     vm1, vm2, vm3 = info.vm("vm1"), info.vm("vm2"), info.vm("vm3")
     t = tr.trace("vm1", vm2.fip)
     assert t.agree and t.gateway is None, t.text()
@@ -70,6 +73,109 @@ def test_trace_fip_to_fip_and_snat(lab):
     assert [h.node for h in t.hops] == ["compute1", "network1"], t.text()
     assert t.gateway == info.gateway_for(info.router("router1").snat_ips[0]).name
     assert vm1.node == vm3.node
+
+
+def _ns_of(info, node: str, kind: str) -> list[str]:
+    return [n for n in subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=False).stdout.split()
+            if n.startswith(info.node(node).prefix + kind)]
+
+
+def _sh(ns: str, *argv: str) -> None:
+    subprocess.run(["ip", "netns", "exec", ns, *argv], check=True, capture_output=True, text=True)
+
+
+def test_inbound_every_fip_both_ways(lab):
+    info = lab
+    steps.wait_converged(info)
+    tr = lab_tracer(info)
+    for v in info.vms:
+        if not v.fip:
+            continue
+        t = tr.inbound(v.fip, info.internet_address)
+        assert t.agree and t.first_wrong is None, t.text()
+        assert [h.leg for h in t.hops] == ["in", "in", "out", "out"], t.text()
+        assert {h.node for h in t.hops} == {v.node}, t.text()
+        first = t.hops[0]
+        assert first.iif.startswith("fg-") and "-fip-" in first.ns
+        asked = [c for c in first.checks if c.what.startswith(f"ARP for {v.fip}")]
+        assert asked and asked[0].ok, t.text()              # the gateway really got one answer, from fg-
+        assert f"by {first.iif} of {v.node}" in t.entry
+        assert t.hops[1].dst == v.fixed_ip and t.hops[2].src == v.fixed_ip and t.hops[3].src == v.fip
+        assert t.end.startswith(f"delivered to {v.fixed_ip}") and t.gateway == v.fip_subnet, t.text()
+
+
+def test_inbound_names_each_planted_fault(lab):
+    """Faults planted one at a time on vm1's path (its node's agent stopped so it does not repair
+    them): each is named as the first wrong hop, with the object at fault; restored, the trace
+    is right again."""
+    import signal
+    info = lab
+    steps.wait_converged(info)
+    v = info.vm("vm1")
+    node = info.node(v.node)
+    healthy = lab_tracer(info).inbound(v.fip, info.internet_address)
+    assert healthy.agree, healthy.text()
+    fip_ns, q_ns = healthy.hops[0].ns, healthy.hops[1].ns
+    fg, fpr, qr = healthy.hops[0].iif, healthy.hops[0].dev, healthy.hops[1].dev
+    rfp_ip = healthy.hops[0].via
+    faults = [
+        ("missing /32", 1, f"{v.fip} routed out of another device",
+         ("ip", "route", "del", f"{v.fip}/32", "table", "main", "proto", "dvrnet"),
+         ("ip", "route", "replace", f"{v.fip}/32", "via", rfp_ip, "dev", fpr, "onlink", "proto", "dvrnet"), fip_ns),
+        ("missing map element", 2, f"fip2fixed[{v.fip}]",
+         ("nft", "delete", "element", "ip", "dvrnet", "fip2fixed", f"{{ {v.fip} }}"),
+         ("nft", "add", "element", "ip", "dvrnet", "fip2fixed", f"{{ {v.fip} : {v.fixed_ip} }}"), q_ns),
+        ("proxy ARP off", 1, f"proxy ARP on {fg}",
+         ("sysctl", "-qw", f"net.ipv4.conf.{fg}.proxy_arp=0"),
+         ("sysctl", "-qw", f"net.ipv4.conf.{fg}.proxy_arp=1"), fip_ns),
+        ("wrong neighbour", 2, f"neighbour {v.fixed_ip} on {qr}",
+         ("ip", "neigh", "replace", v.fixed_ip, "lladdr", "02:00:00:00:0d:0d", "dev", qr, "nud", "permanent"),
+         ("ip", "neigh", "replace", v.fixed_ip, "lladdr", v.mac, "dev", qr, "nud", "permanent"), q_ns),
+    ]
+    os.kill(node.agent_pid, signal.SIGSTOP)
+    try:
+        for name, hop, what, plant, restore, ns in faults:
+            _sh(ns, *plant)
+            try:
+                t = lab_tracer(info).inbound(v.fip, info.internet_address)
+                assert not t.agree and t.first_wrong == hop, (name, t.text())
+                bad = t.hops[hop - 1]
+                assert bad.ns == ns, (name, t.text())
+                assert any(c.what.startswith(what) and not c.ok for c in bad.checks), (name, t.text())
+                assert f"first wrong hop: {hop} " in t.text() and what in t.text().split("first wrong hop:")[1]
+                out = json.loads(t.to_json())
+                assert out["first_wrong"] == hop and out["agree"] is False
+            finally:
+                _sh(ns, *restore)
+            t = lab_tracer(info).inbound(v.fip, info.internet_address)
+            assert t.agree, (f"after restoring {name}", t.text())
+    finally:
+        os.kill(node.agent_pid, signal.SIGCONT)
+    steps.wait_converged(info)
+
+
+def test_inbound_on_one_node_from_the_server_view(lab):
+    """`--host`: what `dvrnet trace` does on a real node — only that node's desired state (from the
+    server's view of it) and its kernel; a FIP of another node ends at the edge, exit 1."""
+    info = lab
+    v = info.vm("vm1")
+    env = {**os.environ, "DVRNET_LAB_STATE": info.state_dir}
+    cli = subprocess.run([sys.executable, "-m", "dvrnet.cli", "trace", "--host", v.node, "--server", info.server_url,
+                          "--netns-prefix", info.node(v.node).prefix, "--bridge-netns", info.node(v.node).bridge_netns,
+                          "--dvr-mac", info.node(v.node).node_mac, "--inbound", v.fip, "--json"],
+                         capture_output=True, text=True, timeout=60, check=False, env=env)
+    assert cli.returncode == 0, cli.stdout + cli.stderr
+    out = json.loads(cli.stdout)
+    assert out["agree"] and out["direction"] == "inbound" and len(out["hops"]) == 4
+    assert out["dst"] == next(g.address for g in info.gateways if g.name == v.fip_subnet)   # default --from
+    assert not any(c["what"].startswith("ARP for") for c in out["hops"][0]["checks"])      # no segment here
+    other = next(x for x in info.vms if x.fip and x.node != v.node)
+    cli = subprocess.run([sys.executable, "-m", "dvrnet.cli", "trace", "--host", v.node, "--inbound", other.fip],
+                         capture_output=True, text=True, timeout=60, check=False, env=env)
+    assert cli.returncode == 1 and f"hosted on {other.node}: not visible from here" in cli.stdout, cli.stdout + cli.stderr
+    bad = subprocess.run([sys.executable, "-m", "dvrnet.cli", "trace", "--inbound", "203.0.113.250",
+                          "--state-dir", info.state_dir], capture_output=True, text=True, timeout=60, check=False)
+    assert bad.returncode == 1 and "no floating IP 203.0.113.250" in bad.stderr, bad.stderr
 
 
 def test_trace_reports_a_broken_hop(lab):
@@ -84,7 +190,7 @@ def test_trace_reports_a_broken_hop(lab):
     steps.stop_process(info.node("compute2").agent_pid)
     subprocess.run(["ip", "-n", ns, "route", "replace", "default", "via", red.address, "dev", fg, "onlink",
                     "table", table, "proto", "dvrnet"], check=True)
-    t = Tracer(info).trace("vm2", info.internet_address)
+    t = lab_tracer(info).trace("vm2", info.internet_address)
     assert not t.agree, t.text()
     bad = [h for h in t.hops if not h.agree]
     assert len(bad) == 1 and bad[0].ns == ns and bad[0].kernel.gateway == red.address and bad[0].via == green.address

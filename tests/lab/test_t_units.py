@@ -9,7 +9,7 @@ from dvrnet.cli import _bridge_mappings
 from dvrnet.plan import PlanConfig, plan_host
 from dvrnet.plan.names import AGENT_GW_DEV, ROUTER_GW_DEV
 from dvrnet.scenarios.seed import build
-from dvrnet.trace import _snat_to
+from dvrnet.trace.tracer import _snat_to
 
 
 def _masters(state, cfg):

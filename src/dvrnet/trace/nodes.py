@@ -1,0 +1,60 @@
+"""The nodes a trace can see: each one's desired state (the planner's, from the server's view of
+that host, with the link-local /31s read back from its kernel: exactly what its agent plans) and
+the view itself.
+
+Sources (a desired-state source is a function returning `Node`s; Neutron mode plugs in its own,
+translating what neutron-server says about the host into the same model):
+- `server_node(host, server, cfg)`: one real node, from `dvrnet server` — `dvrnet trace` run on
+  that node. A path that leaves it (to another node's FIP or SNAT namespace) ends at its edge;
+- `lab_nodes(info)`: every node of a running lab (all share this machine's kernel), so a path is
+  followed across nodes.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from ..model import Cloud
+from ..plan import PlanConfig
+from ..plan.state import HostState
+
+
+@dataclass
+class Node:
+    host: str
+    prefix: str                  # netns prefix of the node's namespaces ("" in production)
+    desired: HostState
+    cloud: Cloud                 # the host's view (model)
+    observed: HostState | None = None
+    cfg: PlanConfig | None = None
+
+
+def plan_node(cloud: Cloud, host: str, cfg: PlanConfig) -> Node:
+    from ..agent.loop import desired_state
+    from ..kernel import Reconciler
+    desired, observed = desired_state(cloud, host, cfg, Reconciler(prefix=cfg.netns_prefix))
+    return Node(host, cfg.netns_prefix, desired, cloud, observed, cfg)
+
+
+def server_node(host: str, server: str, cfg: PlanConfig, token: str | None = None) -> Node:
+    from ..agent.feed import Feed
+    feed = Feed(server, host, "dvr", token=token, max_backoff=0)
+    try:
+        view = feed.fetch_once()
+    finally:
+        feed.close()
+    return plan_node(view.cloud, host, cfg)
+
+
+def lab_config(node) -> PlanConfig:
+    """The PlanConfig the lab gives a node's agent (lab/up.py `_agent_args`)."""
+    return PlanConfig(netns_prefix=node.prefix, bridge_netns=node.bridge_netns, dvr_mac=node.node_mac)
+
+
+def lab_nodes(info, config: Callable = lab_config) -> list[Node]:
+    from concurrent.futures import ThreadPoolExecutor
+    with ThreadPoolExecutor(max_workers=max(1, len(info.nodes))) as ex:
+        return list(ex.map(lambda n: server_node(n.name, info.server_url or "", config(n)), info.nodes))
+
+
+NodeSource = Callable[[], Sequence[Node]]
