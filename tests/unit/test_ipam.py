@@ -90,12 +90,22 @@ def test_no_matching_subnet():
     assert isinstance(e.value, IpAddressGenerationFailure) and GW in e.value.message
 
 
-def test_explicit_requests_bypass_filter():
+def test_explicit_requests_must_name_a_subnet_that_serves_the_owner():
+    """Neutron's IPAM checks explicit fixed IPs against the service types too (issue 10, item 3)."""
     a = alloc(*ext_subnets())
-    (f,) = a.pick("ext", GW, [IpRequest(subnet_id="svc")])
-    assert f == FixedIP("svc", A("100.64.0.1"))
-    (f,) = a.pick("ext", GW, [IpRequest(ip_address="198.51.100.6")])
-    assert f == FixedIP("pub2", A("198.51.100.6"))
+    for req in (IpRequest(subnet_id="svc"), IpRequest(ip_address="100.64.0.3"),
+                IpRequest(subnet_id="svc", ip_address="100.64.0.3"), IpRequest(ip_address="198.51.100.6"),
+                IpRequest(subnet_id="pub2")):
+        with pytest.raises(InvalidInput) as e:
+            a.pick("ext", GW, [req], field="external_fixed_ips")
+        assert e.value.field == "external_fixed_ips" and "does not serve" in e.value.message
+    assert a.pick("ext", AGW, [IpRequest(subnet_id="svc")]) == (FixedIP("svc", A("100.64.0.1")),)
+    assert a.pick("ext", FIP, [IpRequest(ip_address="198.51.100.6")]) == (FixedIP("pub2", A("198.51.100.6")),)
+    assert a.pick("ext", GW, [IpRequest(ip_address="203.0.113.5")]) == (FixedIP("pub1", A("203.0.113.5")),)
+    # an address the port already holds is kept even where its owner is no longer served
+    a.claim("ext", [A("198.51.100.6")], "port p")
+    assert a.pick("ext", GW, [IpRequest(ip_address="198.51.100.6")], keep=[A("198.51.100.6")]) == (
+        FixedIP("pub2", A("198.51.100.6")),)
 
 
 def test_explicit_requests_can_ask_for_several_and_gateway():
@@ -212,7 +222,8 @@ def test_never_hands_out_an_address_twice(seq):
             elif op == "subnet":
                 if arg not in live_subnets:
                     continue
-                got = a.allocate("ext", "compute:x", [IpRequest(subnet_id=arg)], f"h{n}")
+                owner = {"pub1": "compute:x", "pub2": FIP, "svc": AGW}[arg]   # one the subnet serves
+                got = a.allocate("ext", owner, [IpRequest(subnet_id=arg)], f"h{n}")
             elif op == "release":
                 if held:
                     ip = sorted(held)[arg % len(held)]

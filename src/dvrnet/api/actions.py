@@ -16,7 +16,7 @@ from ..model.errors import NotFound
 from ..ops import UNSET, IpRequest, Workspace
 from . import policy
 from .auth import Context
-from .errors import BadInput, HTTPBadRequest, PolicyNotAuthorized
+from .errors import BadInput, DeviceIDNotOwnedByTenant, HTTPBadRequest, PolicyNotAuthorized
 
 
 @dataclass
@@ -220,10 +220,29 @@ def router_interface(ctx: Context, txn: Txn, id_: str, body: Any, add: bool) -> 
 
 
 # ---- ports ----------------------------------------------------------------------------
+def _check_port_device(ctx: Context, txn: Txn, method: str, net: Any, project_id: str,
+                       owner: str, device_id: str, a: dict[str, Any]) -> None:
+    """Neutron's port policy for what a port is attached to:
+    - a `network:*` device_owner is admin's or the network owner's (`<method>_port:device_owner`);
+    - a router-owned port's device_id may not be another project's router
+      (`DeviceIDNotOwnedByTenant`, Neutron's `_enforce_device_owner_not_router_intf_or_device_id`)."""
+    if ctx.is_admin:
+        return
+    if "device_owner" in a and owner.startswith("network:") and net.project_id != ctx.project_id:
+        raise PolicyNotAuthorized(f"rule:{method}_port:device_owner (only admin or the network's owner may "
+                                  f"set a network:* owner)")
+    if ("device_owner" in a or "device_id" in a) and owner in policy.ROUTER_PORT_OWNERS and device_id:
+        router = txn.cloud.routers.get(device_id)
+        if router is not None and router.project_id != project_id:
+            raise DeviceIDNotOwnedByTenant(device_id)
+
+
 def create_port(ctx: Context, txn: Txn, a: dict[str, Any]) -> str:
     net = policy.get(ctx, txn.cloud, "networks", a["network_id"])
     if not ctx.is_admin and net.project_id != ctx.project_id and not net.shared:
         raise PolicyNotAuthorized("rule:create_port (the network is neither yours nor shared)")
+    project_id = _project(ctx, a)
+    _check_port_device(ctx, txn, "create", net, project_id, a.get("device_owner", ""), a.get("device_id", ""), a)
     id_ = a.get("id") or new_id()
     kw: dict[str, Any] = {}
     for k in ("device_owner", "device_id", "name", "mac_address"):
@@ -233,13 +252,15 @@ def create_port(ctx: Context, txn: Txn, a: dict[str, Any]) -> str:
         kw["host"] = a["binding:host_id"]
     if "fixed_ips" in a:
         kw["fixed_ips"] = _ip_requests(a["fixed_ips"])
-    txn.ws.create_port(net.id, project_id=_project(ctx, a), id=id_, **kw)
+    txn.ws.create_port(net.id, project_id=project_id, id=id_, **kw)
     _describe(txn, "ports", id_, a)
     return id_
 
 
 def update_port(ctx: Context, txn: Txn, id_: str, a: dict[str, Any]) -> None:
-    policy.get_owned(ctx, txn.cloud, "ports", id_, "update")
+    port = policy.get_owned(ctx, txn.cloud, "ports", id_, "update")
+    _check_port_device(ctx, txn, "update", txn.cloud.networks[port.network_id], port.project_id,
+                       a.get("device_owner", port.device_owner), a.get("device_id", port.device_id), a)
     kw: dict[str, Any] = {}
     for k in ("device_owner", "device_id", "name"):
         if k in a:

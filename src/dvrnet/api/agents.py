@@ -91,17 +91,16 @@ def routes(svc: Service, auth: Auth, feed: Feed) -> APIRouter:
         def register():
             state = svc.state()
             h = state.cloud.hosts.get(name)
+            # the agent is here: a known host's heartbeat first (true whatever the write does next)
+            beat = svc.store.heartbeat(name, 0.0) if h is not None else None
             if h is not None and h.mode.value == mode:
-                return 200
-            def op(txn):
-                txn.ws.register_host(name, mode=mode)
-                return 200 if h is not None else 201
-            status, _ = svc.write(op)
-            return status
-        status = await run_in_threadpool(register)
-        await run_in_threadpool(svc.store.heartbeat, name, 0.0)
-        _, hosts = await run_in_threadpool(hosts_rendered, render.host)
-        body = next(h for h in hosts if h["name"] == name)
+                return 200, render.host(state, h, beat, True)
+
+            def answer(_result, after):     # inside the write: it commits only with its answer
+                return render.host(after, after.cloud.hosts[name], beat or after.host_created.get(name), True)
+            body, _ = svc.write(lambda txn: txn.ws.register_host(name, mode=mode), answer)
+            return (200 if h is not None else 201), body
+        status, body = await run_in_threadpool(register)
         return JSONResponse({"host": body}, status_code=status)
 
     @r.get("/v2.0/dvrnet/hosts/{name}/view", summary="A host's view of the cloud; long-polls on the revision")

@@ -14,7 +14,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from ..model.errors import DvrnetError
+from ..model.errors import Conflict, DvrnetError
 
 log = logging.getLogger("dvrnet.api")
 
@@ -51,6 +51,14 @@ class PolicyNotAuthorized(DvrnetError):
     def __init__(self, rule: str):
         super().__init__(f"({rule}) is disallowed by policy.")
         self.rule = rule
+
+
+class DeviceIDNotOwnedByTenant(Conflict):
+    """A project names another project's router as the device of a router-owned port."""
+    type = "DeviceIDNotOwnedByTenant"
+
+    def __init__(self, device_id: str):
+        super().__init__(f"The device_id {device_id} is not owned by your project: it is another project's router.")
 
 
 class ExtensionNotFound(DvrnetError):

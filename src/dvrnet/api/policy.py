@@ -7,16 +7,22 @@
   so ids of other projects do not leak), what it can see but does not own is 403;
 - admin-only attributes are listed in `schema.py` (`admin_rule`), and these extra rules:
   subnets only on networks the project owns; ports only on networks it owns or shared ones;
-  agents, hosts and host views are admin-only.
+  a `network:*` device_owner only on networks it owns; a router-owned port's device_id never
+  another project's router (`DeviceIDNotOwnedByTenant`, 409 as in Neutron); agents, hosts and
+  host views are admin-only.
 """
 from __future__ import annotations
 
 from typing import Any
 
-from ..model import Cloud
+from ..model import Cloud, DeviceOwner
 from ..model.errors import NotFound
+from ..model.resources import ROUTER_INTERFACE_OWNERS
 from .auth import Context
 from .errors import PolicyNotAuthorized
+
+# Owners whose device_id is a router (Neutron's router_device_owners, without floating IPs).
+ROUTER_PORT_OWNERS = ROUTER_INTERFACE_OWNERS | {DeviceOwner.ROUTER_GATEWAY.value, DeviceOwner.ROUTER_SNAT.value}
 
 KIND_NAME = {"networks": "Network", "subnets": "Subnet", "routers": "Router", "ports": "Port",
              "floatingips": "Floating IP"}

@@ -4,13 +4,15 @@ Per collection: `GET /v2.0/<c>` (filters, fields, sort, paging), `POST` (single 
 `GET/PUT/DELETE /v2.0/<c>/<id>` (204 on delete), plus the router actions
 `PUT /v2.0/routers/<id>/add_router_interface` and `.../remove_router_interface` with the bare
 `{"subnet_id": ...}` / `{"port_id": ...}` body. Handlers are async; everything that touches the
-database or walks the cloud runs in the thread pool. A bulk POST is one transaction.
+database or walks the cloud runs in the thread pool. A bulk POST is one transaction. The answer
+is rendered inside the write's transaction, so a request that fails did not commit.
 """
 from __future__ import annotations
 
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
+from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from . import actions, policy, query, render
@@ -58,9 +60,12 @@ def _add_collection(r: APIRouter, svc: Service, auth: Auth, spec: Spec) -> None:
 
         def op(txn):
             return [actions.CREATE[kind](ctx, txn, a) for a in items]
-        ids, state = await run_in_threadpool(svc.write, op)
-        objs = [render.render(state, kind, getattr(state.cloud, kind)[i]) for i in ids]
-        return {kind: objs} if bulk else {one: objs[0]}
+
+        def answer(ids, state):
+            objs = [render.render(state, kind, getattr(state.cloud, kind)[i]) for i in ids]
+            return {kind: objs} if bulk else {one: objs[0]}
+        body, _ = await run_in_threadpool(svc.write, op, answer)
+        return JSONResponse(body, status_code=201)
 
     @r.put(base + "/{id_}", summary=f"Update a {one}", name=f"update_{one}",
            openapi_extra=openapi_body(spec, "PUT"))
@@ -70,8 +75,10 @@ def _add_collection(r: APIRouter, svc: Service, auth: Auth, spec: Spec) -> None:
         (data,) = resource_bodies(spec, body, allow_bulk=False)
         a = parse_attrs(spec, data, "PUT")
         check_admin_attrs(ctx, spec, a, "PUT")
-        _, state = await run_in_threadpool(svc.write, lambda txn: actions.UPDATE[kind](ctx, txn, id_, a))
-        return {one: render.render(state, kind, getattr(state.cloud, kind)[id_])}
+        body, _ = await run_in_threadpool(
+            svc.write, lambda txn: actions.UPDATE[kind](ctx, txn, id_, a),
+            lambda _r, state: {one: render.render(state, kind, getattr(state.cloud, kind)[id_])})
+        return JSONResponse(body)
 
     @r.delete(base + "/{id_}", status_code=204, summary=f"Delete a {one}", name=f"delete_{one}")
     async def delete(id_: str, request: Request):

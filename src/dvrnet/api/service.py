@@ -1,7 +1,8 @@
 """`Service`: the store plus the Workspace that applies each write.
 
-`write(fn)` runs `fn(txn)` inside `Store.write` (under the write lock, on the committed state)
-and stores the Workspace's resulting snapshot. The Workspace of the last successful write is
+`write(fn, then)` runs `fn(txn)` inside `Store.write` (under the write lock, on the committed
+state) and stores the Workspace's resulting snapshot; `then(result, after)` builds the answer
+inside the same transaction. The Workspace of the last successful write is
 kept, keyed by the revision it produced, so the next write does not rebuild it (and its IPAM
 indexes) from the whole cloud; it is dropped whenever a write fails (a bulk request may have
 applied some operations before one raised, and the database rolled them back) or the revision
@@ -10,7 +11,7 @@ moved under it (another server wrote).
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from ..ops import Workspace
 from ..store import Change, State, Store
@@ -28,7 +29,8 @@ class Service:
     def state(self) -> State:
         return self.store.state()
 
-    def write(self, fn: Callable[[Txn], T]) -> tuple[T, State]:
+    def write(self, fn: Callable[[Txn], T], then: Callable[[T, State], Any] | None = None) -> tuple[Any, State]:
+        """`then(result, after)` (the answer) runs before the commit: see `Store.write`."""
         holder: dict[str, Workspace] = {}
 
         def change(state: State) -> Change[T]:
@@ -43,7 +45,7 @@ class Service:
             holder["ws"] = ws
             return Change(result, ws.snapshot(), txn.descriptions)
 
-        result, after = self.store.write(change)
+        result, after = self.store.write(change, then)
         if self.reuse_workspace and "ws" in holder:
             self._ws = (after.revision, holder["ws"])
         return result, after

@@ -10,7 +10,11 @@ Invariants:
   O(1) per allocation); releasing an address below it moves it back;
 - `pick` only reads (the cursor is a hint); `claim` and `release` are the only mutations, and
   `claim` checks everything before it changes anything.
-Errors: `InvalidInput` naming the request's field for an address outside the subnet/network,
+- an explicit request (`subnet_id` and/or `ip_address`) must name a subnet that serves the owner
+  (`candidates.serves`), as Neutron's IPAM checks it; addresses the caller already holds
+  (`keep`) are not checked again (a subnet's service types may change under them).
+Errors: `InvalidInput` naming the request's field for an address outside the subnet/network or in
+a subnet that does not serve the owner,
 `IpAddressAlreadyAllocated` for a held address, `IpAddressGenerationFailure` (naming the network
 and the subnets tried) when nothing is free, `IpAddressGenerationFailureNoMatchingSubnet` when no
 subnet serves the owner.
@@ -22,7 +26,7 @@ from ipaddress import IPv4Address
 
 from ..model import Cloud, FixedIP, InvalidInput, IpAddressAlreadyAllocated, IpAddressGenerationFailure, Subnet
 from ..model.resources import parse_ip
-from .candidates import candidate_subnets
+from .candidates import candidate_subnets, serves
 from .requests import IpRequest
 
 
@@ -145,6 +149,8 @@ class Allocator:
                 continue
             ip = parse_ip(field, r.ip_address)
             s = self._subnet_for(network_id, r.subnet_id, ip, field)
+            if int(ip) not in keep_set:
+                self._check_serves(s, device_owner, field)
             if ip in (s.cidr.network_address, s.cidr.broadcast_address):
                 raise InvalidInput(field, f"{ip} is the network or broadcast address of subnet {s.id} ({s.cidr})")
             a = int(ip)
@@ -169,6 +175,7 @@ class Allocator:
         service type), or IpAddressGenerationFailure."""
         if subnet_id is not None:
             s = self._subnet_for(network_id, subnet_id, None, field)
+            self._check_serves(s, device_owner, field)
             a = self._lowest_free(s, used, taken)
             if a is None:
                 raise IpAddressGenerationFailure(
@@ -184,6 +191,12 @@ class Allocator:
                 return c, a
         raise IpAddressGenerationFailure(
             f"No more IP addresses available on network {network_id}; subnets tried: {_subnets_text(cands)}.")
+
+    @staticmethod
+    def _check_serves(s: Subnet, device_owner: str, field: str) -> None:
+        if not serves(s, device_owner):
+            raise InvalidInput(field, f"subnet {s.id} ({s.cidr}) does not serve device owner {device_owner!r}: its "
+                                      f"service_types are {', '.join(s.service_types)}")
 
     def _subnet_for(self, network_id: str, subnet_id: str | None, ip: IPv4Address | None, field: str) -> Subnet:
         if subnet_id is not None:

@@ -6,7 +6,8 @@ Invariants (Neutron's service-type semantics):
 - a subnet without service types is a candidate for every port ("untyped");
 - typed candidates come first, then untyped; within each group the order is (cidr, id);
 - a typed subnet never serves an owner it does not name.
-Explicit requests (`subnet_id` or `ip_address`) do not go through this filter.
+Explicit requests (`subnet_id` or `ip_address`) are checked with `serves` (the allocator refuses a
+subnet that does not serve the owner).
 """
 from __future__ import annotations
 

@@ -4,8 +4,11 @@ Invariants (checked by `Cloud.validate`, which raises the first violation found)
 - subnets of one network do not overlap; every subnet's network exists;
 - a port's fixed IPs lie in subnets of the port's network, in the subnet's CIDR, and no address
   is held twice on one network (by ports or floating IPs);
-- a router gateway names an external network; a floating IP is on an external network, in one of
-  its subnets, and its fixed IP is one of its port's addresses.
+- a router gateway names an external network and is held by exactly one `network:router_gateway`
+  port of the router, on that network, whose fixed IPs are the gateway's addresses (so they lie in
+  existing subnets and nothing else may take them); a router without a gateway has no gateway
+  port; a floating IP is on an external network, in one of its subnets, and its fixed IP is one of
+  its port's addresses.
 Indexes are computed once per snapshot (cached properties); a snapshot is never mutated.
 """
 from __future__ import annotations
@@ -220,10 +223,20 @@ class Cloud(Lookups):
                     raise InvalidInput("fixed_ips", f"port {p.id}: {f.ip_address} is already held by {held[key]}")
                 held[key] = f"port {p.id}"
         for r in self.routers.values():
-            if r.gateway is not None:
-                net = self.networks.get(r.gateway.network_id)
-                if net is None or not net.external:
-                    raise InvalidInput("external_gateway_info", f"router {r.id}: network {r.gateway.network_id} is not an external network")
+            gw_ports = self.router_ports(r.id, DeviceOwner.ROUTER_GATEWAY)
+            if r.gateway is None:
+                if gw_ports:
+                    raise InvalidInput("external_gateway_info", f"router {r.id} has no external gateway but gateway port {gw_ports[0].id}")
+                continue
+            net = self.networks.get(r.gateway.network_id)
+            if net is None or not net.external:
+                raise InvalidInput("external_gateway_info", f"router {r.id}: network {r.gateway.network_id} is not an external network")
+            if len(gw_ports) != 1:
+                raise InvalidInput("external_gateway_info", f"router {r.id}: its external gateway needs exactly one gateway port, not {len(gw_ports)}")
+            gp = gw_ports[0]
+            if gp.network_id != net.id or gp.fixed_ips != r.gateway.external_fixed_ips:
+                raise InvalidInput("external_fixed_ips", f"router {r.id}: gateway addresses {[str(f.ip_address) for f in r.gateway.external_fixed_ips]} "
+                                                         f"are not those its gateway port {gp.id} holds on network {net.id}")
         for fip in self.floatingips.values():
             net = self.networks.get(fip.floating_network_id)
             if net is None or not net.external:

@@ -16,6 +16,10 @@ class _NotFound(NotFound):
         self.type = type(self).__name__
 
 
+class IPAddressChangeNotAllowed(BadRequest):
+    type = "IPAddressChangeNotAllowed"
+
+
 class ResourceExists(Conflict):
     type = "Conflict"
 
@@ -92,6 +96,7 @@ __all__ = [
     "FloatingIPPortAlreadyAssociated",
     "GatewayConflictWithAllocationPools",
     "GatewayIpInUse",
+    "IPAddressChangeNotAllowed",
     "L3PortInUse",
     "MacAddressInUse",
     "NetworkInUse",

@@ -18,6 +18,12 @@ Invariants:
     address by a subnet delete gets a new one when some subnet can serve it;
   * deleting a port disassociates its floating IPs; a subnet goes only when `check_subnet_delete`
     allows it, and agent-gateway/DHCP ports then lose their addresses in it.
+- the port API never sets an owner the server manages (`MANAGED_OWNERS`: router gateway, router
+  interfaces, centralized SNAT, agent gateway, floating IP): those ports are made by the router,
+  floating IP and agent operations only. A port the server made keeps its device_owner, device_id
+  and host while its router (or host) exists; router interface and SNAT ports keep their
+  addresses (Neutron's IPAddressChangeNotAllowed); a gateway port's addresses may change and the
+  router's gateway follows.
 - addresses come from `dvrnet.ipam` (service types, pools, gateway; lowest free address first).
 Errors: `dvrnet.model.errors` and `dvrnet.ops.errors` types, with Neutron's names and status codes;
 messages name the object or field and the reason. Ids are given or made by `id_factory(kind, name)`
@@ -62,6 +68,7 @@ from .errors import (
     FloatingIPPortAlreadyAssociated,
     GatewayConflictWithAllocationPools,
     GatewayIpInUse,
+    IPAddressChangeNotAllowed,
     L3PortInUse,
     NetworkInUse,
     PortInUse,
@@ -99,6 +106,14 @@ SNAT = DeviceOwner.ROUTER_SNAT.value
 DVR_IF = DeviceOwner.ROUTER_INTERFACE_DISTRIBUTED.value
 LEGACY_IF = DeviceOwner.ROUTER_INTERFACE.value
 ROUTER_OWNED = ROUTER_INTERFACE_OWNERS | {GW, SNAT}
+# Owners of the ports the server makes and removes itself; the port API never sets them.
+MANAGED_OWNERS = {GW: "set the router's external gateway",
+                  SNAT: "they come with a distributed router's interfaces and gateway",
+                  DVR_IF: "use add_router_interface", LEGACY_IF: "use add_router_interface",
+                  AGW: "the server keeps one per host and external network that needs it",
+                  DeviceOwner.FLOATINGIP.value: "create a floating IP"}
+# Router ports whose addresses only the router API changes (Neutron's IP_UPDATE_NOT_ALLOWED_LIST).
+FIXED_ADDRESS_OWNERS = ROUTER_INTERFACE_OWNERS | {SNAT}
 
 
 def _mutating(fn):
@@ -438,6 +453,7 @@ class Workspace:
                     fixed_ips: Sequence | None = None, mac_address: str | None = None, name: str = "",
                     project_id: str = "", id: str | None = None) -> Port:
         net = self._network(network_id)
+        self._check_owner_settable(device_owner)
         pid = self._new_id("port", name, id)
         fixed = self._st.allocator.pick(net.id, device_owner, self._requests(fixed_ips))
         mac = mac_address.lower() if mac_address else self._mac_for(pid)
@@ -456,9 +472,22 @@ class Workspace:
             if value is not UNSET:
                 changes[field] = value or ""
         new = replace(old, **changes)
+        managed = self._manager(old)
+        if managed is not None:
+            moved = [f for f in ("device_owner", "device_id", "host") if getattr(new, f) != getattr(old, f)]
+            if moved:
+                raise L3PortInUse(f"Port {id} has owner {old.device_owner} ({managed}): its "
+                                  f"{', '.join(moved)} cannot be changed through the port API; "
+                                  f"{MANAGED_OWNERS[old.device_owner]}.")
+        if new.device_owner != old.device_owner:
+            self._check_owner_settable(new.device_owner)
         if fixed_ips is not UNSET:
             fixed = st.allocator.pick(old.network_id, new.device_owner, self._requests(fixed_ips or []),
                                       keep=(f.ip_address for f in old.fixed_ips))
+            if managed is not None and old.device_owner in FIXED_ADDRESS_OWNERS and fixed != old.fixed_ips:
+                raise IPAddressChangeNotAllowed(
+                    f"IP updates for port {id} are not allowed: it is a {old.device_owner} port of {managed}; "
+                    f"its addresses change only with the router's interfaces.")
             gone = {f.ip_address for f in old.fixed_ips} - {f.ip_address for f in fixed}
             for fid in sorted(st.fips_by_port.get(id, ())):
                 f = st.floatingips[fid]
@@ -473,6 +502,21 @@ class Workspace:
                 self._sync_gateway_info(rid)
                 self._sync_snat_ports(rid)
         return new
+
+    @staticmethod
+    def _check_owner_settable(owner: str) -> None:
+        if owner in MANAGED_OWNERS:
+            raise InvalidInput("device_owner", f"{owner} ports are made and removed by the server, not "
+                                               f"through the port API ({MANAGED_OWNERS[owner]})")
+
+    def _manager(self, p: Port) -> str | None:
+        """What manages `p` ("router R", "host H"), when it is a port the server made and its
+        router or host exists; else None (an ordinary port, or one left by a loaded cloud)."""
+        if p.device_owner in ROUTER_OWNED and p.device_id in self._st.routers:
+            return f"router {p.device_id}"
+        if p.device_owner == AGW and p.device_id in self._st.hosts:
+            return f"host {p.device_id}"
+        return None
 
     @_mutating
     def delete_port(self, id: str) -> None:

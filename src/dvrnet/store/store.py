@@ -10,7 +10,9 @@ A write (`Store.write(fn)`):
    descriptions). If `fn` raises, the transaction rolls back and nothing is written;
 4. diffs old and new Cloud per collection and writes only the rows that changed: allocation rows
    out, deleted resources (children first), inserts/updates (parents first), allocation rows in;
-5. bumps the global revision by one and commits; then updates the cache and tells listeners.
+5. bumps the global revision by one, calls `then(result, new_state)` if given (what the caller
+   answers: if it raises, the transaction rolls back too, so no request commits and then fails),
+   and commits; then updates the cache and tells listeners.
 
 Why addresses are never handed out twice:
 - all writers are serialised by the database lock, and each computes its change from the state
@@ -121,18 +123,25 @@ class Store:
         with self._reading() as c:
             return {r.name: r.heartbeat_at for r in c.execute(sa.select(t.hosts.c.name, t.hosts.c.heartbeat_at))}
 
-    def heartbeat(self, host: str, min_interval: float = 10.0) -> None:
-        """Record that `host`'s agent was seen; at most one write per `min_interval` seconds."""
+    def heartbeat(self, host: str, min_interval: float = 10.0) -> str | None:
+        """Record that `host`'s agent was seen; at most one write per `min_interval` seconds.
+        Returns the timestamp written, or None when it was too soon to write again."""
         import time
         last = self._beats.get(host, 0.0)
         if time.monotonic() - last < min_interval:
-            return
+            return None
         self._beats[host] = time.monotonic()
+        ts = now()
         with self._write_lock, write_transaction(self.engine) as c:
-            c.execute(t.hosts.update().where(t.hosts.c.name == host).values(heartbeat_at=now()))
+            c.execute(t.hosts.update().where(t.hosts.c.name == host).values(heartbeat_at=ts))
+        return ts
 
     # ---- writes ----------------------------------------------------------------------
-    def write(self, fn: Callable[[State], Change[T]]) -> tuple[T, State]:
+    def write(self, fn: Callable[[State], Change[T]],
+              then: Callable[[T, State], Any] | None = None) -> tuple[Any, State]:
+        """Apply `fn`'s change; returns (`then(result, after)` or the result, the new State).
+        `then` runs inside the transaction, after the rows are written and before the commit: if
+        it raises (e.g. rendering the answer fails), nothing is committed."""
         with self._write_lock:
             try:
                 with write_transaction(self.engine) as c:
@@ -140,6 +149,7 @@ class Store:
                     before = self._state if self._state is not None and self._state.revision == rev else self._load(c, rev)
                     change = fn(before)
                     after = self._apply(c, before, change, rev + 1)
+                    result = change.result if then is None else then(change.result, after)
             except IntegrityError as e:
                 raise IpAddressAlreadyAllocated(
                     f"The database refused the change (another request holds one of its addresses "
@@ -147,7 +157,7 @@ class Store:
             self._remember(after)
         for cb in list(self._listeners):
             cb(after.revision)
-        return change.result, after
+        return result, after
 
     # ---- internals -------------------------------------------------------------------
     def _reading(self):
