@@ -90,6 +90,46 @@ def _l2_options(fn):
     return fn
 
 
+def _picture_options(fn):
+    """`show --svg`: a picture of the node (picture/)."""
+    fn = click.option("--svg", default=None, type=click.Path(dir_okay=False), metavar="FILE",
+                      help="Draw HOST's namespaces, ports, links, bridges, rules and tables (what differs from the "
+                           "desired state marked) into FILE.")(fn)
+    fn = click.option("--trace", "trace_path", nargs=2, default=None, metavar="VM DST",
+                      help="With --svg: highlight the path of VM's packet to DST.")(fn)
+    fn = click.option("--inbound", default=None, metavar="FIP",
+                      help="With --svg: highlight the path of a packet for FIP, in and back out.")(fn)
+    fn = click.option("--from", "src", default=None, metavar="ADDR", help="With --inbound: the packet's source.")(fn)
+    return fn
+
+
+def _show_svg(path, host, cloud, cfg, desired, observed, trace_path, inbound, src, lab_mode: bool) -> None:
+    """Draw HOST (and the traced path: across the lab's nodes when a lab runs, else this node only)."""
+    from .picture import build, render
+    from .picture.read import bridge_links
+    from .trace import Node, TraceError, Tracer, lab_tracer
+    if trace_path and inbound:
+        raise click.UsageError("give either --trace VM DST or --inbound FIP")
+    t = None
+    if trace_path or inbound:
+        if lab_mode:
+            from .lab.info import LabInfo
+            tracer = lab_tracer(LabInfo.load(os.environ.get("DVRNET_LAB_STATE", "/var/lib/dvrnet/lab")))
+        else:
+            tracer = Tracer([Node(host, cfg.netns_prefix, desired, cloud, observed, cfg)])
+        try:
+            t = tracer.inbound(inbound, src) if inbound else tracer.trace(*trace_path)
+        except TraceError as e:
+            raise click.ClickException(str(e)) from None
+    pic = build(host, desired, observed, bridge_links(cfg.bridge_netns), cfg.bridge_netns, cfg.netns_prefix, cloud, t)
+    with open(path, "w") as f:
+        f.write(render(pic))
+    marked = sum(p.status != "ok" for b in pic.boxes for p in b.ports) + sum(
+        line.status != "ok" for b in pic.boxes for line in b.lines)
+    click.echo(f"{path}: {len(pic.boxes)} namespaces, {len(pic.bridges)} bridges, {len(pic.edges)} links, "
+               f"{marked} objects differing from the desired state" + (f"; {pic.path_text}" if t else ""))
+
+
 def _dvr_mac(value: str | None) -> str | None:
     import re
     if value is None:
@@ -185,22 +225,29 @@ def agent(host, mode, server, token, resync_interval, once, ready_file, log_leve
 @click.option("--diff", "what", flag_value="diff", default=True, help="The operations that would make them equal (default).")
 @_plan_options
 @_l2_options
+@_picture_options
 @_one_line_errors
 def show(host, server, token, what, netns_prefix, bridge_netns, external_bridge, bridge_mappings, port_kind,
-         dvr_mac, uplinks):
-    """Print HOST's namespace state: desired, actual, or the difference."""
+         dvr_mac, uplinks, svg, trace_path, inbound, src):
+    """Print HOST's namespace state: desired, actual, or the difference; or draw it (--svg)."""
     from .agent.feed import Feed
     from .agent.loop import desired_state
     from .kernel import Reconciler
     from .plan.render import render
     from .reconcile import diff as diff_states
-    if server is None and dvr_mac is None:
+    lab_mode = server is None and _lab_node_mac(host) is not None
+    if lab_mode and dvr_mac is None:
         dvr_mac = _lab_node_mac(host)
     server, netns_prefix, bridge_netns = _lab_defaults(host, server, netns_prefix, bridge_netns)
     feed = Feed(server, host, "dvr", token=token, max_backoff=0)
     view = feed.fetch_once()
     cfg = _plan_config(netns_prefix, bridge_netns, external_bridge, bridge_mappings, port_kind, dvr_mac, uplinks)
     desired, observed = desired_state(view.cloud, host, cfg, Reconciler(prefix=netns_prefix))
+    if svg is not None:
+        _show_svg(svg, host, view.cloud, cfg, desired, observed, trace_path, inbound, src, lab_mode)
+        return
+    if trace_path or inbound:
+        raise click.UsageError("--trace and --inbound go with --svg FILE (the path is drawn on the picture)")
     if what == "desired":
         click.echo(render(desired), nl=False)
     elif what == "actual":

@@ -178,6 +178,41 @@ def test_inbound_on_one_node_from_the_server_view(lab):
     assert bad.returncode == 1 and "no floating IP 203.0.113.250" in bad.stderr, bad.stderr
 
 
+def test_show_svg_of_compute1_with_the_inbound_path(lab, tmp_path):
+    """`dvrnet show compute1 --svg FILE --inbound FIP` on the running lab: a group per namespace the
+    node really has, an edge per link, the path of vm1's FIP highlighted, nothing marked as differing."""
+    import xml.etree.ElementTree as ET
+    info = lab
+    steps.wait_converged(info)
+    v = info.vm("vm1")
+    out = tmp_path / "compute1.svg"
+    env = {**os.environ, "DVRNET_LAB_STATE": info.state_dir}
+    cli = subprocess.run([sys.executable, "-m", "dvrnet.cli", "show", "compute1", "--svg", str(out),
+                          "--inbound", v.fip, "--from", info.internet_address],
+                         capture_output=True, text=True, timeout=60, check=False, env=env)
+    assert cli.returncode == 0, cli.stdout + cli.stderr
+    assert "0 objects differing" in cli.stdout, cli.stdout
+    root = ET.parse(out).getroot()
+    ns_tag = "{http://www.w3.org/2000/svg}"
+    groups = {g.get("data-ns") for g in root.iter(f"{ns_tag}g") if "ns" in (g.get("class") or "").split()}
+    node = info.node("compute1")
+    real = {n for n in subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=False).stdout.split()
+            if n.startswith(node.prefix) and n != node.bridge_netns}
+    assert groups == real | {node.bridge_netns}, groups ^ (real | {node.bridge_netns})
+    ports = {(n, lk["ifname"]) for n in real for lk in steps.kernel(n).links
+             if lk.get("ifname", "").startswith(("fg-", "qg-", "qr-", "sg-", "rfp-", "fpr-"))}
+    links = [p for p in root.iter(f"{ns_tag}path") if "link" in (p.get("class") or "").split()]
+    # every router port has exactly one link (to its bridge's dv- end); an rfp-/fpr- pair shares one
+    n_rfp = sum(1 for _, d in ports if d.startswith("rfp-"))
+    assert len(links) == len(ports) - n_rfp, (len(links), len(ports), n_rfp)
+    ends = {e for p in links for e in (p.get("data-a"), p.get("data-b"))}
+    assert all(f"{n}/{d}" in ends for n, d in ports)
+    hot = [p for p in links if "on-path" in p.get("class").split()]
+    assert len(hot) == 3, [(p.get("data-a"), p.get("data-b")) for p in hot]
+    numbered = {g.get("data-port"): g.get("data-hops") for g in root.iter(f"{ns_tag}g") if g.get("data-hops")}
+    assert sorted(numbered.values()) == ["1,4", "1,4", "2,3", "2,3"], numbered
+
+
 def test_trace_reports_a_broken_hop(lab):
     info = lab
     green = next(g for g in info.gateways if g.name == "green")
