@@ -130,6 +130,15 @@ def _show_svg(path, host, cloud, cfg, desired, observed, trace_path, inbound, sr
                f"{marked} objects differing from the desired state" + (f"; {pic.path_text}" if t else ""))
 
 
+def _agent_progress():
+    """A big apply's progress: a bar when the agent runs on a terminal, log lines otherwise."""
+    import logging
+
+    from .progress import Progress
+    return Progress.for_stream(sys.stderr) if sys.stderr.isatty() else Progress.plain(
+        logging.getLogger("dvrnet.agent").info)
+
+
 def _dvr_mac(value: str | None) -> str | None:
     import re
     if value is None:
@@ -203,7 +212,7 @@ def agent(host, mode, server, token, resync_interval, once, ready_file, log_leve
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s")
     cfg = _plan_config(netns_prefix, bridge_netns, external_bridge, bridge_mappings, port_kind, dvr_mac, uplinks)
     a = Agent(host, Feed(server, host, mode, token=token), cfg, resync_interval=resync_interval,
-              ready_file=ready_file)
+              ready_file=ready_file, progress=_agent_progress())
     def _terminate(*_):
         a.stop.set()
         raise KeyboardInterrupt     # wakes a long-poll in progress; the data plane is left as it is
@@ -286,12 +295,11 @@ def _need_root() -> None:
         raise click.ClickException("the lab creates network namespaces: run it as root")
 
 
-def _lab_up(prefix: str, state_dir: str):
-    from rich.console import Console
-
+def _lab_up(prefix: str, state_dir: str, extra_fips: int = 0):
     from .lab.up import up
-    console = Console(stderr=True)
-    return up(prefix=prefix, state_dir=state_dir, progress=lambda m: console.print(f"[dim]lab[/dim] {m}"))
+    from .progress import Progress
+    p = Progress.for_stream(sys.stderr, prefix="lab ")
+    return up(prefix=prefix, state_dir=state_dir, extra_fips=extra_fips, reporter=p)
 
 
 def _lab_check(state_dir: str, as_json: bool) -> bool:
@@ -311,11 +319,14 @@ def _lab_check(state_dir: str, as_json: bool) -> bool:
 
 @lab.command("up")
 @_lab_options
-def lab_up(prefix: str, state_dir: str) -> None:
+@click.option("--extra-fips", type=click.IntRange(0, 400), default=0, show_default=True, metavar="N",
+              help="N more FIPs besides the seed's, each on a port of its own without a VM (spread over the "
+                   "compute nodes, tenant networks and external subnets): the data plane at a larger size.")
+def lab_up(prefix: str, state_dir: str, extra_fips: int) -> None:
     """Build the lab: external segment, gateways, internet host, nodes, server, agents, the seed's resources."""
     _need_root()
     try:
-        _lab_up(prefix, state_dir)
+        _lab_up(prefix, state_dir, extra_fips)
     except RuntimeError as e:
         raise click.ClickException(str(e)) from None
 

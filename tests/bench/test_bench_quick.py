@@ -1,5 +1,6 @@
-"""`dvrnet bench --quick` runs to the end and prints its tables. A smoke run of a benchmark: no
-timing target is asserted here (benchmarks are not timed tests)."""
+"""`dvrnet bench --quick` runs to the end, prints its tables and (stderr not a terminal) plain
+progress lines per phase. A smoke run of a benchmark: no timing target is asserted here
+(benchmarks are not timed tests)."""
 from __future__ import annotations
 
 import os
@@ -18,5 +19,9 @@ def test_bench_quick_prints_the_table(tmp_path):
     for title in ("1. Control plane", "2. Data plane", "3. End to end", "fitted exponent"):
         assert title in p.stdout, p.stdout[-3000:]
     assert (tmp_path / "dvrnet-bench.svg").read_text().startswith("<svg")
+    # progress (not a terminal here): plain lines for each phase, start and end
+    for task in ("control plane sizes", "data plane rounds", "end to end FIPs"):
+        assert any(x.startswith(f"{task}: 0/") for x in p.stderr.splitlines()), p.stderr[-3000:]
+        assert any(x.startswith(f"{task}: ") and " in " in x for x in p.stderr.splitlines()), p.stderr[-3000:]
     leftovers = [n for n in os.listdir("/run/netns") if n.startswith("dvb")] if os.path.isdir("/run/netns") else []
     assert not [n for n in leftovers if n.startswith(f"dvb{p.pid}")], leftovers

@@ -31,10 +31,12 @@ from ..plan import PlanConfig, plan_host
 from ..plan.incremental import HostPlanner
 from ..plan.linklocal import hints_from_state
 from ..plan.state import HostState
+from ..progress import Progress
 from ..reconcile import describe_plan
 from .feed import Feed
 
 log = logging.getLogger("dvrnet.agent")
+BIG_APPLY = 2000
 
 
 @dataclass
@@ -71,8 +73,11 @@ def desired_state(cloud: Cloud, host: str, cfg: PlanConfig, reconciler: Reconcil
 
 class Agent:
     def __init__(self, host: str, feed: Feed, cfg: PlanConfig, resync_interval: float = 60.0,
-                 retry_interval: float = 2.0, incremental: bool = True, ready_file: str | None = None):
+                 retry_interval: float = 2.0, incremental: bool = True, ready_file: str | None = None,
+                 progress: Progress | None = None):
         self.host = host
+        # a pass with at least BIG_APPLY ops (a cold start at scale) shows its progress
+        self.progress = progress if progress is not None else Progress.plain(log.info)
         self.ready_file = ready_file
         self.feed = feed
         self.cfg = cfg
@@ -121,7 +126,11 @@ class Agent:
         if plan:
             for op in plan:
                 log.debug("op %s", op)
-            errors += [str(e) for e in r.apply(plan)]
+            if len(plan) >= BIG_APPLY:
+                with self.progress.task(f"applying {len(plan):,} ops", len(plan)) as done:
+                    errors += [str(e) for e in r.apply(plan, done=done)]
+            else:
+                errors += [str(e) for e in r.apply(plan)]
             verify = r.diff(desired, r.observe(desired))
             differences = tuple(describe_plan(verify))
         report = PassReport(cloud.revision, len(plan), tuple(errors), differences, time.perf_counter() - t0)

@@ -150,7 +150,8 @@ def cleanup(prefix: str) -> None:
             netns.delete(n)
 
 
-def run(top: str, sizes: tuple[int, ...], rounds: int, lookups: int, progress=print) -> list[DataRow]:
+def run(top: str, sizes: tuple[int, ...], rounds: int, lookups: int, progress=print, tick=None) -> list[DataRow]:
+    """TICK (progress): called after each round."""
     configs = [Config("floor", 0, f"{top}p0-")]
     for i, n in enumerate(sizes):
         configs += [Config("dvrnet", n, f"{top}p{i}d-"), Config("neutron", n, f"{top}p{i}n-")]
@@ -168,7 +169,10 @@ def run(top: str, sizes: tuple[int, ...], rounds: int, lookups: int, progress=pr
                 if row.ok:
                     row.route_get.append(route_get_us(c, lookups))
                     row.pps.append(ping_pps(c))
-            progress(f"  data plane: round {k + 1}/{rounds} done")
+            if tick is not None:
+                tick()
+            else:
+                progress(f"  data plane: round {k + 1}/{rounds} done")
     finally:
         cleanup(top + "p")
     return rows

@@ -50,7 +50,8 @@ def _answers(ns: str, addr: str) -> bool:
                           capture_output=True, check=False).returncode == 0
 
 
-def run(lab_prefix: str, count: int, progress=print) -> E2EResult:
+def run(lab_prefix: str, count: int, progress=print, tick=None) -> E2EResult:
+    """TICK (progress): called after each FIP."""
     from dvrnet.lab.down import down
     from dvrnet.lab.up import up
     res = E2EResult()
@@ -83,7 +84,9 @@ def run(lab_prefix: str, count: int, progress=print) -> E2EResult:
                 end = time.monotonic() + 10
                 while time.monotonic() < end and _answers(info.internet_netns, fip["floating_ip_address"]):
                     time.sleep(0.02)
-                if (i + 1) % 25 == 0:
+                if tick is not None:
+                    tick()
+                elif (i + 1) % 25 == 0:
                     progress(f"  end to end: {i + 1}/{count} FIPs")
     except Exception as e:  # noqa: BLE001 - reported in the table; the lab is removed below
         res.error = f"{type(e).__name__}: {e}"[:300]

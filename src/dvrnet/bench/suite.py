@@ -16,6 +16,7 @@ import time
 from rich.console import Console
 from rich.table import Table
 
+from ..progress import Progress
 from . import control, dataplane, e2e
 from .svg import plot
 
@@ -56,8 +57,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     k = QUICK if a.quick else FULL
     out = Console(width=150) if not sys.stdout.isatty() else Console()
-    err = Console(stderr=True)
-    say = lambda m: err.print(f"[dim]{m}[/]")
+    prog = Progress.for_stream(sys.stderr)
+    say = prog.say
     top = f"dvb{os.getpid()}"
     t_start = time.perf_counter()
     load = os.getloadavg()[0]
@@ -68,8 +69,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if "control" not in a.skip:
             say(f"control plane: N = {', '.join(f'{n:,}' for n in k['sizes'])} FIPs over {control.ROUTERS} routers")
-            for n in k["sizes"]:
-                rows.append(control.run_n(top + "-", n, say))
+            with prog.task("control plane sizes", len(k["sizes"])) as tick:
+                for n in k["sizes"]:
+                    rows.append(control.run_n(top + "-", n, say))
+                    tick()
             r_s, f_s = k["neutron"]
             say(f"control plane: Neutron's way, one process per object, routers={r_s}, FIPs={f_s}")
             sample = control.neutron_measure(top + "-", r_s, f_s)
@@ -80,10 +83,12 @@ def main(argv: list[str] | None = None) -> int:
                     row.neutron_cold = sample.seconds
         if "dataplane" not in a.skip:
             say("data plane: building the configurations")
-            dp = dataplane.run(top + "-", k["dp_sizes"], k["rounds"], k["lookups"], say)
+            with prog.task("data plane rounds", k["rounds"]) as tick:
+                dp = dataplane.run(top + "-", k["dp_sizes"], k["rounds"], k["lookups"], say, tick)
         if "e2e" not in a.skip:
             say(f"end to end: a lab, {k['e2e']} FIPs")
-            ee = e2e.run(f"{top}e-", k["e2e"], say)
+            with prog.task("end to end FIPs", k["e2e"]) as tick:
+                ee = e2e.run(f"{top}e-", k["e2e"], say, tick)
     finally:
         control.cleanup(top + "-")
 

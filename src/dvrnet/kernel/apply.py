@@ -29,6 +29,7 @@ Invariants:
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from itertools import groupby
@@ -142,41 +143,48 @@ def _run_group(ns: str, tool: str, ops: list[Op]) -> list[OpError]:
     raise ValueError(tool)
 
 
-def _run_sequence(ops: list[Op]) -> list[OpError]:
+Done = Callable[[int], None]          # told how many ops just ran (from any thread)
+
+
+def _run_sequence(ops: list[Op], done: Done | None = None) -> list[OpError]:
     """Ops in plan order, grouped into runs of the same (namespace, tool)."""
     errors: list[OpError] = []
     for (ns, tool), run in groupby(ops, key=lambda o: (o.ns, o.tool)):
-        errors += _run_group(ns, tool, list(run))
+        group = list(run)
+        errors += _run_group(ns, tool, group)
+        if done is not None:
+            done(len(group))
     return errors
 
 
-def execute(plan: Plan, parallel: bool = True) -> list[OpError]:
+def execute(plan: Plan, parallel: bool = True, done: Done | None = None) -> list[OpError]:
     """The ops before the replacement groups by stage, then each group in order (one link's
-    delete, create and everything on it: a few `ip -batch` runs, ms), then the rest by stage."""
+    delete, create and everything on it: a few `ip -batch` runs, ms), then the rest by stage.
+    DONE (progress): called with the number of ops of each run as it finishes."""
     errors: list[OpError] = []
     for ops, is_group in plan.segments():
-        errors += _run_sequence(list(ops)) if is_group else _execute_staged(ops, parallel)
+        errors += _run_sequence(list(ops), done) if is_group else _execute_staged(ops, parallel, done)
     return errors
 
 
-def _execute_staged(ops, parallel: bool) -> list[OpError]:
+def _execute_staged(ops, parallel: bool, done: Done | None = None) -> list[OpError]:
     errors: list[OpError] = []
     stages: dict[int, list[Op]] = {0: [], 1: [], 2: [], 3: []}
     for op in ops:
         stages[op.stage].append(op)
-    errors += _run_sequence(stages[0])
+    errors += _run_sequence(stages[0], done)
     # stage 1: link deletes-for-replacement and adds, then attribute sets, each grouped by ns
-    errors += _run_sequence(stages[1])
+    errors += _run_sequence(stages[1], done)
     by_ns: dict[str, list[Op]] = {}
     for op in stages[2]:
         by_ns.setdefault(op.ns, []).append(op)
     if parallel and len(by_ns) > 1:
         with ThreadPoolExecutor(max_workers=4) as pool:
-            for errs in pool.map(_run_sequence, by_ns.values()):
+            for errs in pool.map(lambda ns_ops: _run_sequence(ns_ops, done), by_ns.values()):
                 errors += errs
     else:
         for ns_ops in by_ns.values():
-            errors += _run_sequence(ns_ops)
-    errors += _run_sequence([op for op in stages[3] if not isinstance(op, NetnsDel)])
-    errors += _run_sequence([op for op in stages[3] if isinstance(op, NetnsDel)])
+            errors += _run_sequence(ns_ops, done)
+    errors += _run_sequence([op for op in stages[3] if not isinstance(op, NetnsDel)], done)
+    errors += _run_sequence([op for op in stages[3] if isinstance(op, NetnsDel)], done)
     return errors

@@ -109,9 +109,10 @@ class Reconciler:
     def plan(self, desired: HostState, observed: HostState | None = None) -> Plan:
         return self.diff(desired, observed if observed is not None else self.observe(desired))
 
-    def apply(self, plan: Plan) -> list[OpError]:
+    def apply(self, plan: Plan, done=None) -> list[OpError]:
+        """DONE: progress, called with the number of ops of each run as it finishes (apply.execute)."""
         try:
-            return execute(plan)
+            return execute(plan, done=done)
         finally:
             if self.observer is not None:
                 self.observer.applied(plan)

@@ -113,6 +113,29 @@ def create_vms(c: httpx.Client, topo: Topology, spec: ScenarioSpec = SEED, fips:
     return topo
 
 
+def create_extra_fips(c: httpx.Client, topo: Topology, spec: ScenarioSpec, count: int, tick=None) -> int:
+    """COUNT more FIPs, each on a port of its own (no VM namespace behind it: the agents build
+    the data plane, the checks judge the seed's VMs), spread round-robin over the routed tenant
+    networks, the `dvr` hosts and the external subnets with a gateway. TICK: called per FIP."""
+    nets = [n for n in topo.networks if n in topo.router_of_network]
+    hosts = [h for h, mode in spec.hosts if mode == "dvr"] or [h for h, _ in spec.hosts]
+    subs = [s for s in topo.external_subnets.values() if s.get("gateway_ip")]
+    if count and not (nets and hosts and subs):
+        raise RuntimeError("extra FIPs need a routed tenant network, a dvr host and an external subnet with a gateway")
+    for i in range(count):
+        net = topo.networks[nets[i % len(nets)]]
+        port = _post(c, "/v2.0/ports", {"port": {
+            "network_id": net["id"], "device_owner": "compute:nova", "device_id": f"lab-extra-{i}",
+            "binding:host_id": hosts[i % len(hosts)], "name": f"extra-{i}-port",
+            "fixed_ips": [{"subnet_id": topo.subnets[nets[i % len(nets)]]["id"]}]}})
+        _post(c, "/v2.0/floatingips", {"floatingip": {
+            "floating_network_id": topo.external_network["id"], "subnet_id": subs[i % len(subs)]["id"],
+            "port_id": port["id"], "description": f"extra fip {i}"}})
+        if tick is not None:
+            tick()
+    return count
+
+
 def snat_host(c: httpx.Client, router_id: str) -> str | None:
     """The host of the router's gateway (qg-) port: where its snat- namespace lives."""
     ports = _ok(c.get("/v2.0/ports", params={"device_id": router_id}))["ports"]

@@ -27,6 +27,7 @@ from collections.abc import Callable
 
 import httpx
 
+from ..progress import Progress
 from ..scenarios.seed import SEED, ScenarioSpec
 from . import resources
 from .down import down
@@ -42,7 +43,7 @@ from .world import (
     build_world,
 )
 
-Progress = Callable[[str], None]
+Say = Callable[[str], None]
 
 
 def _short(host: str) -> str:
@@ -140,11 +141,17 @@ def start_agents(spec: WorldSpec, url: str, extra: tuple[str, ...] = (), wait: f
 
 
 def up(prefix: str = "dvl-", state_dir: str = "/var/lib/dvrnet/lab", scenario: ScenarioSpec = SEED,
-       progress: Progress | None = None, agents: bool = True, gateways: bool = True, fips: bool = True) -> LabInfo:
+       progress: Say | None = None, agents: bool = True, gateways: bool = True, fips: bool = True,
+       extra_fips: int = 0, reporter: Progress | None = None) -> LabInfo:
     """gateways=False: routers without an external gateway (and then no FIPs either: a FIP needs
-    its router's gateway); fips=False: VM ports without floating IPs. The T1-T6 tests start there."""
+    its router's gateway); fips=False: VM ports without floating IPs. The T1-T6 tests start there.
+    extra_fips: that many more FIPs, on ports without VMs (`resources.create_extra_fips`).
+    reporter: where steps and the progress of long ones go (else PROGRESS gets the step lines)."""
     fips = fips and gateways
-    say = progress or (lambda _m: None)
+    if extra_fips and not fips:
+        raise RuntimeError("extra FIPs need the routers' gateways and the seed's FIPs")
+    reporter = reporter or Progress.plain(progress or (lambda _m: None))
+    say = reporter.say
     t0 = time.monotonic()
     lap = [t0]
 
@@ -188,6 +195,10 @@ def up(prefix: str = "dvl-", state_dir: str = "/var/lib/dvrnet/lab", scenario: S
     add_vms(spec, vm_specs)
     info.vms = vm_infos
     step(f"{len(vm_specs)} VM ports and FIPs through the API, VM namespaces")
+    if extra_fips:
+        with reporter.task(f"{extra_fips:,} more FIPs through the API", extra_fips) as tick:
+            resources.create_extra_fips(c, topo, scenario, extra_fips, tick)
+        step(f"{extra_fips:,} more FIPs (ports without VMs)")
     for name, r in topo.routers.items():
         gw = r.get("external_gateway_info") or {}
         info.routers.append(RouterInfo(name=name, id=r["id"], snat_node=resources.snat_host(c, r["id"]),
