@@ -12,6 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from dvrnet.model import Cloud, DvrnetError
+from dvrnet.model.changeset import apply, changeset_between
 from dvrnet.model.placement import routers_on_host
 from dvrnet.ops import Workspace
 from dvrnet.plan import PlanConfig, plan_host, render
@@ -205,8 +206,8 @@ class Walk:
         return fn.__name__
 
 
-def _check(planner: HostPlanner, cloud: Cloud, host: str, cfg: PlanConfig, hints, prev):
-    got = planner.plan(cloud, hints)
+def _check(planner: HostPlanner, cloud: Cloud, host: str, cfg: PlanConfig, hints, prev, touched=None):
+    got = planner.plan(cloud, hints, touched)
     want = plan_host(cloud, host, cfg, hints)
     assert got == want
     assert render(got) == render(want)
@@ -231,17 +232,26 @@ def test_random_walk_equals_plan_host(seed):
     w = Walk(rnd)
     cfg = CFGS[seed % 2]
     fresh = seed % 3 == 0          # the agent's case: a freshly decoded Cloud per view, no shared objects
+    changes = seed % 3 == 1        # the ChangeSet path: apply's snapshot and touched keys
     planners = {h: HostPlanner(h, cfg) for h in HOSTS}
     prev: dict = {h: None for h in HOSTS}
     hints: dict = {h: None for h in HOSTS}
+    chain = last = w.c()
+    if changes:                     # the planners start on the chain's first cloud
+        for h in HOSTS:
+            planners[h].plan(chain)
     for i in range(120):
         what = w.step()
         cloud = w.c()
+        touched = None
         if fresh:
             cloud = cloud_from_json(cloud_to_json(cloud))
+        elif changes:
+            chain, touched = apply(chain, changeset_between(last, cloud))
+            last, cloud = cloud, chain
         for h in HOSTS:
             try:
-                prev[h] = _check(planners[h], cloud, h, cfg, hints[h], prev[h])
+                prev[h] = _check(planners[h], cloud, h, cfg, hints[h], prev[h], touched)
                 if rnd.random() < 0.2:      # the agent's second plan of one view, with the kernel's slots
                     again = {rid: rnd.randrange(4) for rid in planners[h].router_ids}
                     prev[h] = _check(planners[h], cloud, h, cfg, again, prev[h])

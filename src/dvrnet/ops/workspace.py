@@ -60,6 +60,7 @@ from ..model import (
     Subnet,
 )
 from ..model.errors import BadRequest as BadRequestError
+from ..model.placement import hosts_needing_agent_gateway
 from ..model.resources import ROUTER_INTERFACE_OWNERS, parse_cidr, parse_ip
 from .errors import (
     ExternalGatewayForFloatingIPNotFound,
@@ -81,6 +82,22 @@ from .errors import (
     SubnetAlreadyAttached,
 )
 from .store import Store
+
+
+class _Tables:
+    """The Workspace's tables as `placement.PlacementSource` (the one placement reads them)."""
+
+    def __init__(self, ws: Workspace):
+        self.ws = ws
+        self.routers = ws._st.routers
+        self.hosts = ws._st.hosts
+        self.compute_subnets_by_host = ws._st.compute_subnets_by_host
+
+    def router_interfaces(self, router_id: str) -> tuple[Port, ...]:
+        return tuple(self.ws._interfaces(router_id))
+
+    def gateway_port(self, router_id: str) -> Port | None:
+        return self.ws._gateway_port(router_id)
 
 
 class _Unset:
@@ -841,21 +858,8 @@ class Workspace:
 
     # ---- agent-gateway ports ---------------------------------------------------------------
     def _needed_agent_gateways(self) -> set[tuple[str, str]]:
-        """Same answer as `placement.hosts_needing_agent_gateway`, from the store's indexes."""
-        st = self._st
-        nets_by_subnet: dict[str, set[str]] = {}
-        for r in st.routers.values():
-            if not r.distributed or r.gateway is None:
-                continue
-            for p in self._interfaces(r.id):
-                for f in p.fixed_ips:
-                    nets_by_subnet.setdefault(f.subnet_id, set()).add(r.gateway.network_id)
-        out: set[tuple[str, str]] = set()
-        for host in st.hosts:
-            for sid, n in st.compute_subnets_by_host.get(host, {}).items():
-                if n > 0:
-                    out.update((host, net) for net in nets_by_subnet.get(sid, ()))
-        return out
+        """`placement.hosts_needing_agent_gateway` over the tables of this transaction."""
+        return hosts_needing_agent_gateway(_Tables(self))
 
     def _settle(self) -> None:
         st = self._st

@@ -6,23 +6,23 @@ change is the *same* `Namespace` object as in the previous plan, so the reconcil
 memo (`DiffMemo`, `Reconciler.intern`) skips it without comparing values.
 
 How (adapton/salsa style, with read sets recorded rather than declared):
-1. `_Index.update(new)` compares the new `Cloud` with the previous one resource by resource (by
-   value: a fresh `Cloud` per view shares no objects with the last one) and keeps the indexes
-   `plan_host` needs (ports by device and by subnet, subnets by network, FIPs by router, the
-   subnets holding compute ports of this host) up to date from the resources that changed. It
-   returns the *dependency keys* those changes touch: ("net", id), ("subnet", id),
-   ("router", id), ("port", id), ("subnets_of", network), ("dev", device id),
-   ("port_subnet", subnet), ("router_fips", router); a changed resource touches the keys of its
-   old *and* its new value (a port moving from subnet A to B touches both buckets).
+1. The input is a `Cloud` made by `model.changeset.apply` from the previous plan's cloud, with the
+   touched keys `apply` returned (`plan(cloud, hints, touched)`): the planner reads the cloud's own
+   indexes, which `apply` keeps up to date, and does no comparison of its own. Given a cloud
+   without touched keys (a freshly decoded view, sharing no objects with the last one), it derives
+   them: `changeset_between(last, cloud)` (a comparison per collection) applied to the last cloud,
+   and plans on that result (equal to the given cloud). Touched keys are `(name, key)` pairs naming
+   a `Cloud` collection or index and one key of it ("ports", id), ("ports_by_subnet", subnet), ...
 2. Each namespace (each router's FIP routes in a fip- namespace, and the rest of that namespace)
    is a *cell*: its value is computed by the very functions `plan_host` uses (qrouter.py,
-   snat.py, fip.py), given a `_View` of the cloud that answers the same lookups as `Cloud` from
-   the index and records every key it reads. A cell is reused while none of its reads was touched
-   and its non-model parameters (link-local slot, the routers and slots of a fip- namespace) are
-   equal; otherwise it is recomputed. The view cannot be iterated, so a planner function that
-   needed a whole collection would fail loudly rather than go stale.
+   snat.py, fip.py), given a `model.tracked.TrackedView` of the cloud that answers the same
+   lookups as `Cloud` and records every `(name, key)` it reads. A cell is reused while none of its
+   reads was touched and its non-model parameters (link-local slot, the routers and slots of a
+   fip- namespace) are equal; otherwise it is recomputed. The view cannot be iterated, so a
+   planner function that needed a whole collection would fail loudly rather than go stale.
 3. Which namespaces exist (routers on the host, SNAT routers, fip- networks, slots) is computed
-   every pass from the index (100 routers: well under a millisecond), exactly as `plan_host`.
+   every pass by `model.placement` (the functions `plan_host` calls; O(routers) with the cloud's
+   compute-subnets index: 100 routers, well under a millisecond).
 4. A fip- namespace = its base cell + every router's FIP /32 routes (a frozenset per router,
    merged by set union, which reuses the stored hashes: ~1 ms for 10,000 routes). main holds
    only those /32s and nothing else of the namespace is in main (checked), so the merge equals
@@ -37,13 +37,13 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Hashable, Mapping
+from collections.abc import Callable, Hashable, Iterable, Mapping
 from dataclasses import replace
 
 from ..model import Cloud, Router
-from ..model.cloud import Lookups
-from ..model.placement import routers_on_host, snat_host
-from ..model.resources import AgentMode, is_compute
+from ..model.changeset import apply, changeset_between
+from ..model.placement import routers_on_host, snat_routers_on_host
+from ..model.tracked import TrackedView
 from .builder import NsBuilder
 from .config import DEFAULT_CONFIG, PlanConfig
 from .fip import fip_base, fip_router_link, fip_routes, fip_tail
@@ -61,175 +61,7 @@ Key = tuple
 
 
 class _Irregular(Exception):
-    """A cloud the index does not model (a resource stored under another id): plan in full."""
-
-
-def _delta(old: Mapping, new: Mapping) -> list[tuple]:
-    """(key, old value or None, new value or None) of every entry that differs by value."""
-    if old is new:
-        return []
-    get = old.get
-    out = [(k, o, v) for k, v in new.items() if (o := get(k)) is not v and o != v]
-    added = sum(1 for _, o, _ in out if o is None)
-    if len(new) - added != len(old):
-        out += [(k, old[k], None) for k in old.keys() - new.keys()]
-    return out
-
-
-def _put(buckets: dict, bucket: str, key: str, value) -> None:
-    b = buckets.get(bucket)
-    if b is None:
-        buckets[bucket] = b = {}
-    b[key] = value
-
-
-def _drop(buckets: dict, bucket: str, key: str) -> None:
-    b = buckets.get(bucket)
-    if b is not None:
-        b.pop(key, None)
-        if not b:
-            del buckets[bucket]
-
-
-class _Index:
-    """The indexes `Cloud` computes per snapshot (its cached properties), kept across snapshots and
-    updated from the resources that changed; plus the subnets of the host's compute ports."""
-
-    def __init__(self, host: str):
-        self.host = host
-        self.cloud = Cloud()
-        self.dev: dict[str, dict] = {}          # device_id -> {port id: Port}  (device_id != "")
-        self.on_subnet: dict[str, dict] = {}    # subnet id -> {port id: Port}
-        self.net_subnets: dict[str, dict] = {}  # network id -> {subnet id: Subnet}
-        self.router_fips: dict[str, dict] = {}  # router id -> {fip id: FloatingIP}  (router_id set)
-        self.compute: dict[str, int] = {}       # subnet id -> fixed IPs of compute ports bound here
-        self._sorted: dict[Key, tuple] = {}     # sorted bucket views, by dependency key
-
-    def update(self, new: Cloud) -> set[Key]:
-        old, dirty = self.cloud, set()
-        for coll, attr, tag in (("hosts", "name", "host"), ("networks", "id", "net"), ("routers", "id", "router")):
-            for k, o, v in _delta(getattr(old, coll), getattr(new, coll)):
-                if v is not None and getattr(v, attr) != k:
-                    raise _Irregular(f"{tag} {getattr(v, attr)} stored as {k}")
-                dirty.add((tag, k))
-        for k, o, v in _delta(old.subnets, new.subnets):
-            if v is not None and v.id != k:
-                raise _Irregular(f"subnet {v.id} stored as {k}")
-            dirty.add(("subnet", k))
-            if o is not None:
-                _drop(self.net_subnets, o.network_id, k)
-                dirty.add(("subnets_of", o.network_id))
-            if v is not None:
-                _put(self.net_subnets, v.network_id, k, v)
-                dirty.add(("subnets_of", v.network_id))
-        host = self.host
-        for k, o, v in _delta(old.ports, new.ports):
-            if v is not None and v.id != k:
-                raise _Irregular(f"port {v.id} stored as {k}")
-            dirty.add(("port", k))
-            if o is not None:
-                if o.device_id:
-                    _drop(self.dev, o.device_id, k)
-                    dirty.add(("dev", o.device_id))
-                for f in o.fixed_ips:
-                    _drop(self.on_subnet, f.subnet_id, k)
-                    dirty.add(("port_subnet", f.subnet_id))
-                if o.host == host and is_compute(o.device_owner):
-                    for f in o.fixed_ips:
-                        n = self.compute[f.subnet_id] - 1
-                        if n:
-                            self.compute[f.subnet_id] = n
-                        else:
-                            del self.compute[f.subnet_id]
-            if v is not None:
-                if v.device_id:
-                    _put(self.dev, v.device_id, k, v)
-                    dirty.add(("dev", v.device_id))
-                for f in v.fixed_ips:
-                    _put(self.on_subnet, f.subnet_id, k, v)
-                    dirty.add(("port_subnet", f.subnet_id))
-                if v.host == host and is_compute(v.device_owner):
-                    for f in v.fixed_ips:
-                        self.compute[f.subnet_id] = self.compute.get(f.subnet_id, 0) + 1
-        for k, o, v in _delta(old.floatingips, new.floatingips):
-            if v is not None and v.id != k:
-                raise _Irregular(f"floating IP {v.id} stored as {k}")
-            if o is not None and o.router_id:
-                _drop(self.router_fips, o.router_id, k)
-                dirty.add(("router_fips", o.router_id))
-            if v is not None and v.router_id:
-                _put(self.router_fips, v.router_id, k, v)
-                dirty.add(("router_fips", v.router_id))
-        self.cloud = new
-        for d in dirty:
-            self._sorted.pop(d, None)
-        return dirty
-
-    # Sorted bucket views, ordered exactly as the `Cloud` indexes order them (None: empty).
-    def _view(self, key: Key, buckets: dict, sort_key: Callable) -> tuple | None:
-        v = self._sorted.get(key)
-        if v is None:
-            b = buckets.get(key[1])
-            if not b:
-                return None
-            v = self._sorted[key] = tuple(sorted(b.values(), key=sort_key))
-        return v
-
-    def subnets_of(self, net_id: str) -> tuple | None:
-        return self._view(("subnets_of", net_id), self.net_subnets, lambda s: (s.cidr, s.id))
-
-    def ports_of_device(self, device_id: str) -> tuple | None:
-        return self._view(("dev", device_id), self.dev, lambda p: p.id)
-
-    def ports_on_subnet(self, subnet_id: str) -> tuple | None:
-        return self._view(("port_subnet", subnet_id), self.on_subnet, lambda p: p.id)
-
-    def fips_of_router(self, router_id: str) -> tuple | None:
-        # Ties (two FIPs of one router with one address: an invalid model) may order differently
-        # from Cloud.fips_by_router; no output depends on that order (equal routes; nft elements
-        # are a set).
-        return self._view(("router_fips", router_id), self.router_fips, lambda f: f.floating_ip_address)
-
-
-class _Tracked:
-    """A read-only mapping answering from GETTER, recording (KIND, key) for every key asked."""
-    __slots__ = ("getter", "kind", "reads")
-
-    def __init__(self, kind: str, getter: Callable, reads: set | None):
-        self.kind, self.getter, self.reads = kind, getter, reads
-
-    def get(self, k, default=None):
-        if self.reads is not None:
-            self.reads.add((self.kind, k))
-        v = self.getter(k)
-        return default if v is None else v
-
-    def __getitem__(self, k):
-        if self.reads is not None:
-            self.reads.add((self.kind, k))
-        v = self.getter(k)
-        if v is None:
-            raise KeyError(k)
-        return v
-
-    def __contains__(self, k) -> bool:
-        return self.get(k) is not None
-
-
-class _View(Lookups):
-    """What the namespace functions see of the cloud: `Cloud`'s own lookup methods (`Lookups`),
-    over tracked mappings (no iteration: every read names its key)."""
-
-    def __init__(self, idx: _Index, reads: set | None):
-        c = idx.cloud
-        self.networks = _Tracked("net", c.networks.get, reads)
-        self.subnets = _Tracked("subnet", c.subnets.get, reads)
-        self.routers = _Tracked("router", c.routers.get, reads)
-        self.ports = _Tracked("port", c.ports.get, reads)
-        self.subnets_by_network = _Tracked("subnets_of", idx.subnets_of, reads)
-        self.ports_by_device = _Tracked("dev", idx.ports_of_device, reads)
-        self.ports_by_subnet = _Tracked("port_subnet", idx.ports_on_subnet, reads)
-        self.fips_by_router = _Tracked("router_fips", idx.fips_of_router, reads)
+    """A cloud the incremental path does not model (a resource stored under another key): plan in full."""
 
 
 class _Cell:
@@ -246,8 +78,9 @@ class _Fallback(Exception):
 class HostPlanner:
     """`plan_host(cloud, host, cfg, hints)` for successive models of one host, incrementally.
 
-    `plan(cloud, hints)` is equal to `plan_host(cloud, host, cfg, hints)`; unchanged namespaces are
-    the same objects as in the previous result. `router_ids` are the routers on the host in the
+    `plan(cloud, hints, touched=None)` is equal to `plan_host(cloud, host, cfg, hints)`; unchanged
+    namespaces are the same objects as in the previous result. TOUCHED, when given, must be the
+    touched keys of `changeset.apply` from the cloud of the previous `plan` call to CLOUD. `router_ids` are the routers on the host in the
     last plan (`placement.routers_on_host`), for `linklocal.hints_from_state`. `timings` holds the
     last pass's phases in seconds; `fallbacks` counts passes planned by `plan_host` because the
     incremental path raised (a model `plan_host` rejects, or a bug: it is logged)."""
@@ -262,7 +95,7 @@ class HostPlanner:
         self.reset()
 
     def reset(self) -> None:
-        self._idx = _Index(self.host)
+        self._cloud: Cloud | None = None
         self._cells: dict[Hashable, _Cell] = {}
         self._readers: dict[Key, set] = {}      # dependency key -> cells that read it
         self._stale: set = set()
@@ -271,7 +104,7 @@ class HostPlanner:
         self._last: HostState | None = None
 
     # ---- cells -------------------------------------------------------------------------------
-    def _invalidate(self, dirty: set[Key]) -> None:
+    def _invalidate(self, dirty: Iterable[Key]) -> None:
         readers = self._readers
         for k in dirty:
             cs = readers.get(k)
@@ -296,7 +129,8 @@ class HostPlanner:
         if c is not None and key not in self._stale and c.params == params:
             return c.value
         reads: set = set(extra)
-        value = compute(_View(self._idx, reads))
+        assert self._cloud is not None
+        value = compute(TrackedView(self._cloud, reads))
         if c is not None:
             if value == c.value:            # inputs touched, output the same: keep the object
                 value = c.value
@@ -321,23 +155,23 @@ class HostPlanner:
         return (ns, tuple(br.links.values()), br.used)
 
     def _qrouter(self, r: Router, slot: int | None) -> tuple:
-        def compute(view: _View) -> tuple:
+        def compute(view: TrackedView) -> tuple:
             br = self._bridges()
             return self._record(qrouter_namespace(view, self.host, r, slot, br, self.cfg).freeze(), br)
-        return self._cell(("qrouter", r.id), slot, compute, (("router", r.id),))
+        return self._cell(("qrouter", r.id), slot, compute, (("routers", r.id),))
 
     def _snat(self, r: Router) -> tuple:
-        def compute(view: _View) -> tuple:
+        def compute(view: TrackedView) -> tuple:
             br = self._bridges()
             b = snat_namespace(view, r, br, self.cfg)
             return self._record(b.freeze() if b is not None else None, br)
-        return self._cell(("snat", r.id), None, compute, (("router", r.id),))
+        return self._cell(("snat", r.id), None, compute, (("routers", r.id),))
 
     def _fip_ns(self, net_id: str, rs: list[Router], slots: dict[str, int]) -> tuple:
         host, cfg = self.host, self.cfg
         ids = tuple((r.id, slots[r.id]) for r in rs)
 
-        def base(view: _View) -> tuple:
+        def base(view: TrackedView) -> tuple:
             fg = view.agent_gateway_port(host, net_id)
             assert fg is not None               # _plan plans a fip- namespace only with its fg- port
             net = view.network(net_id)
@@ -351,10 +185,10 @@ class HostPlanner:
 
         parts = [rec[0]]
         for r in rs:
-            def fip32s(view: _View, r=r) -> tuple:
+            def fip32s(view: TrackedView, r=r) -> tuple:
                 rr = fip_routes(view, host, r, slots[r.id])
                 return frozenset(rr), frozenset(x.dst for x in rr)
-            parts.append(self._cell(("fip-routes", net_id, r.id), slots[r.id], fip32s, (("router", r.id),)))
+            parts.append(self._cell(("fip-routes", net_id, r.id), slots[r.id], fip32s, (("routers", r.id),)))
         last = self._fip.get(net_id)
         if last is not None and len(last[0]) == len(parts) and all(a is b for a, b in zip(last[0], parts)):
             return (last[1],) + rec[1:]
@@ -377,9 +211,10 @@ class HostPlanner:
         return (ns,) + rec[1:]
 
     # ---- the pass ----------------------------------------------------------------------------
-    def plan(self, cloud: Cloud, hints: Mapping[str, int] | None = None) -> HostState:
+    def plan(self, cloud: Cloud, hints: Mapping[str, int] | None = None,
+             touched: Iterable[Key] | None = None) -> HostState:
         try:
-            return self._plan(cloud, hints)
+            return self._plan(cloud, hints, touched)
         except Exception as e:  # noqa: BLE001 - any failure falls back to the full planner (logged)
             self.reset()
             self.fallbacks += 1
@@ -391,12 +226,25 @@ class HostPlanner:
             self.timings = {"full": time.perf_counter() - t}
             return out
 
-    def _plan(self, cloud: Cloud, hints: Mapping[str, int] | None) -> HostState:
+    def _advance(self, cloud: Cloud, touched: Iterable[Key] | None) -> tuple[Cloud, Iterable[Key]]:
+        """The cloud to plan on and the keys touched since the last plan's cloud."""
+        prev = self._cloud
+        if prev is None or cloud is prev:
+            return cloud, set()
+        if touched is not None:
+            return cloud, touched
+        try:
+            cs = changeset_between(prev, cloud)
+        except ValueError as e:
+            raise _Irregular(str(e)) from None
+        return apply(prev, cs, validate=False)
+
+    def _plan(self, cloud: Cloud, hints: Mapping[str, int] | None, touched: Iterable[Key] | None) -> HostState:
         t0 = time.perf_counter()
         self._used: set = set()
         self.recomputed = []
-        idx = self._idx
-        dirty = idx.update(cloud)
+        cloud, dirty = self._advance(cloud, touched)
+        self._cloud = cloud
         self._invalidate(dirty)
         t1 = time.perf_counter()
         host = self.host
@@ -405,13 +253,8 @@ class HostPlanner:
             self.router_ids = ()
             self._sweep()
             return HostState(host, {})
-        top = _View(idx, None)
-
-        # placement.routers_on_host, over the index
-        compute = idx.compute
-        routers = sorted((r for r in cloud.routers.values() if r.distributed and any(
-            f.subnet_id in compute for p in top.router_interfaces(r.id) for f in p.fixed_ips)),
-            key=lambda r: r.id)
+        top = TrackedView(cloud, None)
+        routers = routers_on_host(cloud, host)
         self.router_ids = tuple(r.id for r in routers)
 
         records: list[tuple] = []
@@ -429,13 +272,10 @@ class HostPlanner:
             records.append(self._fip_ns(net_id, rs, net_slots))
         for r in routers:
             records.append(self._qrouter(r, slots.get(r.id)))
-        if h.mode is AgentMode.DVR_SNAT:       # placement.snat_routers_on_host
-            for r in sorted((r for r in cloud.routers.values()
-                             if r.gateway is not None and r.distributed and snat_host(top, r.id) == host),
-                            key=lambda r: r.id):
-                rec = self._snat(r)
-                if rec[0] is not None:
-                    records.append(rec)
+        for r in snat_routers_on_host(cloud, host):
+            rec = self._snat(r)
+            if rec[0] is not None:
+                records.append(rec)
         t2 = time.perf_counter()
 
         namespaces: dict[str, Namespace] = {}
