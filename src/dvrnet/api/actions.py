@@ -30,7 +30,8 @@ def new_id() -> str:
     return str(uuid.uuid4())
 
 
-# Admin-only attributes are refused only when set to something other than their default.
+# Admin-only attributes, as Neutron's policy checks them: on POST only when set to something other
+# than their default; on PUT whenever they are in the body (an update may set the default).
 _DEFAULTS = {"router:external": False, "shared": False, "service_types": [], "distributed": True,
              "binding:host_id": ""}
 
@@ -40,7 +41,7 @@ def check_admin_attrs(ctx: Context, spec, attrs: dict[str, Any], method: str) ->
         return
     for k, v in attrs.items():
         rule = spec.attrs[k].admin_rule
-        if rule and (k not in _DEFAULTS or v != _DEFAULTS[k]):
+        if rule and (method == "PUT" or k not in _DEFAULTS or v != _DEFAULTS[k]):
             if method == "PUT":
                 rule = rule.replace("create_", "update_", 1)
             raise PolicyNotAuthorized(f"rule:{rule}")
@@ -93,7 +94,7 @@ def _gateway(ctx: Context, txn: Txn, info: dict | None, field_name: str = "exter
 
 # ---- networks -------------------------------------------------------------------------
 def create_network(ctx: Context, txn: Txn, a: dict[str, Any]) -> str:
-    id_ = a.get("id") or new_id()
+    id_ = new_id()
     kw = {k2: a[k1] for k1, k2 in (("name", "name"), ("router:external", "external"), ("mtu", "mtu"),
                                    ("shared", "shared")) if k1 in a}
     txn.ws.create_network(project_id=_project(ctx, a), id=id_, **kw)
@@ -118,7 +119,7 @@ def create_subnet(ctx: Context, txn: Txn, a: dict[str, Any]) -> str:
     net = policy.get(ctx, txn.cloud, "networks", a["network_id"])
     if not ctx.is_admin and net.project_id != ctx.project_id:
         raise PolicyNotAuthorized("rule:create_subnet (only the network's owner or admin may add subnets)")
-    id_ = a.get("id") or new_id()
+    id_ = new_id()
     kw: dict[str, Any] = {}
     if "gateway_ip" in a:
         kw["gateway_ip"] = a["gateway_ip"]
@@ -146,6 +147,8 @@ def update_subnet(ctx: Context, txn: Txn, id_: str, a: dict[str, Any]) -> None:
         kw["allocation_pools"] = _pools(a["allocation_pools"])
     if "dns_nameservers" in a:
         kw["dns_nameservers"] = tuple(a["dns_nameservers"])
+    if "service_types" in a:
+        kw["service_types"] = tuple(a["service_types"])
     if kw:
         txn.ws.update_subnet(id_, **kw)
     _describe(txn, "subnets", id_, a)
@@ -158,7 +161,7 @@ def delete_subnet(ctx: Context, txn: Txn, id_: str) -> None:
 
 # ---- routers --------------------------------------------------------------------------
 def create_router(ctx: Context, txn: Txn, a: dict[str, Any]) -> str:
-    id_ = a.get("id") or new_id()
+    id_ = new_id()
     kw: dict[str, Any] = {}
     if "name" in a:
         kw["name"] = a["name"]
@@ -243,7 +246,7 @@ def create_port(ctx: Context, txn: Txn, a: dict[str, Any]) -> str:
         raise PolicyNotAuthorized("rule:create_port (the network is neither yours nor shared)")
     project_id = _project(ctx, a)
     _check_port_device(ctx, txn, "create", net, project_id, a.get("device_owner", ""), a.get("device_id", ""), a)
-    id_ = a.get("id") or new_id()
+    id_ = new_id()
     kw: dict[str, Any] = {}
     for k in ("device_owner", "device_id", "name", "mac_address"):
         if k in a:
@@ -292,7 +295,7 @@ def create_floatingip(ctx: Context, txn: Txn, a: dict[str, Any]) -> str:
     if a.get("subnet_id") is not None:
         policy.get(ctx, txn.cloud, "subnets", a["subnet_id"])
     _check_fip_port(ctx, txn, a)
-    id_ = a.get("id") or new_id()
+    id_ = new_id()
     kw = {k: a[k] for k in ("subnet_id", "floating_ip_address", "port_id", "fixed_ip_address", "description")
           if k in a}
     txn.ws.create_floatingip(net.id, project_id=_project(ctx, a), id=id_, **kw)

@@ -25,7 +25,7 @@ from . import policy, query, render
 from .auth import Auth
 from .feed import Feed
 from .hostview import host_view
-from .schema import HOST, parse_attrs, parse_json, resource_bodies
+from .schema import AGENT, HOST, parse_attrs, parse_json, resource_bodies
 from .service import Service
 
 AGENT_DOWN_TIME = 75.0     # seconds without a heartbeat before an agent shows alive=false
@@ -51,7 +51,7 @@ def routes(svc: Service, auth: Auth, feed: Feed) -> APIRouter:
     async def list_agents(request: Request):
         policy.require_admin(auth.context(request), "rule:get_agent")
         _, agents = await run_in_threadpool(hosts_rendered, render.agent)
-        return query.apply(agents, list(request.query_params.multi_items()), "agents", str(request.url))
+        return query.apply(agents, list(request.query_params.multi_items()), AGENT, str(request.url.replace(query="")))
 
     @r.get("/v2.0/agents/{agent_id}", summary="Show an agent (by id or host name)")
     async def show_agent(agent_id: str, request: Request):
@@ -66,7 +66,7 @@ def routes(svc: Service, auth: Auth, feed: Feed) -> APIRouter:
     async def list_hosts(request: Request):
         policy.require_admin(auth.context(request), "rule:get_host")
         _, hosts = await run_in_threadpool(hosts_rendered, render.host)
-        return query.apply(hosts, list(request.query_params.multi_items()), "hosts", str(request.url))
+        return query.apply(hosts, list(request.query_params.multi_items()), HOST, str(request.url.replace(query="")))
 
     @r.get("/v2.0/dvrnet/hosts/{name}", summary="Show a registered host")
     async def show_host(name: str, request: Request):

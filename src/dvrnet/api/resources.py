@@ -28,7 +28,7 @@ def _listing(svc: Service, ctx, kind: str, params: list[tuple[str, str]], url: s
     objs = [o for o in render.items(cloud, kind) if policy.visible(ctx, cloud, kind, o)]
     rendered = [render.render(state, kind, o) for o in objs]
     rendered.sort(key=lambda d: (d.get("created_at") or "", d["id"]))
-    return query.apply(rendered, params, kind, url)
+    return query.apply(rendered, params, SPECS[kind], url)
 
 
 def _add_collection(r: APIRouter, svc: Service, auth: Auth, spec: Spec) -> None:
@@ -39,7 +39,7 @@ def _add_collection(r: APIRouter, svc: Service, auth: Auth, spec: Spec) -> None:
     async def list_(request: Request):
         ctx = auth.context(request)
         params = list(request.query_params.multi_items())
-        return await run_in_threadpool(_listing, svc, ctx, kind, params, str(request.url.remove_query_params(["limit", "marker"])))
+        return await run_in_threadpool(_listing, svc, ctx, kind, params, str(request.url.replace(query="")))
 
     @r.get(base + "/{id_}", summary=f"Show a {one}", name=f"show_{one}")
     async def show(id_: str, request: Request):

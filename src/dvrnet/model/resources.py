@@ -111,13 +111,25 @@ class AllocationPool:
         return int(self.end) - int(self.start) + 1
 
 
+class _DefaultPools(tuple):
+    """The `allocation_pools` default: Neutron's pools (the whole CIDR but the gateway). An
+    explicitly empty tuple means no pools at all (Neutron's `allocation_pools: []`)."""
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "DEFAULT_POOLS"
+
+
+DEFAULT_POOLS: tuple[AllocationPool, ...] = _DefaultPools()
+
+
 @dataclass(frozen=True, slots=True)
 class Subnet:
     id: str
     network_id: str
     cidr: IPv4Network
     gateway_ip: IPv4Address | None = None
-    allocation_pools: tuple[AllocationPool, ...] = ()
+    allocation_pools: tuple[AllocationPool, ...] = DEFAULT_POOLS
     service_types: tuple[str, ...] = ()
     name: str = ""
     project_id: str = ""
@@ -152,7 +164,7 @@ class Subnet:
                 raise InvalidInput("service_types", f"unknown service type {st!r}")
         if len(set(self.service_types)) != len(self.service_types):
             raise InvalidInput("service_types", "lists a service type twice")
-        if not pools:
+        if self.allocation_pools is DEFAULT_POOLS:
             object.__setattr__(self, "allocation_pools", default_pools(self.cidr, self.gateway_ip))
         else:
             object.__setattr__(self, "allocation_pools", tuple(pools))

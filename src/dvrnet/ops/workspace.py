@@ -61,7 +61,7 @@ from ..model import (
 )
 from ..model.errors import BadRequest as BadRequestError
 from ..model.placement import hosts_needing_agent_gateway
-from ..model.resources import ROUTER_INTERFACE_OWNERS, parse_cidr, parse_ip
+from ..model.resources import DEFAULT_POOLS, ROUTER_INTERFACE_OWNERS, parse_cidr, parse_ip
 from .errors import (
     ExternalGatewayForFloatingIPNotFound,
     ExternalNetworkInUse,
@@ -381,7 +381,7 @@ class Workspace:
             gateway = None
         else:
             gateway = parse_ip("gateway_ip", gateway_ip)
-        pools = self._pools(allocation_pools or ())
+        pools = DEFAULT_POOLS if allocation_pools is None else self._pools(allocation_pools)
         self._gateway_vs_pools(gateway, pools)
         for other in [self._st.subnets[i] for i in sorted(self._st.subnets_by_network.get(net.id, ()))]:
             if cidr.overlaps(other.cidr):
@@ -403,7 +403,8 @@ class Workspace:
 
     @_mutating
     def update_subnet(self, id: str, name: Any = UNSET, gateway_ip: Any = UNSET,
-                      allocation_pools: Any = UNSET, dns_nameservers: Any = UNSET) -> Subnet:
+                      allocation_pools: Any = UNSET, dns_nameservers: Any = UNSET,
+                      service_types: Any = UNSET) -> Subnet:
         s = self._subnet(id)
         st = self._st
         pools = s.allocation_pools if allocation_pools is UNSET else self._pools(allocation_pools or ())
@@ -429,6 +430,8 @@ class Workspace:
             changes["name"] = name
         if dns_nameservers is not UNSET:
             changes["dns_nameservers"] = tuple(str(d) for d in (dns_nameservers or ()))
+        if service_types is not UNSET:   # addresses already given stay (as in Neutron)
+            changes["service_types"] = tuple(service_types or ())
         s = replace(s, **changes)
         st.put("subnet", s)
         return s
