@@ -42,3 +42,18 @@ def test_big_cold_apply_reports_progress(netns_prefix, monkeypatch):
         assert again.ok and again.ops < 200 and lines == []
     finally:
         agent.close()
+
+
+def test_ipv6_off_holds_on_a_kernel_without_ipv6(netns_prefix, monkeypatch):
+    """disable_ipv6 (planned on every port) on a host booted with ipv6.disable=1: no /proc/sys/net/ipv6,
+    so the key reads as 1 and writing it is a no-op — the agent converges instead of failing each pass.
+    With IPv6 present, a missing key is still an error."""
+    from dvrnet.kernel import sysctl
+    ns = netns_prefix + "v6"
+    subprocess.run(["ip", "netns", "add", ns], check=True)
+    key = "net.ipv6.conf.nosuchdev.disable_ipv6"
+    assert sysctl.read(ns, [key]) == {} and key in sysctl.write(ns, [(key, "1")])
+    monkeypatch.setattr(sysctl, "_ipv6_absent", lambda: True)
+    assert sysctl.read(ns, [key]) == {key: "1"} and sysctl.write(ns, [(key, "1")]) == {}
+    other = "net.ipv4.conf.nosuchdev.rp_filter"
+    assert key not in sysctl.read(ns, [other]) and other in sysctl.write(ns, [(other, "1")])

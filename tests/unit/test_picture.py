@@ -118,3 +118,4 @@ def test_macvlan_ports_hang_off_their_bridge_and_missing_namespaces_show():
     n_macvlan = sum(lk.kind == "macvlan" for ns in desired.namespaces.values() for lk in ns.links.values())
     assert n_macvlan and len(mac) == n_macvlan
     assert all(p.get("data-b", "").startswith(f"{BR}/") for p in mac)
+

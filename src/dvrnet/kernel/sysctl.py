@@ -20,6 +20,16 @@ def key_path(key: str) -> str:
     return os.path.join("/proc/sys", *parts)
 
 
+def _ipv6_absent() -> bool:
+    """This kernel has no IPv6 (`ipv6.disable=1` at boot, or not built): no /proc/sys/net/ipv6."""
+    return not os.path.isdir("/proc/sys/net/ipv6")
+
+
+def _off_anyway(key: str) -> bool:
+    """`disable_ipv6` on a kernel without IPv6 holds by construction (read as 1, written as a no-op)."""
+    return key.startswith("net.ipv6.") and key.endswith(".disable_ipv6") and _ipv6_absent()
+
+
 def read(ns: str, keys: list[str]) -> dict[str, str]:
     """Values of the keys that exist (a key of an absent device is simply not returned)."""
     def body() -> dict[str, str]:
@@ -28,7 +38,10 @@ def read(ns: str, keys: list[str]) -> dict[str, str]:
             try:
                 with open(key_path(k)) as f:
                     out[k] = f.read().strip()
-            except (FileNotFoundError, PermissionError):
+            except FileNotFoundError:
+                if _off_anyway(k):
+                    out[k] = "1"
+            except PermissionError:
                 pass
         return out
     return netns.run_in(ns, body) if keys else {}
@@ -43,7 +56,8 @@ def write(ns: str, items: list[tuple[str, str]]) -> dict[str, str]:
                 with open(key_path(k), "w") as f:
                     f.write(v)
             except FileNotFoundError:
-                errs[k] = "no such sysctl (device missing?)"
+                if not _off_anyway(k):
+                    errs[k] = "no such sysctl (device missing?)"
             except PermissionError as e:
                 errs[k] = f"{'EPERM' if e.errno == 1 else 'EACCES'}: not permitted (read-only sysctl or no CAP_NET_ADMIN)"
             except OSError as e:

@@ -44,8 +44,10 @@ SegmentArp = Callable[[str, str], "list[str] | None"]
 
 
 def external_mode(cloud: Cloud, network_id: str) -> str:
-    """How packets for FIPs of this external network reach their node: "l2" (proxy ARP) today."""
-    return "l2"
+    """How packets for FIPs of this external network reach their node: "routed" for a network
+    tagged routed (S6: the ToR's route), else "l2" (proxy ARP on the external segment)."""
+    net = cloud.networks.get(network_id)
+    return "routed" if net is not None and net.routed else "l2"
 
 
 def proxy_arp(node: Node, ns_name: str, ns: Namespace, fip: str, asker: str, segment_arp: SegmentArp | None) -> Entry:
