@@ -57,13 +57,16 @@ def plan(scenario: str, host: str, netns_prefix: str) -> None:
 @click.option("--auth", type=click.Choice(["none", "token"]), default="none", show_default=True)
 @click.option("--tokens", type=click.Path(dir_okay=False), default=None, help="JSON tokens file for --auth token.")
 @click.option("--state-dir", default=os.environ.get("DVRNET_STATE_DIR", "/var/lib/dvrnet"), show_default=True)
+@click.option("--change-log-revisions", type=click.IntRange(min=1), default=10_000, show_default=True,
+              help="How many revisions of the change log to keep; agents further behind take a snapshot.")
 @_one_line_errors
-def server(bind: str, db: str | None, auth: str, tokens: str | None, state_dir: str) -> None:
+def server(bind: str, db: str | None, auth: str, tokens: str | None, state_dir: str,
+           change_log_revisions: int) -> None:
     """Run the Neutron-compatible API server."""
     if auth == "token" and not tokens:
         raise click.BadParameter("--auth token needs --tokens FILE", param_hint="--tokens")
     from .api.serve import run
-    run(bind=bind, db=db, auth=auth, state_dir=state_dir, tokens=tokens)
+    run(bind=bind, db=db, auth=auth, state_dir=state_dir, tokens=tokens, change_log_revisions=change_log_revisions)
 
 
 def _plan_options(fn):

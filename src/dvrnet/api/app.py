@@ -15,16 +15,17 @@ from fastapi import FastAPI, Request
 
 from .. import __version__
 from ..store import Store
-from . import agents, discovery, errors, resources, tags
+from ..store.changelog import DEFAULT_KEEP
+from . import agents, changes, discovery, errors, resources, tags
 from .auth import Auth
 from .feed import Feed
 from .service import Service
 
 
 def create_app(db_url: str, auth: str = "none", tokens: str | None = None, *,
-               feed_poll_interval: float = 1.0) -> FastAPI:
+               feed_poll_interval: float = 1.0, change_log_revisions: int = DEFAULT_KEEP) -> FastAPI:
     authn = Auth(auth, tokens)
-    store = Store(db_url)
+    store = Store(db_url, change_log_revisions=change_log_revisions)
     svc = Service(store)
     feed = Feed(store, poll_interval=feed_poll_interval)
 
@@ -54,4 +55,5 @@ def create_app(db_url: str, auth: str = "none", tokens: str | None = None, *,
     app.include_router(tags.routes(svc, authn))
     app.include_router(resources.routes(svc, authn))
     app.include_router(agents.routes(svc, authn, feed))
+    app.include_router(changes.routes(svc, authn, feed))
     return app

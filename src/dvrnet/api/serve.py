@@ -20,8 +20,9 @@ def default_db(state_dir: str) -> str:
     return f"sqlite:///{Path(state_dir).absolute() / 'dvrnet.db'}"
 
 
-def run(bind: str, db: str | None, auth: str, state_dir: str, tokens: str | None) -> None:
+def run(bind: str, db: str | None, auth: str, state_dir: str, tokens: str | None,
+        change_log_revisions: int = 10_000) -> None:
     host, port = parse_bind(bind)
     os.makedirs(state_dir, exist_ok=True)
-    app = create_app(db or default_db(state_dir), auth=auth, tokens=tokens)
+    app = create_app(db or default_db(state_dir), auth=auth, tokens=tokens, change_log_revisions=change_log_revisions)
     uvicorn.run(app, host=host, port=port, log_level="info", timeout_graceful_shutdown=3)

@@ -10,9 +10,13 @@ A write (`Store.write(fn)`):
    descriptions). If `fn` raises, the transaction rolls back and nothing is written;
 4. diffs old and new Cloud per collection and writes only the rows that changed: allocation rows
    out, deleted resources (children first), inserts/updates (parents first), allocation rows in;
-5. bumps the global revision by one, calls `then(result, new_state)` if given (what the caller
-   answers: if it raises, the transaction rolls back too, so no request commits and then fails),
-   and commits; then updates the cache and tells listeners.
+5. records the write in the change log (`changelog.py`: the ChangeSet of the resources changed
+   and, from the one placement, the change of every host view it concerns), bumps the global
+   revision by one, calls `then(result, new_state)` if given (what the caller answers: if it
+   raises, the transaction rolls back too, so no request commits and then fails), and commits;
+   then updates the cache (the new snapshot is `changeset.apply`'s, sharing the old one's objects
+   and indexes) and tells listeners: `add_listener(cb(revision))` and
+   `add_change_listener(cb(revision, hosts whose view changed))`.
 
 Why addresses are never handed out twice:
 - all writers are serialised by the database lock, and each computes its change from the state
@@ -42,7 +46,10 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
 from ..model import Cloud, FixedIP
+from ..model.changeset import ChangeSet, Resource
+from ..model.changeset import Key as ResourceKey
 from ..model.errors import IpAddressAlreadyAllocated
+from . import changelog
 from . import tables as t
 from .engine import is_memory, make_engine, read_transaction, write_transaction
 from .migrate import upgrade_to_head
@@ -80,9 +87,21 @@ class Change(Generic[T]):
     descriptions: dict[Key, str] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class HostChanges:
+    """What `Store.host_changes` read in one snapshot: the state, the feed's identity and floor,
+    and the last op per key of the host's view since the asked revision (None: that revision is
+    not covered by the log: below its floor, or ahead of the database)."""
+    state: State
+    feed: changelog.FeedState
+    ops: dict[ResourceKey, str] | None
+
+
 class Store:
-    def __init__(self, url: str, migrate: bool = True):
+    def __init__(self, url: str, migrate: bool = True, change_log_revisions: int = changelog.DEFAULT_KEEP):
         self.url = url
+        self.changelog = changelog.ChangeLog(change_log_revisions)
+        self._change_listeners: list[Callable[[int, frozenset[str]], None]] = []
         self.engine = make_engine(url)
         self._write_lock = threading.Lock()
         self._memory = is_memory(self.engine)
@@ -104,6 +123,14 @@ class Store:
         if cb in self._listeners:
             self._listeners.remove(cb)
 
+    def add_change_listener(self, cb: Callable[[int, frozenset[str]], None]) -> None:
+        """CB(revision, hosts whose view the write changed), after each commit of this process."""
+        self._change_listeners.append(cb)
+
+    def remove_change_listener(self, cb: Callable[[int, frozenset[str]], None]) -> None:
+        if cb in self._change_listeners:
+            self._change_listeners.remove(cb)
+
     # ---- reads -----------------------------------------------------------------------
     def current_revision(self) -> int:
         with self._reading() as c:
@@ -118,6 +145,26 @@ class Store:
             st = self._load(c, rev)
         self._remember(st)
         return st
+
+    def feed_state(self) -> changelog.FeedState:
+        with self._reading() as c:
+            return changelog.read_state(c)
+
+    def host_changes(self, host: str, since: int) -> HostChanges:
+        """The state and HOST's view changes after revision SINCE, read in one snapshot."""
+        with self._reading() as c:
+            rev = self._revision(c)
+            fs = changelog.read_state(c)
+            cached = self._state
+            st = cached if cached is not None and cached.revision == rev else self._load(c, rev)
+            ops = changelog.host_ops(c, host, since) if fs.floor <= since <= rev else None
+        self._remember(st)
+        return HostChanges(st, fs, ops)
+
+    def concerned_hosts(self, after: int, upto: int) -> dict[str, int]:
+        """Hosts whose view changed at a revision in (AFTER, UPTO], with the last such revision."""
+        with self._reading() as c:
+            return changelog.hosts_between(c, after, upto)
 
     def heartbeats(self) -> dict[str, str | None]:
         with self._reading() as c:
@@ -148,7 +195,7 @@ class Store:
                     rev = self._revision(c)
                     before = self._state if self._state is not None and self._state.revision == rev else self._load(c, rev)
                     change = fn(before)
-                    after = self._apply(c, before, change, rev + 1)
+                    after, hosts = self._apply(c, before, change, rev + 1)
                     result = change.result if then is None else then(change.result, after)
             except IntegrityError as e:
                 raise IpAddressAlreadyAllocated(
@@ -157,6 +204,8 @@ class Store:
             self._remember(after)
         for cb in list(self._listeners):
             cb(after.revision)
+        for ccb in list(self._change_listeners):
+            ccb(after.revision, hosts)
         return result, after
 
     # ---- internals -------------------------------------------------------------------
@@ -196,7 +245,7 @@ class Store:
         cloud = Cloud.of(hosts=hosts, revision=rev, **coll)
         return State(cloud, meta, created)
 
-    def _apply(self, c: Connection, before: State, change: Change, rev: int) -> State:
+    def _apply(self, c: Connection, before: State, change: Change, rev: int) -> tuple[State, frozenset[str]]:
         old, new = before.cloud, change.cloud
         ts = now()
         meta = dict(before.meta)
@@ -257,17 +306,28 @@ class Store:
         if allocs:
             c.execute(a.insert(), allocs)
         created = dict(before.host_created)
-        for name in old.hosts.keys() - new.hosts.keys():
+        upserts: list[Resource] = []
+        deletes: list[ResourceKey] = []
+        for name in [n for n in old.hosts if n not in new.hosts]:
             c.execute(t.hosts.delete().where(t.hosts.c.name == name))
             created.pop(name, None)
+            deletes.append(("hosts", name))
         for name, h in new.hosts.items():
             if name not in old.hosts:
                 c.execute(t.hosts.insert().values(name=name, mode=h.mode.value, created_at=ts, heartbeat_at=ts))
                 created[name] = ts
+                upserts.append(h)
             elif old.hosts[name] != h:
                 c.execute(t.hosts.update().where(t.hosts.c.name == name).values(mode=h.mode.value))
+                upserts.append(h)
+        for kind in KINDS:
+            coll = getattr(new, kind)
+            upserts += [coll[i] for i in added[kind]]
+            upserts += [coll[i] for i in changed[kind] if getattr(old, kind)[i] != coll[i]]
+            deletes += [(kind, i) for i in removed[kind]]
+        cloud, hosts = self.changelog.record(c, old, ChangeSet(tuple(upserts), tuple(deletes), rev), rev)
         c.execute(t.revision.update().where(t.revision.c.id == 1).values(value=rev))
-        return State(new.with_(revision=rev), meta, created)
+        return State(cloud, meta, created), hosts
 
 
 def _chunks(ids: list[str], n: int = 500):

@@ -117,3 +117,24 @@ ip_allocations = sa.Table(
     sa.UniqueConstraint("network_id", "ip_address", name="uq_ip_allocations_network_ip"),
     sa.CheckConstraint("(port_id IS NULL) <> (floatingip_id IS NULL)", name="ck_ip_allocations_one_holder"),
 )
+
+# The change log (store/changelog.py; migration 0003): per write, the resources it changed (host
+# NULL) and the change of every host view it concerned (host set).
+change_log = sa.Table(
+    "change_log", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("revision", sa.BigInteger, nullable=False, index=True),
+    sa.Column("host", sa.String(255), nullable=True),
+    sa.Column("kind", sa.String(32), nullable=False),
+    sa.Column("resource_id", sa.String(255), nullable=False),
+    sa.Column("op", sa.String(8), nullable=False),
+    sa.Index("ix_change_log_host_revision", "host", "revision"),
+)
+
+# One row: the database's identity and the revision above which the change log is complete.
+feed_state = sa.Table(
+    "feed_state", metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("database_id", sa.String(64), nullable=False),
+    sa.Column("log_floor", sa.BigInteger, nullable=False),
+)

@@ -1,0 +1,128 @@
+"""The per-host delta feed: `GET /v2.0/dvrnet/hosts/<host>/changes?since=CURSOR&wait=S`
+(wire format version 1, documented in docs/feed.md).
+
+- No `since`: a snapshot (`"resync": true`, `"reason"`, `"cloud"`: `codec.cloud_to_json` of the
+  host view) and a `cursor` to continue from.
+- `since=<database id>:<revision>` (a `cursor` from an earlier answer): the change of the host's
+  view after that revision (`"resync": false`, `"upserts"`: {kind: [resource, ...]} with the
+  resources' current values, `"deletes"`: {kind: [id, ...]}), read from the change log
+  (`store/changelog.py`) in the same database snapshot as the values. When it is empty and
+  `wait` > 0, the request waits (at most `MAX_WAIT` s) for a write that changes *this host's*
+  view — writes that concern other hosts do not wake it — then answers (possibly still empty,
+  with the newer cursor).
+- A cursor from another database, or older than the retained log, or ahead of the database:
+  a snapshot with `"resync": true` and the reason.
+- A malformed `since` is a 400 NeutronError naming the field; an unknown host a 404.
+Each call is the host's heartbeat (as the view is); admin-only.
+"""
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from fastapi import APIRouter, Query, Request
+from starlette.concurrency import run_in_threadpool
+
+from ..model import InvalidInput
+from ..model.errors import NotFound
+from ..model.placement import host_view
+from ..store import State
+from ..store.store import HostChanges
+from ..wire.codec import cloud_to_json, encode_resource
+from . import policy
+from .auth import Auth
+from .feed import Feed
+from .service import Service
+
+WIRE_VERSION = 1
+MAX_WAIT = 300.0
+_DB = re.compile(r"[0-9A-Za-z-]{1,64}")
+
+
+def parse_since(value: str | None) -> tuple[str, int] | None:
+    """`<database id>:<revision>` -> (database id, revision); None when absent."""
+    if value is None:
+        return None
+    db, sep, rev = value.rpartition(":")
+    if not sep or not _DB.fullmatch(db) or not rev.isdigit() or len(rev) > 18:
+        raise InvalidInput("since", f"{value[:80]!r} is not a cursor: expected <database id>:<revision>, "
+                                    "as given in the 'cursor' of an earlier answer")
+    return db, int(rev)
+
+
+def _head(host: str, state: State, database_id: str) -> dict[str, Any]:
+    return {"version": WIRE_VERSION, "host": host, "database": database_id, "revision": state.revision,
+            "cursor": f"{database_id}:{state.revision}"}
+
+
+def snapshot_body(host: str, state: State, database_id: str, reason: str) -> dict[str, Any]:
+    return {**_head(host, state, database_id), "resync": True, "reason": reason,
+            "cloud": cloud_to_json(host_view(state.cloud, host))}
+
+
+def delta_body(host: str, hc: HostChanges) -> dict[str, Any] | None:
+    """The delta answer, or None if the log names a resource the state does not hold."""
+    assert hc.ops is not None
+    cloud = hc.state.cloud
+    upserts: dict[str, list] = {}
+    deletes: dict[str, list] = {}
+    for (kind, i), op in sorted(hc.ops.items()):
+        if op == "delete":
+            deletes.setdefault(kind, []).append(i)
+            continue
+        o = getattr(cloud, kind).get(i)
+        if o is None:
+            return None
+        upserts.setdefault(kind, []).append(encode_resource(o))
+    return {**_head(host, hc.state, hc.feed.database_id), "resync": False, "upserts": upserts, "deletes": deletes}
+
+
+def answer(svc: Service, host: str, cursor: tuple[str, int] | None) -> tuple[dict[str, Any], bool]:
+    """(body, empty delta?) for HOST after CURSOR."""
+    store = svc.store
+    if cursor is None:
+        st, fs = svc.state(), store.feed_state()
+        if host not in st.cloud.hosts:
+            raise NotFound("Host", host)
+        return snapshot_body(host, st, fs.database_id, "no cursor: first contact"), False
+    db, since = cursor
+    hc = store.host_changes(host, since)
+    st, fs = hc.state, hc.feed
+    if host not in st.cloud.hosts:
+        raise NotFound("Host", host)
+    if db != fs.database_id:
+        return snapshot_body(host, st, fs.database_id, f"cursor of database {db}, this is {fs.database_id}"), False
+    if hc.ops is None:
+        why = (f"revision {since} is ahead of this database (at {st.revision})" if since > st.revision else
+               f"revision {since} is older than the change log (kept after revision {fs.floor})")
+        return snapshot_body(host, st, fs.database_id, why), False
+    body = delta_body(host, hc)
+    if body is None:
+        return snapshot_body(host, st, fs.database_id, "the change log names a resource the state does not hold"), False
+    return body, not body["upserts"] and not body["deletes"]
+
+
+def routes(svc: Service, auth: Auth, feed: Feed) -> APIRouter:
+    r = APIRouter(tags=["agents"])
+
+    @r.get("/v2.0/dvrnet/hosts/{name}/changes",
+           summary="The changes of a host's view since a cursor (delta feed, wire format v1); long-polls")
+    async def changes(name: str, request: Request,
+                      since: str | None = Query(None, description="cursor <database id>:<revision> of an "
+                                                                  "earlier answer; absent: a snapshot"),
+                      wait: float = Query(0.0, ge=0.0, description="seconds to wait for a change of this host's view")):
+        policy.require_admin(auth.context(request), "rule:get_host_view")
+        cursor = parse_since(since)
+        feed.bind()
+        body, empty = await run_in_threadpool(answer, svc, name, cursor)
+        await run_in_threadpool(svc.store.heartbeat, name)
+        if empty and wait > 0:
+            feed.observe(body["revision"])
+            if await feed.wait_host(name, body["revision"], min(wait, MAX_WAIT)):
+                body, _ = await run_in_threadpool(answer, svc, name, cursor)
+            else:
+                latest, _ = await run_in_threadpool(answer, svc, name, cursor)
+                body = latest           # still nothing for this host: the newer cursor, O(1) bytes
+        return body
+
+    return r
