@@ -79,6 +79,18 @@ def _plan_options(fn):
     fn = click.option("--port-kind", type=click.Choice(["veth", "macvlan"]), default="veth", show_default=True,
                       help="Device kind of router ports plugged into bridges (docs/port-kinds.md); existing "
                            "ports of another kind are replaced.")(fn)
+    fn = click.option("--bgp-local-as", type=click.IntRange(1, 4294967294), default=None,
+                      help="Routed mode: this node's AS (default: a private 4-byte AS derived from --host).")(fn)
+    fn = click.option("--bgp-peer", "bgp_peers", multiple=True, metavar="ADDRESS:AS[:PASSWORD]",
+                      help="Routed mode: a ToR session (repeatable; default: the gateway of the fg-/qg- "
+                           "subnet with --bgp-peer-as).")(fn)
+    fn = click.option("--bgp-peer-as", type=click.IntRange(1, 4294967294), default=65000, show_default=True,
+                      help="Routed mode: the ToR's AS when no --bgp-peer is given.")(fn)
+    fn = click.option("--bfd-ms", type=click.IntRange(10, 10000), default=100, show_default=True,
+                      help="Routed mode: BFD interval in milliseconds (x --bfd-multiplier).")(fn)
+    fn = click.option("--bfd-multiplier", type=click.IntRange(1, 255), default=3, show_default=True)(fn)
+    fn = click.option("--blackhole-seconds", type=click.FloatRange(0, 3600), default=3.0, show_default=True,
+                      help="Routed mode: how long a FIP that left this node stays a blackhole here.")(fn)
     return fn
 
 
@@ -152,6 +164,27 @@ def _dvr_mac(value: str | None) -> str | None:
     return v
 
 
+def _bgp_config(bgp_local_as, bgp_peers, bgp_peer_as, bfd_ms, bfd_multiplier, blackhole_seconds):
+    import ipaddress
+
+    from .plan.config import BgpConfig, BgpPeer
+    peers = []
+    for item in bgp_peers or ():
+        addr, sep, rest = item.partition(":")
+        asn, _, password = rest.partition(":")
+        try:
+            ipaddress.IPv4Address(addr)
+            n = int(asn)
+        except ValueError:
+            raise click.BadParameter(f"{item!r}: expected ADDRESS:AS[:PASSWORD] with an IPv4 address and "
+                                     f"an AS number", param_hint="--bgp-peer") from None
+        if not sep or not 1 <= n <= 4294967294:
+            raise click.BadParameter(f"{item!r}: AS must be 1-4294967294", param_hint="--bgp-peer")
+        peers.append(BgpPeer(addr, n, password or None))
+    return BgpConfig(local_as=bgp_local_as, peers=tuple(peers), peer_as=bgp_peer_as, bfd_ms=bfd_ms,
+                     bfd_multiplier=bfd_multiplier, blackhole_s=blackhole_seconds)
+
+
 def _lab_defaults(host: str, server: str | None, netns_prefix: str, bridge_netns: str):
     """Without --server, a running lab supplies the server URL and the node's prefixes."""
     if server is not None:
@@ -185,11 +218,13 @@ def _bridge_mappings(items) -> tuple[tuple[str, str], ...]:
 
 
 def _plan_config(netns_prefix: str, bridge_netns: str, external_bridge: str, bridge_mappings=(),
-                 port_kind: str = "veth", dvr_mac: str | None = None, uplinks=()):
+                 port_kind: str = "veth", dvr_mac: str | None = None, uplinks=(), bgp=None):
     from .plan import PlanConfig
+    from .plan.config import BgpConfig
     return PlanConfig(netns_prefix=netns_prefix, bridge_netns=bridge_netns, external_bridge=external_bridge,
                       bridge_mappings=_bridge_mappings(bridge_mappings), port_kind=port_kind,
-                      dvr_mac=_dvr_mac(dvr_mac), uplinks=tuple(u.strip() for u in uplinks or () if u.strip()))
+                      dvr_mac=_dvr_mac(dvr_mac), uplinks=tuple(u.strip() for u in uplinks or () if u.strip()),
+                      bgp=bgp or BgpConfig())
 
 
 @main.command()
@@ -205,7 +240,8 @@ def _plan_config(netns_prefix: str, bridge_netns: str, external_bridge: str, bri
 @_plan_options
 @_l2_options
 def agent(host, mode, server, token, resync_interval, once, ready_file, log_level, netns_prefix, bridge_netns, external_bridge,
-          bridge_mappings, port_kind, dvr_mac, uplinks):
+          bridge_mappings, port_kind, dvr_mac, uplinks, bgp_local_as, bgp_peers, bgp_peer_as, bfd_ms,
+          bfd_multiplier, blackhole_seconds):
     """Run the node agent: follow the server's view of HOST and make the kernel match it."""
     import logging
     import signal
@@ -213,7 +249,8 @@ def agent(host, mode, server, token, resync_interval, once, ready_file, log_leve
     from .agent.feed import Feed
     from .agent.loop import Agent
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    cfg = _plan_config(netns_prefix, bridge_netns, external_bridge, bridge_mappings, port_kind, dvr_mac, uplinks)
+    cfg = _plan_config(netns_prefix, bridge_netns, external_bridge, bridge_mappings, port_kind, dvr_mac, uplinks,
+                       _bgp_config(bgp_local_as, bgp_peers, bgp_peer_as, bfd_ms, bfd_multiplier, blackhole_seconds))
     a = Agent(host, Feed(server, host, mode, token=token), cfg, resync_interval=resync_interval,
               ready_file=ready_file, progress=_agent_progress())
     def _terminate(*_):
@@ -240,7 +277,8 @@ def agent(host, mode, server, token, resync_interval, once, ready_file, log_leve
 @_picture_options
 @_one_line_errors
 def show(host, server, token, what, netns_prefix, bridge_netns, external_bridge, bridge_mappings, port_kind,
-         dvr_mac, uplinks, svg, trace_path, inbound, src):
+         dvr_mac, uplinks, svg, trace_path, inbound, src, bgp_local_as, bgp_peers, bgp_peer_as, bfd_ms,
+         bfd_multiplier, blackhole_seconds):
     """Print HOST's namespace state: desired, actual, or the difference; or draw it (--svg)."""
     from .agent.feed import Feed
     from .agent.loop import desired_state
@@ -253,13 +291,24 @@ def show(host, server, token, what, netns_prefix, bridge_netns, external_bridge,
     server, netns_prefix, bridge_netns = _lab_defaults(host, server, netns_prefix, bridge_netns)
     feed = Feed(server, host, "dvr", token=token, max_backoff=0)
     view = feed.fetch_once()
-    cfg = _plan_config(netns_prefix, bridge_netns, external_bridge, bridge_mappings, port_kind, dvr_mac, uplinks)
+    cfg = _plan_config(netns_prefix, bridge_netns, external_bridge, bridge_mappings, port_kind, dvr_mac, uplinks,
+                       _bgp_config(bgp_local_as, bgp_peers, bgp_peer_as, bfd_ms, bfd_multiplier, blackhole_seconds))
     desired, observed = desired_state(view.cloud, host, cfg, Reconciler(prefix=netns_prefix))
     if svg is not None:
         _show_svg(svg, host, view.cloud, cfg, desired, observed, trace_path, inbound, src, lab_mode)
         return
     if trace_path or inbound:
         raise click.UsageError("--trace and --inbound go with --svg FILE (the path is drawn on the picture)")
+    from .kernel.bird import BirdError, sessions
+    for name in sorted(n for n, ns in observed.namespaces.items() if "bird" in ns.processes):
+        try:
+            ss = sessions(name)
+        except BirdError as e:
+            click.echo(f"bgp {name}: BIRD not answering ({e})")
+            continue
+        for x in ss:
+            click.echo(f"bgp {name} {x.name}: {x.state} {x.info}".rstrip()
+                       + f", {x.exported if x.exported is not None else '?'} prefixes announced")
     if what == "desired":
         click.echo(render(desired), nl=False)
     elif what == "actual":
@@ -406,7 +455,8 @@ Tear it down with `make lab-down` (or `.venv/bin/dvrnet lab down`).""")
 @_l2_options
 @_one_line_errors
 def trace(vm, dst, fip, src, host, server, token, state_dir, as_json, netns_prefix, bridge_netns, external_bridge,
-          bridge_mappings, port_kind, dvr_mac, uplinks) -> None:
+          bridge_mappings, port_kind, dvr_mac, uplinks, bgp_local_as, bgp_peers, bgp_peer_as, bfd_ms, bfd_multiplier,
+          blackhole_seconds) -> None:
     """Walk a packet namespace by namespace (model) and check each hop against the kernel: `trace VM DST`
     (outbound from VM: a lab VM name, a fixed IP or a port id) or `trace --inbound FIP` (in from the
     external segment: who answers ARP for the FIP, then to the VM and back out).
@@ -415,7 +465,9 @@ def trace(vm, dst, fip, src, host, server, token, state_dir, as_json, netns_pref
     t = _run_trace(vm, dst, fip, src, host, server, token, state_dir,
                    lambda h, prefix, bridge: _plan_config(prefix, bridge, external_bridge, bridge_mappings, port_kind,
                                                           dvr_mac if dvr_mac else (_lab_node_mac(h) if server is None
-                                                                                   else None), uplinks),
+                                                                                   else None), uplinks,
+                                                          _bgp_config(bgp_local_as, bgp_peers, bgp_peer_as, bfd_ms,
+                                                                      bfd_multiplier, blackhole_seconds)),
                    netns_prefix, bridge_netns)
     click.echo(t.to_json() if as_json else t.text())
     if not t.agree:

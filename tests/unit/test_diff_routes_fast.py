@@ -48,7 +48,9 @@ routes = st.builds(Route, table=st.sampled_from([MAIN_TABLE, 16]),
 
 
 def _ns(rs) -> Namespace:
-    return Namespace(NS, {n: Link(n) for n in DEVS}, frozenset(), frozenset(rs))
+    # an L2-mode fip- namespace: fg- answers proxy ARP, so new FIP /32s are announced by GARP
+    return Namespace(NS, {n: Link(n) for n in DEVS}, frozenset(), frozenset(rs),
+                     sysctls={f"net.ipv4.conf.{AGENT_GW_DEV}x.proxy_arp": "1"})
 
 
 def _ops(fn, d, o, gone) -> tuple:

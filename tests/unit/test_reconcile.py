@@ -22,7 +22,7 @@ def fip_ns(gw="203.0.113.1", fips=("203.0.113.50",), fg_kind="veth", **kw) -> Na
                                          for f in fips}),
                      rules=frozenset({Rule(40000, "blackhole", iif="fg-1"),
                                       Rule(40010, "lookup", T203, src="203.0.113.0/24")}),
-                     sysctls={"net.ipv4.ip_forward": "1"}, **kw)
+                     sysctls={"net.ipv4.ip_forward": "1", "net.ipv4.conf.fg-1.proxy_arp": "1"}, **kw)
 
 
 def qr_ns(fips=(("203.0.113.50", "10.0.0.5"),), chain_rule="ip saddr @fixed2fip accept") -> Namespace:

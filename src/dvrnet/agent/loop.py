@@ -6,8 +6,10 @@ re-plans only the namespaces whose inputs changed; the result equals `plan_host`
 namespaces from the kernel, take the link-local /31s already there as hints (so a router never
 changes its pair), plan again with the hints when they differ from the ones planned with, diff,
 apply, read back and diff again.
-Nothing is stored on the node between passes but a cache of what was read; the kernel and the
-server's view are the only truth.
+Nothing is stored on the node between passes but a cache of what was read (and, in routed mode,
+the expiry times of migration blackholes: plan/timed.py); the kernel and the server's view are
+the only truth. In routed mode the long-poll is cut short so that a blackhole is removed when its
+time is up and a BIRD that died is started again within `upkeep_interval` (1 s).
 
 Reads are incremental (`Reconciler(watch=True)`, docs/reconciler.md): netlink event sockets in
 every owned namespace say what changed since it was last read, and only that is read again. A
@@ -27,7 +29,7 @@ from dataclasses import dataclass
 from ..kernel import Reconciler
 from ..model import Cloud
 from ..model.placement import routers_on_host
-from ..plan import PlanConfig, plan_host
+from ..plan import PlanConfig, plan_host, timed
 from ..plan.incremental import HostPlanner
 from ..plan.linklocal import hints_from_state
 from ..plan.state import HostState
@@ -64,11 +66,14 @@ def desired_state(cloud: Cloud, host: str, cfg: PlanConfig, reconciler: Reconcil
         first = plan_host(cloud, host, cfg)
         observed = reconciler.observe(first)
         hints = hints_from_state(observed, [r.id for r in routers_on_host(cloud, host)])
-        return plan_host(cloud, host, cfg, hints), observed
-    first = planner.plan(cloud)
-    observed = reconciler.observe(first)
-    hints = hints_from_state(observed, planner.router_ids)
-    return planner.plan(cloud, hints), observed
+        desired = plan_host(cloud, host, cfg, hints)
+    else:
+        first = planner.plan(cloud)
+        observed = reconciler.observe(first)
+        hints = hints_from_state(observed, planner.router_ids)
+        desired = planner.plan(cloud, hints)
+    # a reader without the agent's timers accepts the migration blackholes it finds (plan/timed.py)
+    return timed.overlay(desired, timed.lenient_holds(desired, observed)), observed
 
 
 class Agent:
@@ -90,6 +95,9 @@ class Agent:
         self.stop = threading.Event()
         self.last: PassReport | None = None
         self._hints: dict[str, int] | None = None
+        # routed mode's migration blackholes: (namespace, /32) -> expiry (time.monotonic(); plan/timed.py)
+        self.holds: dict[tuple[str, str], float] = {}
+        self.upkeep_interval = 1.0      # routed mode: how often a dead BIRD is noticed (no server change needed)
 
     def close(self) -> None:
         self.reconciler.close()
@@ -120,6 +128,8 @@ class Agent:
                 r.observer.invalidate()         # unsure what was read: everything next time
                 self._hints = None
                 raise
+        self.holds = timed.departures(self.holds, desired, observed, time.monotonic(), self.cfg.bgp.blackhole_s)
+        desired = timed.overlay(desired, self.holds)
         plan = r.diff(desired, observed)
         errors: list[str] = [f"conflict: {c}" for c in plan.conflicts]
         differences: tuple[str, ...] = ()
@@ -142,6 +152,34 @@ class Agent:
         self.last = report
         return report
 
+    # ---- timers of routed mode (plan/timed.py) and the liveness of owned processes ---------------
+    def _routed(self) -> bool:
+        last = self.reconciler.processes
+        return bool(last._known) or bool(self.holds)
+
+    def _wait(self) -> float | None:
+        """How long the long-poll may wait: until the next blackhole expires, and at most
+        `upkeep_interval` while owned processes run (a BIRD that died is restarted that soon)."""
+        waits = []
+        t = timed.next_expiry(self.holds)
+        if t is not None:
+            waits.append(max(0.05, t - time.monotonic()))
+        if self._routed():
+            waits.append(self.upkeep_interval)
+        return min(waits) if waits else None
+
+    def _timer_due(self) -> bool:
+        t = timed.next_expiry(self.holds)
+        if t is not None and t <= time.monotonic():
+            return True
+        return not self.reconciler.processes.alive()
+
+    def _timer_pass(self, cloud: Cloud) -> None:
+        try:
+            self.reconcile(cloud, full=False)
+        except Exception:
+            log.exception("timer pass failed")
+
     def _announce_ready(self) -> None:
         """After the first converged pass, create `ready_file` (once): whoever started the agent
         knows it now follows the feed."""
@@ -155,14 +193,16 @@ class Agent:
         next_full = 0.0
         full_due = True                 # the first pass, and the one after a failed pass, read all
         while not self.stop.is_set():
-            view = self.feed.next_view(revision)
+            view = self.feed.next_view(revision, wait=self._wait())
             if view is None:
                 if once and self.stop.wait(0):
                     return None
+                if cloud is not None and self._timer_due():
+                    self._timer_pass(cloud)     # the server is away: timers and dead daemons still count
                 continue
             now = time.monotonic()
             drift = (view.revision == revision and cloud is not None and self.reconciler.observer is not None
-                     and self.reconciler.observer.pending())
+                     and (self.reconciler.observer.pending() or self._timer_due()))
             if view.revision != revision or now >= next_full or cloud is None or drift:
                 cloud, revision = view.cloud, view.revision
                 full = full_due or now >= next_full

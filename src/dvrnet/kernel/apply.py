@@ -10,7 +10,7 @@ Invariants:
   teardown) — one port is down at a time, for a few `ip -batch` runs.
 - Consecutive `ip` ops of one namespace go through one `ip -force -batch`; each nft op is one
   `nft -f` transaction; sysctls are written from a thread inside the namespace; gratuitous ARPs
-  go out from a raw socket.
+  go out from a raw socket; processes are started, reloaded and stopped by `process.py`.
 - "Already there" on an add and "already gone" on a delete are success, so every op is
   idempotent and a killed apply is repaired by the next pass.
 - Every failure is an `OpError` naming the op (namespace and object) and a reason.
@@ -49,7 +49,7 @@ from dvrnet.reconcile.ops import (
     RuleDel,
 )
 
-from . import conntrack, garp, iproute, netns, nft, sysctl
+from . import conntrack, garp, iproute, netns, nft, process, sysctl
 
 NAT_SOURCE_MAP = "fixed2fip"      # plan/qrouter.py: fixed IP -> FIP
 
@@ -140,6 +140,8 @@ def _run_group(ns: str, tool: str, ops: list[Op]) -> list[OpError]:
             except (OSError, netns.MissingNamespace) as e:
                 out += [OpError(o, f"gratuitous ARP not sent: {e}") for o in dev_ops]
         return out
+    if tool == "proc":
+        return [OpError(op, reason(m)) for op in ops if (m := process.run(op))]
     raise ValueError(tool)
 
 

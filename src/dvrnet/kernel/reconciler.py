@@ -31,6 +31,7 @@ from dvrnet.reconcile.verify import describe_plan
 
 from .apply import OpError, execute
 from .incremental_read import IncrementalObserver
+from .process import ProcessReader
 from .protocols import register_rt_proto
 from .read import Observation, observe, read_host
 
@@ -60,6 +61,7 @@ class Reconciler:
     def __init__(self, prefix: str = "", register_proto: bool = True, watch: bool = False) -> None:
         self.prefix = prefix
         self.observer: IncrementalObserver | None = IncrementalObserver(prefix) if watch else None
+        self.processes = ProcessReader(prefix)        # owned daemons (plan/process.py), found in /proc
         self.memo: DiffMemo | None = DiffMemo() if watch else None
         self._desired: dict[str, Namespace] = {}
         if register_proto:
@@ -91,12 +93,15 @@ class Reconciler:
 
     def _observe(self, desired: HostState, full: bool = False) -> Observation:
         if self.observer is not None:
-            return self.observer.observe(desired, full=full)
-        return observe(desired, self.prefix)
+            obs = self.observer.observe(desired, full=full)
+        else:
+            obs = observe(desired, self.prefix)
+            full = True
+        return replace(obs, state=self.processes.attach(obs.state, desired, full))
 
     def observe(self, desired: HostState, full: bool = False) -> HostState:
         if self.observer is None:
-            return read_host(desired, self.prefix)
+            return self.processes.attach(read_host(desired, self.prefix), desired, True)
         obs = self._observe(desired, full)
         if obs.unreadable or obs.nft_unreadable:
             from .iproute import ReadError
@@ -114,6 +119,7 @@ class Reconciler:
         try:
             return execute(plan, done=done)
         finally:
+            self.processes.applied(plan)
             if self.observer is not None:
                 self.observer.applied(plan)
 
@@ -130,7 +136,7 @@ class Reconciler:
                 if n in obs.unreadable:
                     continue
                 out[n] = replace(ns, nft={}) if n in obs.nft_unreadable else ns
-            return HostState(h.host, out)
+            return HostState(h.host, out, h.orphans)
         return trim(desired), trim(obs.state), errors
 
     def sync(self, desired: HostState, verify: bool = True, full: bool = False) -> Result:

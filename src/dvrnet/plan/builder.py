@@ -15,7 +15,7 @@ own, and what verify reads back per device).
 """
 from __future__ import annotations
 
-from .state import Address, Link, Namespace, Neighbour, NftTable, Route, Rule
+from .state import Address, Link, Namespace, Neighbour, NftTable, Process, Route, Rule
 
 IPV6_OFF = "1"
 
@@ -36,6 +36,7 @@ class NsBuilder:
         self.neighbours: dict[tuple[str, str], Neighbour] = {}
         self.sysctls: dict[str, str] = {}
         self.nft: dict[tuple[str, str], NftTable] = {}
+        self.processes: dict[str, Process] = {}
         self.used = False            # part of the desired state even without links (macvlan plugs)
         if managed:
             for scope in ("all", "default"):
@@ -69,6 +70,9 @@ class NsBuilder:
     def table(self, t: NftTable) -> None:
         self._put(self.nft, (t.family, t.name), t, "nft tables")
 
+    def process(self, p: Process) -> None:
+        self._put(self.processes, p.role, p, "processes")
+
     def freeze(self) -> Namespace:
         return Namespace(
             name=self.name,
@@ -80,4 +84,5 @@ class NsBuilder:
             sysctls=dict(sorted(self.sysctls.items())),
             nft=dict(sorted(self.nft.items())),
             managed=self.managed,
+            processes=dict(sorted(self.processes.items())),
         )

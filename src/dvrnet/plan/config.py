@@ -1,7 +1,47 @@
 """Per-agent settings the planner needs besides the model."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+import zlib
+from dataclasses import dataclass, field
+
+PRIVATE_ASN_4B = (4200000000, 4294967294)     # RFC 6996 private 4-byte AS numbers
+
+
+def default_asn(host: str) -> int:
+    """A node's AS when none is configured: a private 4-byte AS derived from its host name
+    (crc32 into 4200000000-4294967294), the same on every start."""
+    lo, hi = PRIVATE_ASN_4B
+    return lo + zlib.crc32(host.encode()) % (hi - lo + 1)
+
+
+@dataclass(frozen=True)
+class BgpPeer:
+    address: str
+    asn: int
+    password: str | None = None           # TCP-MD5
+
+
+@dataclass(frozen=True)
+class BgpConfig:
+    """Routed mode (docs/routed-mode.md): eBGP from every routed fip-/snat- namespace to the ToR.
+    local_as: this node's AS (None: `default_asn(host)`); peers: the ToR's sessions (empty: one
+    peer, the gateway of the subnet holding the fg-/qg- address, AS `peer_as`); BFD at
+    `bfd_ms` x `bfd_multiplier`; BGP hold/keepalive in seconds; `graceful_restart` seconds the
+    ToR keeps a restarting node's routes; `blackhole_s` how long a departed FIP stays a blackhole
+    on its old node (plan/timed.py); `bird`: the BIRD 2 binary."""
+    local_as: int | None = None
+    peers: tuple[BgpPeer, ...] = ()
+    peer_as: int = 65000
+    bfd_ms: int = 100
+    bfd_multiplier: int = 3
+    hold: int = 3
+    keepalive: int = 1
+    graceful_restart: int = 5
+    blackhole_s: float = 3.0
+    bird: str = "bird"
+
+    def asn(self, host: str) -> int:
+        return self.local_as if self.local_as is not None else default_asn(host)
 
 
 @dataclass(frozen=True)
@@ -20,6 +60,7 @@ class PlanConfig:
     (plan/l2.py); None: derived from the host name.
     uplinks: names (nft wildcards allowed) of bridge ports that lead off the node besides those
     whose kind says so (plan/l2.py `UPLINK_KINDS`), e.g. a physical NIC of a flat network.
+    bgp: routed mode's settings (used by external networks tagged `dvrnet:routed` only).
     """
     netns_prefix: str = ""
     bridge_netns: str = "dvrnet-bridges"
@@ -28,6 +69,7 @@ class PlanConfig:
     bridge_mappings: tuple[tuple[str, str], ...] = ()
     dvr_mac: str | None = None
     uplinks: tuple[str, ...] = ()
+    bgp: BgpConfig = field(default_factory=BgpConfig)
 
     def bridge_for(self, network_id: str) -> str:
         """The bridge the fg-/qg- ports of external network NETWORK_ID plug into."""

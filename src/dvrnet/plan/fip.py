@@ -9,6 +9,8 @@ Invariants:
 - every subnet with a gateway gets one table (`default via` that gateway) and one rule
   `from <cidr>`; a FIP's replies therefore leave through its own subnet's gateway (S3, S11);
 - the number of rules depends on the external subnets only, never on routers or FIPs.
+A network tagged `dvrnet:routed` is routed mode (plan/routed.py): same main table, no segment
+routes for public subnets, default via the ToR, a BIRD announcing the /32s.
 """
 from __future__ import annotations
 
@@ -31,6 +33,7 @@ from .numbers import (
     subnet_table,
 )
 from .plug import plug
+from .routed import routed_fip_base, routed_fip_tail
 from .state import Address, Link, Neighbour, NftChain, NftTable, Route, Rule, ipstr
 
 
@@ -41,14 +44,17 @@ def fip_namespace(cloud: CloudView, host: str, net: Network, fg: Port, routers: 
         fip_router_link(ns, r.id, slots[r.id], net, cfg)
         for route in fip_routes(cloud, host, r, slots[r.id]):
             ns.route(route)
-    fip_tail(ns, fg_dev)
+    fip_tail(ns, fg_dev, net.routed)
     return ns
 
 
 # The parts of `fip_namespace`, in the order it puts them; plan/incremental.py builds the
 # namespace from the same parts, keeping each router's FIP routes (`fip_routes`) apart.
 def fip_base(cloud: CloudView, net: Network, fg: Port, bridges: NsBuilder, cfg: PlanConfig) -> tuple[NsBuilder, str]:
-    """The fg- port, the external subnets' routes and rules; (builder, fg- device)."""
+    """The fg- port, the external subnets' routes and rules; (builder, fg- device). A routed
+    network (tag dvrnet:routed) gets plan/routed.py's layout instead."""
+    if net.routed:
+        return routed_fip_base(cloud, net, fg, bridges, cfg)
     ns = NsBuilder(names.fip_ns(cfg.netns_prefix, net.id))
     fg_dev = names.port_dev(names.AGENT_GW_DEV, fg.id)
     plug(ns, bridges, fg_dev, fg, cfg.bridge_for(net.id), net.mtu, cfg)
@@ -89,7 +95,10 @@ def fip_routes(cloud: CloudView, host: str, r: Router, slot: int) -> list[Route]
             for f in local_fips(cloud, host, r)]
 
 
-def fip_tail(ns: NsBuilder, fg_dev: str) -> None:
+def fip_tail(ns: NsBuilder, fg_dev: str, routed: bool = False) -> None:
+    if routed:
+        routed_fip_tail(ns, fg_dev)
+        return
     ns.sysctl("net.ipv4.ip_forward", 1)
     ns.sysctl("net.ipv4.ip_nonlocal_bind", 1)
     ns.sysctl(f"net.ipv4.conf.{fg_dev}.proxy_arp", 1)

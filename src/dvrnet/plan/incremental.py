@@ -179,7 +179,7 @@ class HostPlanner:
             ns, fg_dev = fip_base(view, net, fg, br, cfg)
             for rid, slot in ids:
                 fip_router_link(ns, rid, slot, net, cfg)
-            fip_tail(ns, fg_dev)
+            fip_tail(ns, fg_dev, net.routed)
             return self._record(ns.freeze(), br)
         rec = self._cell(("fip", net_id), ids, base)
 

@@ -33,6 +33,13 @@ snat-<router> namespace
                           traffic (routed before it is source-NATed) leaves by the gateway of the
                           address it will be NATed to
   table subnet_table(c)   `default via <gateway> dev qg-X onlink`
+routed mode (external network tagged dvrnet:routed; plan/routed.py)
+  fip-: main as above (plus migration blackholes, plan/timed.py); FIP_BLOCK_PRIO and
+        FIP_ONLINK_PRIO as above, the on-link table holding only the private (service) subnets
+        and the fpr- /31s; rule/table ROUTED_DEFAULT_* `default via <ToR> dev fg-X onlink`
+  snat-: main holds the private subnet's connected route and `<SNAT address>/32 dev qg-X`
+        (the route BIRD announces); rule FIP_BLOCK_PRIO `iif qg-X blackhole`; rule/table
+        ROUTED_DEFAULT_* `default via <ToR> dev qg-X onlink`
 """
 from __future__ import annotations
 
@@ -54,6 +61,11 @@ QR_SNAT_PRIO = 40000
 
 SNAT_SRC_PRIO = 40010
 SNAT_DEFAULT_PRIO = 40020
+
+# routed mode (S6; plan/routed.py): the namespace's default route, via the ToR, looked up after
+# `iif fg-/qg- blackhole` and the on-link table, so nothing from the segment transits the node
+ROUTED_DEFAULT_PRIO = 40010
+ROUTED_DEFAULT_TABLE = 40010
 
 LINK_LOCAL_CIDR = IPv4Network("169.254.64.0/18")   # 8192 /31 pairs: even on rfp-, odd on fpr-
 

@@ -14,6 +14,7 @@ from .state import (
     Namespace,
     Neighbour,
     NftTable,
+    Process,
     Route,
     Rule,
     prefix_sort_key,
@@ -102,6 +103,11 @@ def _addr_key(s: str):
         return (1, s)
 
 
+def process_lines(p: Process) -> list[str]:
+    head = f"process {p.role} digest {p.digest or '?'}" + (f" pid {p.pid}" if p.pid else "") + ": " + " ".join(p.argv)
+    return [head] + [f"  file {path} ({len(text.splitlines())} lines)" for path, text in p.files]
+
+
 def namespace_lines(ns: Namespace) -> list[str]:
     out = [f"netns {ns.name}" + ("" if ns.managed else " (not owned: dvrnet changes only the objects listed)")]
     out += [f"  {link_line(l)}" for _, l in sorted(ns.links.items())]
@@ -112,6 +118,8 @@ def namespace_lines(ns: Namespace) -> list[str]:
     out += [f"  sysctl {k} = {v}" for k, v in sorted(ns.sysctls.items())]
     for _, t in sorted(ns.nft.items()):
         out += [f"  {line}" for line in nft_lines(t)]
+    for _, p in sorted(ns.processes.items()):
+        out += [f"  {line}" for line in process_lines(p)]
     return out
 
 
@@ -119,4 +127,6 @@ def render(state: HostState, header: bool = True) -> str:
     lines = [f"# dvrnet state of host {state.host}"] if header else []
     for _, ns in sorted(state.namespaces.items()):
         lines += namespace_lines(ns)
+    for name, p in state.orphans:
+        lines += [f"orphan in {name}: {line}" for line in process_lines(p)]
     return "\n".join(lines) + "\n"

@@ -9,6 +9,8 @@ Invariants:
   before it is NATed, leaves by the gateway of the SNAT address's subnet;
 - the SNAT address is the gateway port's first address (in fixed_ips order) whose subnet has a
   gateway; tenant subnets (the sg- ports' subnets) are NATed to it when enable_snat is set.
+On a network tagged `dvrnet:routed` the qg- side is plan/routed.py's (private address, public
+SNAT /32 announced by BIRD, default via the ToR); the tenant side is the same.
 """
 from __future__ import annotations
 
@@ -19,6 +21,7 @@ from .builder import NsBuilder
 from .config import PlanConfig
 from .numbers import MAIN_TABLE_ID, NFT_TABLE, SNAT_DEFAULT_PRIO, SNAT_SRC_PRIO, subnet_table
 from .plug import plug
+from .routed import routed_snat_upstream
 from .state import Address, NftChain, NftTable, Route, Rule
 
 
@@ -34,6 +37,15 @@ def snat_namespace(cloud: CloudView, router: Router, bridges: NsBuilder, cfg: Pl
     ns.sysctl("net.ipv4.conf.all.send_redirects", 0)
     ns.sysctl("net.ipv4.conf.default.send_redirects", 0)
 
+    if ext.routed:
+        snat_ip = routed_snat_upstream(ns, cloud, router, gw_port, qg, cfg)
+    else:
+        snat_ip = _l2_upstream(ns, cloud, ext.id, gw_port, qg)
+    _tenant_side(ns, cloud, router, bridges, qg, snat_ip, cfg)
+    return ns
+
+
+def _l2_upstream(ns: NsBuilder, cloud: CloudView, ext_id: str, gw_port, qg: str):
     own = {f.subnet_id: f.ip_address for f in gw_port.fixed_ips}
     snat_ip = None
     snat_table = None
@@ -41,7 +53,7 @@ def snat_namespace(cloud: CloudView, router: Router, bridges: NsBuilder, cfg: Pl
         s = cloud.subnet(f.subnet_id)
         if s.gateway_ip is not None and snat_ip is None:
             snat_ip, snat_table = f.ip_address, subnet_table(s.cidr)
-    for s in cloud.subnets_of(ext.id):
+    for s in cloud.subnets_of(ext_id):
         ip = own.get(s.id)
         if ip is not None:
             ns.address(Address(qg, f"{ip}/{s.cidr.prefixlen}"))
@@ -51,7 +63,12 @@ def snat_namespace(cloud: CloudView, router: Router, bridges: NsBuilder, cfg: Pl
         ns.route(Route(MAIN_TABLE_ID, str(s.cidr), dev=qg, scope="link", src=str(ip) if ip is not None else None))
     if snat_table is not None:
         ns.rule(Rule(SNAT_DEFAULT_PRIO, table=snat_table))
+    return snat_ip
 
+
+def _tenant_side(ns: NsBuilder, cloud: CloudView, router: Router, bridges: NsBuilder, qg: str, snat_ip,
+                 cfg: PlanConfig) -> None:
+    assert router.gateway is not None
     tenant_cidrs = []
     for p in cloud.router_ports(router.id, DeviceOwner.ROUTER_SNAT):
         net = cloud.network(p.network_id)
@@ -67,4 +84,3 @@ def snat_namespace(cloud: CloudView, router: Router, bridges: NsBuilder, cfg: Pl
         cidrs = ", ".join(str(c) for c in sorted(tenant_cidrs))
         rules = (f'oifname "{qg}" ip saddr {{ {cidrs} }} snat to {snat_ip}',)
     ns.table(NftTable("ip", NFT_TABLE, chains=(NftChain("post_nat", "nat", "postrouting", 100, rules),)))
-    return ns

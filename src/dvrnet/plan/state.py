@@ -7,7 +7,8 @@ like with like.
 Keys (what makes two objects "the same object" to the kernel):
 - Link: (namespace, name)              Address: (dev, ip)        Route: (table, dst, metric)
 - Rule: every selector + action        Neighbour: (dev, ip)      Sysctl: key
-- NftTable: (family, name); its map elements are compared one by one.
+- NftTable: (family, name); its map elements are compared one by one.  Process: role
+  (per namespace; see `Process`).
 Every value is frozen and orders deterministically, so the text form (`render.py`) of the same
 state is byte-identical run to run.
 Addresses and prefixes are canonical strings ("203.0.113.0/24", "default" for 0.0.0.0/0) so that
@@ -131,6 +132,30 @@ class NftTable:
                         tuple(NftMap(m.name, m.key_type, m.data_type) for m in self.maps))
 
 
+@dataclass(frozen=True, slots=True)
+class Process:
+    """A daemon dvrnet owns inside one namespace (a BIRD per routed fip-/snat- namespace; issue
+    13's metadata proxy), keyed by its `role` within the namespace. Generic: nothing here knows
+    what the daemon is; `plan/process.py` says how one is named and found, the role's own modules
+    (`plan/bird.py`, `kernel/bird.py`) what it runs and how it reloads.
+
+    Desired: `argv` (run inside the namespace), `files` ((path, content) written before it starts
+    or reloads; all under its runtime directory) and `digest` (of its configuration, as the role
+    computes it). Observed: `argv` as /proc shows it, `digest` as the running process reports it
+    ("" when it cannot say), `pid`; `files` are never read back (rebuilt from the plan).
+    Same object when `argv` and `digest` are equal; a different `argv` is a restart, a different
+    `digest` a reload.
+    """
+    role: str
+    argv: tuple[str, ...]
+    files: tuple[tuple[str, str], ...] = ()
+    digest: str = ""
+    pid: int | None = None
+
+    def same(self, other: Process) -> bool:
+        return self.argv == other.argv and self.digest == other.digest
+
+
 @dataclass(frozen=True)
 class Namespace:
     """Everything dvrnet wants in one network namespace.
@@ -148,12 +173,17 @@ class Namespace:
     sysctls: Mapping[str, str] = field(default_factory=dict)
     nft: Mapping[tuple[str, str], NftTable] = field(default_factory=dict)
     managed: bool = True
+    processes: Mapping[str, Process] = field(default_factory=dict)     # role -> Process
 
 
 @dataclass(frozen=True)
 class HostState:
+    """`orphans` (observed only): dvrnet's processes whose namespace is gone, or that run in
+    another network namespace than the one their runtime directory names (the name was deleted
+    and created again): (namespace name, process). The diff stops every owned orphan."""
     host: str
     namespaces: Mapping[str, Namespace] = field(default_factory=dict)
+    orphans: tuple[tuple[str, Process], ...] = ()
 
 
 _PLEN = {str(i): i for i in range(33)}

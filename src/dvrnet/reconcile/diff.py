@@ -6,10 +6,12 @@ Invariants:
 - Only owned objects (`ownership.py`) are ever deleted or replaced. Desired state that names an
   object dvrnet cannot own raises `NotOwned` (a planner bug).
 - Creates run in dependency order namespace → (namespace-wide sysctls of managed namespaces and
-  nftables tables of unmanaged ones: what links must be born into) → link → address → route → rule → neighbour →
-  sysctl → nftables (→ gratuitous ARP for new FIP /32s in fip- namespaces); then the
+  nftables tables of unmanaged ones: what links must be born into) → link → address → route → rule →
+  neighbour → sysctl → nftables (→ gratuitous ARP for new FIP /32s in fip- namespaces whose fg-
+  answers proxy ARP) → processes (start, restart, reload: after the addresses they bind); then the
   replacement groups (below), one after the other; deletes of obsolete objects follow, in reverse
-  order; obsolete links, then obsolete owned namespaces go last.
+  order; obsolete links and processes (stopped before their namespace), then obsolete owned
+  namespaces go last; owned orphan processes (their namespace gone) are stopped.
 - Make-before-break: a route with the same (table, dst, metric) and another value is replaced in
   place (`ip route replace`); a changed rule is a new rule (added in the create phase) plus the
   old one (deleted after). The only break-before-make is a link of the wrong kind or peer, which
@@ -57,6 +59,9 @@ from .ops import (
     NftReplaceTable,
     Op,
     Plan,
+    ProcReload,
+    ProcStart,
+    ProcStop,
     RouteDel,
     RouteReplace,
     RuleAdd,
@@ -66,7 +71,8 @@ from .ops import (
 from .ownership import Ownership, owns_nft_table, owns_sysctl
 
 EMPTY = Namespace("")
-CREATE_ORDER = ("netns", "early", "link", "address", "route", "rule", "neighbour", "sysctl", "nft", "garp")
+CREATE_ORDER = ("netns", "early", "link", "address", "route", "rule", "neighbour", "sysctl", "nft", "garp",
+                "process")
 DELETE_ORDER = ("nft", "neighbour", "rule", "route", "address")
 GROUP_ORDER = ("link", "address", "route", "neighbour", "sysctl", "garp")   # one replaced link's life
 
@@ -152,6 +158,7 @@ def diff(desired: HostState, observed: HostState, prefix: str = "", memo: DiffMe
         _diff_neighbours(d, o, own, acc)
         _diff_sysctls(d, o, acc)
         _diff_nft(d, o, acc)
+        _diff_processes(d, o, acc)
         if memo is not None:
             if _count(acc) == before and name not in gone_ns:
                 memo.clean[name] = (d, o)
@@ -167,7 +174,12 @@ def diff(desired: HostState, observed: HostState, prefix: str = "", memo: DiffMe
             del memo.routes[name]
     for name in sorted(observed.namespaces):
         if name not in desired.namespaces and own.owns_namespace(name):
+            o = observed.namespaces[name]
+            acc.teardown += [ProcStop(name, proc=p) for _, p in sorted(o.processes.items())]
             acc.ns_dels.append(NetnsDel(name))
+    for name, p in observed.orphans:
+        if own.owns_namespace(name):
+            acc.teardown.append(ProcStop(name, proc=p))
     ops = [op for k in CREATE_ORDER for op in acc.creates[k]]
     groups = []
     for gid in sorted(acc.groups):
@@ -415,6 +427,9 @@ def _diff_routes(d: Namespace, o: Namespace, own: Ownership, acc: _Acc, prefix: 
                  idx: _RouteIdx | None = None) -> None:
     fg = sorted(n for n in d.links if n.startswith(AGENT_GW_DEV))
     is_fip = d.name.startswith(prefix + FIP_NS)
+    # a new FIP /32 is announced by gratuitous ARP where fg- answers ARP for it (L2 mode's proxy
+    # ARP); in routed mode BGP announces it and nothing is sent on the segment
+    garp = is_fip and bool(fg) and d.sysctls.get(f"net.ipv4.conf.{fg[0]}.proxy_arp") == "1"
     delta = _route_delta(d, o, acc, idx)
     if delta is not None:
         writes, gone = delta
@@ -436,7 +451,7 @@ def _diff_routes(d: Namespace, o: Namespace, own: Ownership, acc: _Acc, prefix: 
     group_of = acc.group_of
     for _, r, old in changed:
         acc.target("route", d.name, r.dev).append(RouteReplace(d.name, r, old))
-        if (old is None and is_fip and fg and r.table == MAIN_TABLE and r.type == "unicast"
+        if (old is None and garp and r.table == MAIN_TABLE and r.type == "unicast"
                 and r.dst != "default" and _prefixlen(r.dst) == 32):
             # sent from fg- once both it and the route's device exist: in the later of their
             # replacement groups, if any
@@ -500,6 +515,21 @@ def _diff_sysctls(d: Namespace, o: Namespace, acc: _Acc) -> None:
 def _ns_wide(key: str) -> bool:
     parts = key.split(".")
     return len(parts) >= 5 and parts[2] == "conf" and parts[3] in ("all", "default")
+
+
+# --- processes ---------------------------------------------------------------------------------
+def _diff_processes(d: Namespace, o: Namespace, acc: _Acc) -> None:
+    """Start what is missing, restart what runs another command line, reload what runs another
+    configuration (digest), stop what is no longer desired (before its namespace would go)."""
+    for role in sorted(d.processes):
+        want, have = d.processes[role], o.processes.get(role)
+        if have is None:
+            acc.creates["process"].append(ProcStart(d.name, proc=want))
+        elif have.argv != want.argv:
+            acc.creates["process"].append(ProcStart(d.name, proc=want, old=have))
+        elif have.digest != want.digest:
+            acc.creates["process"].append(ProcReload(d.name, proc=want, old=have))
+    acc.teardown += [ProcStop(d.name, proc=p) for r, p in sorted(o.processes.items()) if r not in d.processes]
 
 
 # --- nftables ---------------------------------------------------------------------------------

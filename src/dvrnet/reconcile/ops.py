@@ -18,7 +18,7 @@ from dataclasses import dataclass, field, fields
 from typing import ClassVar
 
 from dvrnet.plan.numbers import RT_PROTO
-from dvrnet.plan.state import Address, Link, Neighbour, NftMap, NftTable, Route, Rule
+from dvrnet.plan.state import Address, Link, Neighbour, NftMap, NftTable, Process, Route, Rule
 
 from .nft_text import element_lines, table_script
 
@@ -327,6 +327,44 @@ class Garp(Op):
 
     def line(self) -> str:
         return f"garp {self.ip} dev {self.dev}"
+
+
+# --- processes (plan/process.py) -----------------------------------------------------------
+@dataclass(frozen=True)
+class ProcStart(Op):
+    """Write the process's files and start it in its namespace; `old`: a running instance with
+    another command line (or in a dead namespace), stopped first."""
+    proc: Process = field(default_factory=lambda: Process("", ()))
+    old: Process | None = None
+    tool: ClassVar[str] = "proc"
+
+    def line(self) -> str:
+        verb = "restart" if self.old is not None else "start"
+        return f"process {verb} {self.proc.role} digest {self.proc.digest}: {' '.join(self.proc.argv)}"
+
+
+@dataclass(frozen=True)
+class ProcReload(Op):
+    """Write the process's files and have it load them (BIRD: `configure`), without restarting."""
+    proc: Process = field(default_factory=lambda: Process("", ()))
+    old: Process | None = None
+    tool: ClassVar[str] = "proc"
+
+    def line(self) -> str:
+        was = self.old.digest if self.old is not None else "?"
+        return f"process reload {self.proc.role} digest {self.proc.digest} (running {was or '?'})"
+
+
+@dataclass(frozen=True)
+class ProcStop(Op):
+    """Stop an owned process (its namespace goes, or it is no longer desired) and remove its
+    runtime directory."""
+    proc: Process = field(default_factory=lambda: Process("", ()))
+    stage: ClassVar[int] = 3
+    tool: ClassVar[str] = "proc"
+
+    def line(self) -> str:
+        return f"process stop {self.proc.role} pid {self.proc.pid}"
 
 
 def _mac_mtu(lk: Link) -> list[str]:

@@ -22,6 +22,9 @@ from .ops import (
     NftReplaceTable,
     Op,
     Plan,
+    ProcReload,
+    ProcStart,
+    ProcStop,
     RouteDel,
     RouteReplace,
     RuleAdd,
@@ -111,6 +114,15 @@ def describe(op: Op) -> str | None:
         return f"{ns}: namespace desired, found nothing"
     if isinstance(op, NetnsDel):
         return f"{ns}: namespace desired nothing, found it"
+    if isinstance(op, ProcStart):
+        if op.old is not None:
+            return f"{ns} process {op.proc.role}: desired {' '.join(op.proc.argv)}, found {' '.join(op.old.argv)}"
+        return f"{ns} process {op.proc.role}: desired running, found nothing"
+    if isinstance(op, ProcReload):
+        return (f"{ns} process {op.proc.role}: desired configuration {op.proc.digest}, "
+                f"found {(op.old.digest if op.old else '') or 'an unknown one'}")
+    if isinstance(op, ProcStop):
+        return f"{ns} process {op.proc.role} pid {op.proc.pid}: desired nothing, found it running"
     if isinstance(op, Garp):
         return None                              # an announcement, not state
     return str(op)

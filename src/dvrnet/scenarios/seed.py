@@ -13,6 +13,7 @@ import uuid
 from dataclasses import dataclass
 
 from ..model import Cloud, DeviceOwner
+from ..model.resources import ROUTED_TAG
 from ..ops import IpRequest, Workspace
 
 ID_NAMESPACE = uuid.UUID("6d1c4a0e-8f3b-4c2e-9a57-0c0ffee0d5a1")
@@ -48,6 +49,10 @@ class ScenarioSpec:
     tenant_mtu: int
     routers: tuple[tuple[str, tuple[str, ...]], ...]   # (router name, tenant networks attached)
     vms: tuple[VmSpec, ...]
+    # routed mode (S6): the external network carries the tag dvrnet:routed, and each router's
+    # gateway asks for its private address plus a public SNAT address from this subnet
+    routed: bool = False
+    snat_subnet: str | None = None
 
 
 SEED = ScenarioSpec(
@@ -83,7 +88,8 @@ def build(spec: ScenarioSpec = SEED) -> Cloud:
     ws = Workspace(id_factory=seed_id)
     for name, mode in spec.hosts:
         ws.register_host(name, mode)
-    ext = ws.create_network(name=spec.external_network, external=True, mtu=spec.external_mtu)
+    ext = ws.create_network(name=spec.external_network, external=True, mtu=spec.external_mtu,
+                            tags=(ROUTED_TAG,) if spec.routed else ())
     ext_subnets = {}
     for s in spec.external_subnets:
         ext_subnets[s.name] = ws.create_subnet(ext.id, s.cidr, gateway_ip=s.gateway, name=s.name,
@@ -93,7 +99,8 @@ def build(spec: ScenarioSpec = SEED) -> Cloud:
         net = ws.create_network(name=net_name, mtu=spec.tenant_mtu)
         tenant[net_name] = (net, ws.create_subnet(net.id, s.cidr, gateway_ip=s.gateway, name=s.name))
     for r_name, nets in spec.routers:
-        r = ws.create_router(name=r_name, distributed=True, external_gateway_info={"network_id": ext.id})
+        r = ws.create_router(name=r_name, distributed=True, external_gateway_info=gateway_info(
+            spec, ext.id, {n: x.id for n, x in ext_subnets.items()}))
         for n in nets:
             ws.add_router_interface(r.id, subnet_id=tenant[n][1].id)
     for vm in spec.vms:
@@ -104,3 +111,29 @@ def build(spec: ScenarioSpec = SEED) -> Cloud:
             ws.create_floatingip(ext.id, subnet_id=ext_subnets[vm.fip_subnet].id, port_id=port.id,
                                  description=f"fip of {vm.name}")
     return ws.snapshot()
+
+
+def gateway_info(spec: ScenarioSpec, ext_id: str, subnet_ids: dict[str, str]) -> dict:
+    """A router's external_gateway_info: the network alone (L2 mode: IPAM picks the address), or
+    in routed mode one address from the private router_gateway subnet and one (the SNAT address)
+    from `spec.snat_subnet`."""
+    if not spec.routed or spec.snat_subnet is None:
+        return {"network_id": ext_id}
+    private = next(s.name for s in spec.external_subnets if DeviceOwner.ROUTER_GATEWAY.value in s.service_types)
+    return {"network_id": ext_id, "external_fixed_ips": [{"subnet_id": subnet_ids[private]},
+                                                         {"subnet_id": subnet_ids[spec.snat_subnet]}]}
+
+
+# The same figure in routed mode (S6): the public subnets are not on the segment; the private
+# subnet 100.64.0.0/24 carries fg- and qg- addresses, its gateway .254 is the ToR (AS 65000).
+ROUTED = ScenarioSpec(
+    external_network=SEED.external_network, external_mtu=SEED.external_mtu,
+    external_subnets=(
+        SubnetSpec("red", "203.0.113.0/24", "203.0.113.1"),
+        SubnetSpec("green", "198.51.100.0/24", "198.51.100.1"),
+        SubnetSpec("private", "100.64.0.0/24", "100.64.0.254",
+                   (DeviceOwner.AGENT_GATEWAY.value, DeviceOwner.ROUTER_GATEWAY.value)),
+    ),
+    hosts=SEED.hosts, tenant_networks=SEED.tenant_networks, tenant_mtu=SEED.tenant_mtu,
+    routers=SEED.routers, vms=SEED.vms, routed=True, snat_subnet="red",
+)
