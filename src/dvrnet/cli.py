@@ -347,11 +347,11 @@ def _need_root() -> None:
         raise click.ClickException("the lab creates network namespaces: run it as root")
 
 
-def _lab_up(prefix: str, state_dir: str, extra_fips: int = 0):
+def _lab_up(prefix: str, state_dir: str, extra_fips: int = 0, routed: bool = False):
     from .lab.up import up
     from .progress import Progress
     p = Progress.for_stream(sys.stderr, prefix="lab ")
-    return up(prefix=prefix, state_dir=state_dir, extra_fips=extra_fips, reporter=p)
+    return up(prefix=prefix, state_dir=state_dir, extra_fips=extra_fips, reporter=p, routed=routed)
 
 
 def _lab_check(state_dir: str, as_json: bool) -> bool:
@@ -361,7 +361,11 @@ def _lab_check(state_dir: str, as_json: bool) -> bool:
         info = LabInfo.load(state_dir)
     except FileNotFoundError:
         raise click.ClickException(f"no lab in {state_dir}: run `dvrnet lab up` first") from None
-    rows = run_checks(info)
+    if info.tor is not None:
+        from .lab.routed_checks import run_routed_checks
+        rows = run_routed_checks(info)
+    else:
+        rows = run_checks(info)
     if as_json:
         click.echo(rows_json(rows))
     else:
@@ -374,11 +378,13 @@ def _lab_check(state_dir: str, as_json: bool) -> bool:
 @click.option("--extra-fips", type=click.IntRange(0, 400), default=0, show_default=True, metavar="N",
               help="N more FIPs besides the seed's, each on a port of its own without a VM (spread over the "
                    "compute nodes, tenant networks and external subnets): the data plane at a larger size.")
-def lab_up(prefix: str, state_dir: str, extra_fips: int) -> None:
+@click.option("--routed", is_flag=True, help="Routed mode (S6): a ToR running BIRD (AS 65000) instead of the L2 "
+                                             "gateways; the external network is tagged dvrnet:routed.")
+def lab_up(prefix: str, state_dir: str, extra_fips: int, routed: bool) -> None:
     """Build the lab: external segment, gateways, internet host, nodes, server, agents, the seed's resources."""
     _need_root()
     try:
-        _lab_up(prefix, state_dir, extra_fips)
+        _lab_up(prefix, state_dir, extra_fips, routed)
     except RuntimeError as e:
         raise click.ClickException(str(e)) from None
 

@@ -9,7 +9,10 @@ Fields:
   one address per external subnet) and sink_netns / sink_addresses (a host on the segment that
   counts what reaches it), nodes, gateways, vms, routers.
 - NodeInfo: name, short, mode, prefix (`<lab prefix><short>-`), bridge_netns (`<prefix>node`),
-  underlay_ip, node_mac (source MAC of routed frames leaving the node by VXLAN), agent_pid.
+  underlay_ip, node_mac (source MAC of routed frames leaving the node by VXLAN), agent_pid,
+  private_address (routed mode: the fg- address, next hop of the node's FIPs on the ToR).
+- tor (routed mode, `lab up --routed`): {"netns", "address", "asn"} of the top-of-rack router
+  (lab/tor.py); None in L2 mode.
 - GatewayInfo: name, subnet (CIDR), address, netns.
 - VmInfo: name, node, netns, network, network_id, port_id, mac, fixed_ip, prefixlen, gateway_ip,
   fip (or None), fip_subnet (external subnet name, or None), router (name, or None).
@@ -35,6 +38,7 @@ class NodeInfo:
     underlay_ip: str
     node_mac: str
     agent_pid: int | None = None
+    private_address: str | None = None   # routed mode: the node's fg- address (BGP next hop of its FIPs)
 
 
 @dataclass
@@ -89,6 +93,7 @@ class LabInfo:
     vms: list[VmInfo] = field(default_factory=list)
     routers: list[RouterInfo] = field(default_factory=list)
     server_url: str | None = None
+    tor: dict | None = None              # routed mode: {"netns", "address", "asn"} of the ToR
 
     # --- lookups -------------------------------------------------------------------------------
     def node(self, name: str) -> NodeInfo:

@@ -85,7 +85,9 @@ def create_topology(c: httpx.Client, spec: ScenarioSpec = SEED, gateways: bool =
     for r_name, nets in spec.routers:
         body = {"name": r_name, "distributed": True}
         if gateways:
-            body["external_gateway_info"] = {"network_id": ext["id"]}
+            from ..scenarios.seed import gateway_info
+            body["external_gateway_info"] = gateway_info(spec, ext["id"],
+                                                         {n: x["id"] for n, x in topo.external_subnets.items()})
         r = _post(c, "/v2.0/routers", {"router": body})
         for n in nets:
             _ok(c.put(f"/v2.0/routers/{r['id']}/add_router_interface", json={"subnet_id": topo.subnets[n]["id"]}))

@@ -55,12 +55,15 @@ def world_spec_for(scenario: ScenarioSpec, prefix: str, state_dir: str) -> World
     shorts = [_short(h) for h, _ in scenario.hosts]
     if len(set(shorts)) != len(shorts):
         shorts = [f"h{i}" for i in range(1, len(shorts) + 1)]
-    service = next((s.cidr for s in scenario.external_subnets if not s.gateway), "100.64.0.0/24")
+    if scenario.routed:     # no L2 gateways: the ToR (lab/routed_world.py) is the private subnet's gateway
+        service = next(s.cidr for s in scenario.external_subnets if s.service_types)
+        external: tuple[ExternalSubnet, ...] = ()
+    else:
+        service = next((s.cidr for s in scenario.external_subnets if not s.gateway), "100.64.0.0/24")
+        external = tuple(ExternalSubnet(s.name, s.cidr, s.gateway) for s in scenario.external_subnets if s.gateway)
     return WorldSpec(prefix=prefix, state_dir=state_dir,
                      nodes=tuple(NodeSpec(h, s, m) for (h, m), s in zip(scenario.hosts, shorts)),
-                     external=tuple(ExternalSubnet(s.name, s.cidr, s.gateway) for s in scenario.external_subnets
-                                    if s.gateway),
-                     service_subnet=service)
+                     external=external, service_subnet=service)
 
 
 def _free_port() -> int:
@@ -142,7 +145,7 @@ def start_agents(spec: WorldSpec, url: str, extra: tuple[str, ...] = (), wait: f
 
 def up(prefix: str = "dvl-", state_dir: str = "/var/lib/dvrnet/lab", scenario: ScenarioSpec = SEED,
        progress: Say | None = None, agents: bool = True, gateways: bool = True, fips: bool = True,
-       extra_fips: int = 0, reporter: Progress | None = None) -> LabInfo:
+       extra_fips: int = 0, reporter: Progress | None = None, routed: bool = False) -> LabInfo:
     """gateways=False: routers without an external gateway (and then no FIPs either: a FIP needs
     its router's gateway); fips=False: VM ports without floating IPs. The T1-T6 tests start there.
     extra_fips: that many more FIPs, on ports without VMs (`resources.create_extra_fips`).
@@ -150,6 +153,9 @@ def up(prefix: str = "dvl-", state_dir: str = "/var/lib/dvrnet/lab", scenario: S
     fips = fips and gateways
     if extra_fips and not fips:
         raise RuntimeError("extra FIPs need the routers' gateways and the seed's FIPs")
+    if routed and not scenario.routed:
+        from ..scenarios.seed import ROUTED
+        scenario = ROUTED if scenario is SEED else scenario
     reporter = reporter or Progress.plain(progress or (lambda _m: None))
     say = reporter.say
     t0 = time.monotonic()
@@ -166,12 +172,22 @@ def up(prefix: str = "dvl-", state_dir: str = "/var/lib/dvrnet/lab", scenario: S
         step(f"removed a previous lab: {len(old.namespaces)} namespaces, {len(old.killed)} processes")
     info = build_world(spec)
     step("physical world: external segment, gateways, internet host, underlay, node bridges")
+    if scenario.routed:
+        from .routed_world import build_tor
+        priv = next(s for s in scenario.external_subnets if s.service_types)
+        info.tor = build_tor(spec, priv.gateway or "", priv.cidr,
+                             [s.cidr for s in scenario.external_subnets if not s.service_types])
+        info.save()
+        step(f"ToR {info.tor['netns']} ({info.tor['address']}, AS {info.tor['asn']}) running BIRD")
     url = start_server(spec)
     info.server_url = url
     info.save()
     step(f"dvrnet server on {url}")
     c = httpx.Client(base_url=url, timeout=30)
     topo = resources.create_topology(c, scenario, gateways=gateways)
+    if scenario.routed:
+        resources._ok(c.put(f"/v2.0/networks/{topo.external_network['id']}/tags",
+                            json={"tags": ["dvrnet:routed"]}))
     step("topology through the API: external network and subnets, tenant networks, routers, interfaces")
     nets = {name: TenantNet(n["id"], 1000 + i, int(n.get("mtu") or scenario.tenant_mtu))
             for i, (name, n) in enumerate(topo.networks.items(), start=1)}
@@ -216,6 +232,12 @@ def up(prefix: str = "dvl-", state_dir: str = "/var/lib/dvrnet/lab", scenario: S
         for n in info.nodes:
             n.agent_pid = pids.get(n.name)
         step("agents running")
+        if scenario.routed:
+            with httpx.Client(base_url=url, timeout=30) as c2:
+                fgs = resources._ok(c2.get("/v2.0/ports", params={"device_owner": "network:floatingip_agent_gateway"}))
+            for n in info.nodes:
+                port = next((p for p in fgs["ports"] if p.get("binding:host_id") == n.name), None)
+                n.private_address = port["fixed_ips"][0]["ip_address"] if port and port["fixed_ips"] else None
     info.save()
     say(f"lab up in {time.monotonic() - t0:.1f}s; state in {state_dir}")
     return info

@@ -16,9 +16,9 @@ fip-<net> invariants (beside those of fip.py that do not concern the segment's L
   gratuitous ARP either (reconcile/diff.py sends one only where proxy ARP answers);
 - a BIRD process (plan/bird.py) announces the /32s of main inside the public subnets.
 snat-<router> invariants:
-- qg- holds the gateway port's private address (connected route in main) and its public SNAT
-  address as a /32 with the route `<address>/32 dev qg-` that BIRD announces; tenant subnets are
-  NATed to the public address (to the private one when the port has none);
+- qg- holds only the gateway port's private address (connected route in main); its public SNAT
+  address is held as the route `<address>/32 dev qg-`, which BIRD announces (no public address
+  on any fg-/qg-); tenant subnets are NATed to it (to the private address when there is none);
 - `iif qg- blackhole` before the default via the ToR, as in fip-.
 """
 from __future__ import annotations
@@ -122,7 +122,8 @@ def routed_snat_upstream(ns: NsBuilder, cloud: CloudView, router: Router, gw_por
             if local is None:
                 local, tor = f.ip_address, s.gateway_ip
         else:
-            ns.address(Address(qg, f"{f.ip_address}/32"))
+            # not an address of qg- (no public address on fg-/qg-): the route BIRD announces;
+            # replies to NATed flows are de-NATed before routing and never need it
             ns.route(Route(MAIN_TABLE_ID, f"{f.ip_address}/32", dev=qg, scope="link"))
             public = public or f.ip_address
     _upstream(ns, qg, cloud, net, local, tor, gw_port.host, cfg)
