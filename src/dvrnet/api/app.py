@@ -8,16 +8,16 @@ The database is opened, and migrated to the newest schema, when the app is creat
 """
 from __future__ import annotations
 
-import uuid
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI
 
 from .. import __version__
 from ..store import Store
 from ..store.changelog import DEFAULT_KEEP
 from . import agents, changes, discovery, errors, resources, tags
 from .auth import Auth
+from .edge import Edge
 from .feed import Feed
 from .service import Service
 
@@ -44,12 +44,7 @@ def create_app(db_url: str, auth: str = "none", tokens: str | None = None, *,
                               "plus the host view change feed its agents follow.")
     app.state.store, app.state.service, app.state.feed, app.state.auth = store, svc, feed, authn
     errors.install(app)
-
-    @app.middleware("http")
-    async def request_id(request: Request, call_next):
-        response = await call_next(request)
-        response.headers["X-Openstack-Request-Id"] = f"req-{uuid.uuid4()}"
-        return response
+    app.add_middleware(Edge)      # request id, body limit, last-resort 500 (edge.py)
 
     app.include_router(discovery.routes(authn))
     app.include_router(tags.routes(svc, authn))

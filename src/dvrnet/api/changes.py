@@ -115,7 +115,7 @@ def routes(svc: Service, auth: Auth, feed: Feed) -> APIRouter:
         cursor = parse_since(since)
         feed.bind()
         body, empty = await run_in_threadpool(answer, svc, name, cursor)
-        await run_in_threadpool(svc.store.heartbeat, name)
+        await run_in_threadpool(svc.heartbeat, name, getattr(request.state, "request_id", "-"))
         if empty and wait > 0:
             feed.observe(body["revision"])
             if await feed.wait_host(name, body["revision"], min(wait, MAX_WAIT)):

@@ -2,8 +2,9 @@
 
 Model/IPAM errors (`dvrnet.model.errors`) already carry Neutron's type and status and pass through
 unchanged. The errors below are the HTTP edge's own (bad bodies, auth, policy). Handlers are
-installed for them, for FastAPI's validation errors, for Starlette's 404/405, and a catch-all, so
-no response ever leaves without this shape.
+installed for them, for FastAPI's validation errors and for Starlette's 404/405; anything else is
+`edge.Edge`'s 500, so no response ever leaves without this shape. A 5xx is logged with the
+request id; an error with `retry_after` (the store's `DatabaseUnavailable`) adds `Retry-After`.
 """
 from __future__ import annotations
 
@@ -80,10 +81,18 @@ _HTTP_TYPES = {400: "HTTPBadRequest", 401: "HTTPUnauthorized", 403: "HTTPForbidd
 
 
 def install(app: FastAPI) -> None:
+    """Handlers for the errors requests raise; what none of them handles is `edge.Edge`'s 500."""
     @app.exception_handler(DvrnetError)
-    async def _dvrnet(_req: Request, e: DvrnetError):
+    async def _dvrnet(req: Request, e: DvrnetError):
         status = e.status if 400 <= e.status < 600 else 500
-        return error_response(status, e.type, e.message)
+        if status >= 500:
+            log.warning("request %s: %s %s: %s %s", getattr(req.state, "request_id", "-"), req.method,
+                        req.url.path, status, e.log_detail if hasattr(e, "log_detail") else e.message)
+        r = error_response(status, e.type, e.message)
+        retry = getattr(e, "retry_after", None)
+        if retry is not None:
+            r.headers["Retry-After"] = str(retry)
+        return r
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_req: Request, e: RequestValidationError):
@@ -98,10 +107,3 @@ def install(app: FastAPI) -> None:
         msg = {404: "The resource could not be found.",
                405: "The method is not allowed for this resource."}.get(e.status_code, str(e.detail))
         return error_response(e.status_code, _HTTP_TYPES.get(e.status_code, "HTTPError"), msg)
-
-    @app.exception_handler(Exception)
-    async def _anything(_req: Request, e: Exception):
-        log.exception("internal error")
-        return error_response(500, "HTTPInternalServerError",
-                              f"Request Failed: internal server error while processing your request "
-                              f"({type(e).__name__}).")

@@ -349,13 +349,28 @@ AGENT = Spec("agent", "agents", {}, {
 SPECS = {s.collection: s for s in (NETWORK, SUBNET, ROUTER, PORT, FLOATINGIP)}
 
 
+MAX_DEPTH = 32     # a Neutron body nests 4 deep; deeper is refused before anything walks it
+
+
 def parse_json(raw: bytes) -> Any:
+    """The request body as JSON; 400 MalformedRequestBody for an empty, invalid or too deeply
+    nested one (the parser's own recursion limit included)."""
     if not raw.strip():
         raise MalformedRequestBody("the body is empty")
     try:
-        return json.loads(raw)
+        doc = json.loads(raw)
+    except RecursionError:
+        raise MalformedRequestBody(f"nested deeper than {MAX_DEPTH} levels") from None
     except (ValueError, UnicodeDecodeError) as e:
         raise MalformedRequestBody(f"not valid JSON ({e})") from None
+    todo = [(doc, 1)]
+    while todo:
+        v, depth = todo.pop()
+        if isinstance(v, (dict, list)):
+            if depth > MAX_DEPTH:
+                raise MalformedRequestBody(f"nested deeper than {MAX_DEPTH} levels")
+            todo.extend((x, depth + 1) for x in (v.values() if isinstance(v, dict) else v))
+    return doc
 
 
 def resource_bodies(spec: Spec, body: Any, allow_bulk: bool) -> list[Any]:

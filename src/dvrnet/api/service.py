@@ -10,14 +10,16 @@ moved under it (another server wrote).
 """
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 from ..ops import Workspace
-from ..store import Change, State, Store
+from ..store import Change, DatabaseUnavailable, State, Store
 from .actions import Txn
 
 T = TypeVar("T")
+log = logging.getLogger("dvrnet.api")
 
 
 class Service:
@@ -28,6 +30,14 @@ class Service:
 
     def state(self) -> State:
         return self.store.state()
+
+    def heartbeat(self, host: str, request_id: str = "-") -> None:
+        """Record that HOST's agent was seen (at most every 10 s); best-effort: during a database
+        fault the agent is still served, and the next call records it."""
+        try:
+            self.store.heartbeat(host)
+        except DatabaseUnavailable as e:
+            log.warning("request %s: heartbeat of host %s not recorded: %s", request_id, host, e.log_detail)
 
     def write(self, fn: Callable[[Txn], T], then: Callable[[T, State], Any] | None = None) -> tuple[Any, State]:
         """`then(result, after)` (the answer) runs before the commit: see `Store.write`."""

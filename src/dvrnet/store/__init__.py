@@ -2,6 +2,6 @@
 Alembic migrations applied at startup. See `store.py` for how writes are serialised and why an
 address is never recorded twice."""
 from .rows import Meta
-from .store import Change, State, Store
+from .store import Change, DatabaseUnavailable, State, Store
 
-__all__ = ["Change", "Meta", "State", "Store"]
+__all__ = ["Change", "DatabaseUnavailable", "Meta", "State", "Store"]

@@ -25,6 +25,13 @@ Why addresses are never handed out twice:
   (it cannot, but a bug or a hand edit could) fails the commit with `IpAddressAlreadyAllocated`
   (409) instead of being stored.
 
+Database faults (a file made read-only, a full disk, PostgreSQL gone or restarted): every pooled
+connection is dropped (one opened while SQLite's file was read-only stays read-only for good) and
+the read, or the write if it had not reached its commit, is tried once more on a new connection;
+if that fails too it is `DatabaseUnavailable` (503, `Retry-After: 3`). A write whose commit failed
+is never retried (it may have been applied); the next read reloads whatever the database holds.
+So a fault lasts as long as the database's, and heals without a restart.
+
 Reads (`Store.state()`) take no lock: one cheap `SELECT` of the revision inside a snapshot
 transaction, and a full reload in that same snapshot only when it moved.
 
@@ -43,12 +50,12 @@ from typing import Any, Generic, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from ..model import Cloud, FixedIP
 from ..model.changeset import ChangeSet, Resource
 from ..model.changeset import Key as ResourceKey
-from ..model.errors import IpAddressAlreadyAllocated
+from ..model.errors import DvrnetError, IpAddressAlreadyAllocated
 from . import changelog
 from . import tables as t
 from .engine import is_memory, make_engine, read_transaction, write_transaction
@@ -57,6 +64,22 @@ from .rows import KINDS, TABLES, Meta, allocation_rows, from_row, host_from_row,
 
 T = TypeVar("T")
 Key = tuple[str, str]     # (collection, id)
+RETRY_AFTER = 3           # seconds a client is told to wait after a database fault
+# Faults of the database itself (not of the request): connection lost or refused, file read-only,
+# disk errors, pool exhausted. IntegrityError is a DBAPIError too, and is handled before these.
+DB_FAULTS = (DBAPIError, sa.exc.TimeoutError, sa.exc.DisconnectionError)
+
+
+class DatabaseUnavailable(DvrnetError):
+    """503: the database cannot be read or written now; `Retry-After` says when to try again."""
+    type = "ServiceUnavailable"
+    status = 503
+    retry_after = RETRY_AFTER
+
+    def __init__(self, verb: str, err: BaseException):
+        super().__init__(f"The database cannot be {verb} at the moment; retry in {RETRY_AFTER} seconds.")
+        orig = getattr(err, "orig", None) or err
+        self.log_detail = f"{self.message} ({type(orig).__name__}: {orig})"
 
 
 def now() -> str:
@@ -133,42 +156,42 @@ class Store:
 
     # ---- reads -----------------------------------------------------------------------
     def current_revision(self) -> int:
-        with self._reading() as c:
-            return self._revision(c)
+        return self._read(self._revision)
 
     def state(self) -> State:
-        with self._reading() as c:
+        def load(c: Connection) -> State:
             rev = self._revision(c)
             cached = self._state
             if cached is not None and cached.revision == rev:
                 return cached
-            st = self._load(c, rev)
+            return self._load(c, rev)
+        st = self._read(load)
         self._remember(st)
         return st
 
     def feed_state(self) -> changelog.FeedState:
-        with self._reading() as c:
-            return changelog.read_state(c)
+        return self._read(changelog.read_state)
 
     def host_changes(self, host: str, since: int) -> HostChanges:
         """The state and HOST's view changes after revision SINCE, read in one snapshot."""
-        with self._reading() as c:
+        def read(c: Connection) -> HostChanges:
             rev = self._revision(c)
             fs = changelog.read_state(c)
             cached = self._state
             st = cached if cached is not None and cached.revision == rev else self._load(c, rev)
             ops = changelog.host_ops(c, host, since) if fs.floor <= since <= rev else None
-        self._remember(st)
-        return HostChanges(st, fs, ops)
+            return HostChanges(st, fs, ops)
+        out = self._read(read)
+        self._remember(out.state)
+        return out
 
     def concerned_hosts(self, after: int, upto: int) -> dict[str, int]:
         """Hosts whose view changed at a revision in (AFTER, UPTO], with the last such revision."""
-        with self._reading() as c:
-            return changelog.hosts_between(c, after, upto)
+        return self._read(lambda c: changelog.hosts_between(c, after, upto))
 
     def heartbeats(self) -> dict[str, str | None]:
-        with self._reading() as c:
-            return {r.name: r.heartbeat_at for r in c.execute(sa.select(t.hosts.c.name, t.hosts.c.heartbeat_at))}
+        return self._read(lambda c: {r.name: r.heartbeat_at
+                                     for r in c.execute(sa.select(t.hosts.c.name, t.hosts.c.heartbeat_at))})
 
     def heartbeat(self, host: str, min_interval: float = 10.0) -> str | None:
         """Record that `host`'s agent was seen; at most one write per `min_interval` seconds.
@@ -179,8 +202,13 @@ class Store:
             return None
         self._beats[host] = time.monotonic()
         ts = now()
-        with self._write_lock, write_transaction(self.engine) as c:
-            c.execute(t.hosts.update().where(t.hosts.c.name == host).values(heartbeat_at=ts))
+        try:
+            with self._write_lock, write_transaction(self.engine) as c:
+                c.execute(t.hosts.update().where(t.hosts.c.name == host).values(heartbeat_at=ts))
+        except DB_FAULTS as e:
+            self._beats[host] = last          # not recorded: the next call tries again
+            self._discard_connections()
+            raise DatabaseUnavailable("written", e) from None
         return ts
 
     # ---- writes ----------------------------------------------------------------------
@@ -190,17 +218,26 @@ class Store:
         `then` runs inside the transaction, after the rows are written and before the commit: if
         it raises (e.g. rendering the answer fails), nothing is committed."""
         with self._write_lock:
-            try:
-                with write_transaction(self.engine) as c:
-                    rev = self._revision(c)
-                    before = self._state if self._state is not None and self._state.revision == rev else self._load(c, rev)
-                    change = fn(before)
-                    after, hosts = self._apply(c, before, change, rev + 1)
-                    result = change.result if then is None else then(change.result, after)
-            except IntegrityError as e:
-                raise IpAddressAlreadyAllocated(
-                    f"The database refused the change (another request holds one of its addresses "
-                    f"or ids): {e.orig}") from None
+            for attempt in (1, 2):
+                committing = False
+                try:
+                    with write_transaction(self.engine) as c:
+                        rev = self._revision(c)
+                        before = self._state if self._state is not None and self._state.revision == rev else self._load(c, rev)
+                        change = fn(before)
+                        after, hosts = self._apply(c, before, change, rev + 1)
+                        result = change.result if then is None else then(change.result, after)
+                        committing = True       # what fails after this is the commit itself
+                    break
+                except IntegrityError as e:
+                    raise IpAddressAlreadyAllocated(
+                        f"The database refused the change (another request holds one of its addresses "
+                        f"or ids): {e.orig}") from None
+                except DB_FAULTS as e:
+                    self._discard_connections()
+                    if attempt == 1 and not committing:
+                        continue    # nothing was committed: once more, on a new connection
+                    raise DatabaseUnavailable("written", e) from None
             self._remember(after)
         for cb in list(self._listeners):
             cb(after.revision)
@@ -209,6 +246,26 @@ class Store:
         return result, after
 
     # ---- internals -------------------------------------------------------------------
+    def _read(self, fn: Callable[[Connection], Any]) -> Any:
+        """`fn` in a read transaction; a database fault is retried once on a new connection, then
+        is `DatabaseUnavailable`."""
+        for attempt in (1, 2):
+            try:
+                with self._reading() as c:
+                    return fn(c)
+            except DB_FAULTS as e:
+                self._discard_connections()
+                if attempt == 2:
+                    raise DatabaseUnavailable("read", e) from None
+        raise AssertionError("unreachable")
+
+    def _discard_connections(self) -> None:
+        """Drop every pooled connection after a fault: one opened while the database file was
+        read-only stays read-only (SQLite), one the server closed is dead (PostgreSQL). An
+        in-memory database lives in its one connection, which is kept."""
+        if not self._memory:
+            self.engine.dispose()
+
     def _reading(self):
         if self._memory:     # one shared connection: serialise everything
             return _locked(self._write_lock, read_transaction(self.engine))
