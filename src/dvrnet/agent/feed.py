@@ -72,13 +72,11 @@ class Feed:
         except httpx.HTTPError as e:
             raise DvrnetError(f"cannot read the view of {self.host} from {self.server}: {e}") from None
 
-    def next_view(self, since: int | None, wait: float | None = None) -> View | None:
-        """The host view newer than `since` (None: now), or None after a failure/backoff.
-        WAIT: at most this long (default `self.wait`)."""
+    def next_view(self, since: int | None) -> View | None:
+        """The host view newer than `since` (None: now), or None after a failure/backoff."""
         if not self.registered and not self.register():
             return None
-        w = self.wait if wait is None else min(self.wait, wait)
-        params = {"wait": round(w, 3)} if since is not None else {}
+        params = {"wait": self.wait} if since is not None else {}
         if since is not None:
             params["since"] = since
         try:

@@ -8,8 +8,12 @@ changes its pair), plan again with the hints when they differ from the ones plan
 apply, read back and diff again.
 Nothing is stored on the node between passes but a cache of what was read (and, in routed mode,
 the expiry times of migration blackholes: plan/timed.py); the kernel and the server's view are
-the only truth. In routed mode the long-poll is cut short so that a blackhole is removed when its
-time is up and a BIRD that died is started again within `upkeep_interval` (1 s).
+the only truth.
+
+The long-poll runs in a thread of its own (`_Poll`), so the loop also wakes on its own timers
+without asking the server again: in routed mode every `upkeep_interval` (1 s) it checks that
+the owned daemons still run (microseconds: their pids' start times) and whether a migration
+blackhole has expired, and if so re-plans from the view it already holds.
 
 Reads are incremental (`Reconciler(watch=True)`, docs/reconciler.md): netlink event sockets in
 every owned namespace say what changed since it was last read, and only that is read again. A
@@ -35,7 +39,7 @@ from ..plan.linklocal import hints_from_state
 from ..plan.state import HostState
 from ..progress import Progress
 from ..reconcile import describe_plan
-from .feed import Feed
+from .feed import Feed, View
 
 log = logging.getLogger("dvrnet.agent")
 BIG_APPLY = 2000
@@ -74,6 +78,23 @@ def desired_state(cloud: Cloud, host: str, cfg: PlanConfig, reconciler: Reconcil
         desired = planner.plan(cloud, hints)
     # a reader without the agent's timers accepts the migration blackholes it finds (plan/timed.py)
     return timed.overlay(desired, timed.lenient_holds(desired, observed)), observed
+
+
+class _Poll:
+    """One request of the feed (`Feed.next_view(since)`, a long-poll) in a daemon thread: the loop
+    waits on `done` with a timeout of its own. `view` is None after a failure (the feed backed off)."""
+    def __init__(self, feed: Feed, since: int | None) -> None:
+        self.done = threading.Event()
+        self.view: View | None = None
+        threading.Thread(target=self._run, args=(feed, since), name="feed-poll", daemon=True).start()
+
+    def _run(self, feed: Feed, since: int | None) -> None:
+        try:
+            self.view = feed.next_view(since)
+        except Exception:
+            log.exception("feed request failed")
+        finally:
+            self.done.set()
 
 
 class Agent:
@@ -154,12 +175,12 @@ class Agent:
 
     # ---- timers of routed mode (plan/timed.py) and the liveness of owned processes ---------------
     def _routed(self) -> bool:
-        last = self.reconciler.processes
-        return bool(last._known) or bool(self.holds)
+        return self.reconciler.processes.running() or bool(self.holds)
 
     def _wait(self) -> float | None:
-        """How long the long-poll may wait: until the next blackhole expires, and at most
-        `upkeep_interval` while owned processes run (a BIRD that died is restarted that soon)."""
+        """How long the loop may wait for the feed before it looks at its own timers: until the
+        next blackhole expires, and at most `upkeep_interval` while owned processes run (a BIRD
+        that died is restarted that soon); None (no timer) otherwise."""
         waits = []
         t = timed.next_expiry(self.holds)
         if t is not None:
@@ -192,13 +213,19 @@ class Agent:
         cloud: Cloud | None = None
         next_full = 0.0
         full_due = True                 # the first pass, and the one after a failed pass, read all
+        poll: _Poll | None = None
         while not self.stop.is_set():
-            view = self.feed.next_view(revision, wait=self._wait())
+            if poll is None:
+                poll = _Poll(self.feed, revision)
+            if not poll.done.wait(self._wait()):
+                # no news from the server: the timers, from the view already held
+                if cloud is not None and self._timer_due():
+                    self._timer_pass(cloud)
+                continue
+            view, poll = poll.view, None
             if view is None:
                 if once and self.stop.wait(0):
                     return None
-                if cloud is not None and self._timer_due():
-                    self._timer_pass(cloud)     # the server is away: timers and dead daemons still count
                 continue
             now = time.monotonic()
             drift = (view.revision == revision and cloud is not None and self.reconciler.observer is not None

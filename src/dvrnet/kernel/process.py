@@ -97,6 +97,10 @@ class ProcessReader:
         if any(isinstance(op, (ProcStart, ProcReload, ProcStop)) for op in ops):
             self.dirty = True
 
+    def running(self) -> bool:
+        """Some owned process was found at the last scan."""
+        return bool(self._known)
+
     def alive(self) -> bool:
         """Every known process still runs (pid with the same start time): microseconds."""
         return all(_starttime(pid) == start for pid, (_n, _r, _p, _h, start) in self._known.items())

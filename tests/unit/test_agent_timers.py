@@ -1,0 +1,118 @@
+"""The agent wakes on its own timers (routed mode: migration blackholes expiring, owned daemons
+dying) and re-plans from the view it holds, while its one long-poll of the feed stays open: the
+server is not asked again (agent/loop.py `_Poll`)."""
+from __future__ import annotations
+
+import threading
+import time
+
+from dvrnet.agent import loop
+from dvrnet.agent.feed import View
+from dvrnet.model import Cloud
+from dvrnet.plan import PlanConfig
+
+
+class _Procs:
+    def __init__(self) -> None:
+        self.up = True
+
+    def running(self) -> bool:
+        return True
+
+    def alive(self) -> bool:
+        return self.up
+
+
+class _Reconciler:
+    def __init__(self, prefix: str = "", watch: bool = False) -> None:
+        self.processes = _Procs()
+        self.observer = None
+
+    def close(self) -> None:
+        pass
+
+
+class _Feed:
+    """The first request answers at once; every later one is a long-poll with nothing new (it
+    blocks until the test ends)."""
+    def __init__(self, cloud: Cloud) -> None:
+        self.cloud = cloud
+        self.calls: list[int | None] = []
+        self.release = threading.Event()
+
+    def next_view(self, since, wait=None):
+        self.calls.append(since)
+        if len(self.calls) == 1:
+            return View(7, self.cloud)
+        self.release.wait(10)
+        return None
+
+
+def _agent(monkeypatch, feed):
+    monkeypatch.setattr(loop, "Reconciler", _Reconciler)
+    a = loop.Agent("compute1", feed, PlanConfig())
+    a.upkeep_interval = 0.05
+    passes: list[tuple[Cloud, bool]] = []
+
+    def reconcile(cloud, full=True):
+        passes.append((cloud, full))
+        if len(passes) == 1:
+            a.holds = {("fip-x", "203.0.113.9/32"): time.monotonic() + 0.3}
+        else:
+            a.holds = {}
+        return loop.PassReport(7, 0, (), (), 0.0)
+    a.reconcile = reconcile
+    return a, passes
+
+
+def _run(a):
+    t = threading.Thread(target=a.run, daemon=True)
+    t.start()
+    return t
+
+
+def _until(pred, timeout=5.0):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end and not pred():
+        time.sleep(0.01)
+    return pred()
+
+
+def test_blackhole_expiry_replans_the_held_view_without_asking_the_server(monkeypatch):
+    cloud = Cloud()
+    feed = _Feed(cloud)
+    a, passes = _agent(monkeypatch, feed)
+    t0 = time.monotonic()
+    t = _run(a)
+    try:
+        assert _until(lambda: len(passes) >= 2), passes
+        waited = time.monotonic() - t0
+        # one pass for the view, one when the hold expired (not before it): same view, partial read
+        assert passes[1] == (cloud, False)
+        assert waited >= 0.3
+        # the server was asked twice: the view, and one long-poll still open; nothing re-fetched
+        assert feed.calls == [None, 7]
+        time.sleep(0.3)
+        assert len(passes) == 2 and feed.calls == [None, 7]     # nothing due: no pass, no request
+    finally:
+        a.stop.set()
+        feed.release.set()
+        t.join(5)
+
+
+def test_dead_daemon_replans_within_the_upkeep_interval(monkeypatch):
+    cloud = Cloud()
+    feed = _Feed(cloud)
+    a, passes = _agent(monkeypatch, feed)
+    t = _run(a)
+    try:
+        assert _until(lambda: len(passes) >= 2)             # the first pass and its hold's expiry
+        a.reconciler.processes.up = False                    # a BIRD was kill -9'ed
+        t1 = time.monotonic()
+        assert _until(lambda: len(passes) >= 3)
+        assert time.monotonic() - t1 < 1.0
+        assert passes[2] == (cloud, False) and feed.calls == [None, 7]
+    finally:
+        a.stop.set()
+        feed.release.set()
+        t.join(5)
