@@ -25,7 +25,7 @@ from collections.abc import Iterable, Sequence
 from ipaddress import IPv4Address
 
 from ..model import Cloud, FixedIP, InvalidInput, IpAddressAlreadyAllocated, IpAddressGenerationFailure, Subnet
-from ..model.resources import parse_ip
+from ..model.resources import DeviceOwner, parse_ip
 from .candidates import candidate_subnets, serves
 from .requests import IpRequest
 
@@ -191,6 +191,33 @@ class Allocator:
                 return c, a
         raise IpAddressGenerationFailure(
             f"No more IP addresses available on network {network_id}; subnets tried: {_subnets_text(cands)}.")
+
+    def pick_routed_gateway(self, network_id: str, *, field: str = "external_fixed_ips") -> tuple[FixedIP, FixedIP]:
+        """The automatic addresses of a router gateway port on a routed network (tag dvrnet:routed,
+        issue 15): (its private address, from a subnet typed `network:router_gateway`; the router's
+        SNAT address, from a public subnet: one without service types). Each is the lowest free
+        address of the first such subnet, in (cidr, id) order, with room. Changes nothing."""
+        gw = DeviceOwner.ROUTER_GATEWAY.value
+        subs = candidate_subnets(self._by_network.get(network_id, ()), gw)
+        used = self._used.get(network_id, {})
+        out: list[FixedIP] = []
+        for what, cands in (("a subnet with service type network:router_gateway (qg-'s private address)",
+                             [s for s in subs if gw in s.service_types]),
+                            ("a public subnet without service types (the SNAT address)",
+                             [s for s in subs if not s.service_types])):
+            if not cands:
+                raise IpAddressGenerationFailureNoMatchingSubnet(
+                    f"Network {network_id} is routed (tag dvrnet:routed): a router gateway needs {what}; "
+                    f"the network has none.")
+            for c in cands:
+                a = self._lowest_free(c, used, set())
+                if a is not None:
+                    out.append(FixedIP(c.id, IPv4Address(a)))
+                    break
+            else:
+                raise IpAddressGenerationFailure(
+                    f"No more IP addresses available on network {network_id}; subnets tried: {_subnets_text(cands)}.")
+        return out[0], out[1]
 
     @staticmethod
     def _check_serves(s: Subnet, device_owner: str, field: str) -> None:

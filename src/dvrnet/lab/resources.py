@@ -69,6 +69,9 @@ def create_topology(c: httpx.Client, spec: ScenarioSpec = SEED, gateways: bool =
         _post(c, "/v2.0/dvrnet/hosts", {"host": {"name": name, "mode": mode}})
     ext = _post(c, "/v2.0/networks", {"network": {"name": spec.external_network, "router:external": True,
                                                   "mtu": spec.external_mtu}})
+    if spec.routed:     # before any gateway: the server then picks each router's private and SNAT address
+        from ..model.resources import ROUTED_TAG
+        _ok(c.put(f"/v2.0/networks/{ext['id']}/tags", json={"tags": [ROUTED_TAG]}))
     topo = Topology(external_network=ext)
     for s in spec.external_subnets:
         body = {"network_id": ext["id"], "cidr": s.cidr, "ip_version": 4, "name": s.name, "gateway_ip": s.gateway}

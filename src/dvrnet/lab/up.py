@@ -185,9 +185,6 @@ def up(prefix: str = "dvl-", state_dir: str = "/var/lib/dvrnet/lab", scenario: S
     step(f"dvrnet server on {url}")
     c = httpx.Client(base_url=url, timeout=30)
     topo = resources.create_topology(c, scenario, gateways=gateways)
-    if scenario.routed:
-        resources._ok(c.put(f"/v2.0/networks/{topo.external_network['id']}/tags",
-                            json={"tags": ["dvrnet:routed"]}))
     step("topology through the API: external network and subnets, tenant networks, routers, interfaces")
     nets = {name: TenantNet(n["id"], 1000 + i, int(n.get("mtu") or scenario.tenant_mtu))
             for i, (name, n) in enumerate(topo.networks.items(), start=1)}

@@ -60,6 +60,10 @@ def _mac_ok(mac: str) -> bool:
 # The tag that puts an external network in routed mode (S6; docs/routed-mode.md). Set by the
 # operator with `openstack network set --tag dvrnet:routed EXT`; untagged networks are `l2`.
 ROUTED_TAG = "dvrnet:routed"
+# In a routed network, a subnet typed with one of these is *private* (on the segment: the fg- and
+# qg- addresses, its gateway the ToR); every other subnet is *public* (FIPs, SNAT addresses, on
+# no segment: announced as /32s by BGP).
+ROUTED_PRIVATE_SERVICE_TYPES = frozenset({"network:floatingip_agent_gateway", "network:router_gateway"})
 MAX_TAG_LEN = 60                    # Neutron's limit for one tag
 
 
@@ -135,6 +139,11 @@ class Subnet:
     project_id: str = ""
     enable_dhcp: bool = False
     dns_nameservers: tuple[str, ...] = ()
+
+    @property
+    def routed_private(self) -> bool:
+        """In a routed network: this subnet is private (ROUTED_PRIVATE_SERVICE_TYPES), not public."""
+        return bool(ROUTED_PRIVATE_SERVICE_TYPES.intersection(self.service_types))
 
     def __post_init__(self) -> None:
         if not isinstance(self.cidr, IPv4Network):

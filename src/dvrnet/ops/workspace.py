@@ -577,7 +577,11 @@ class Workspace:
 
     def _set_gateway(self, router: Router, info: Mapping) -> None:
         net_id, reqs, snat = self._parse_gateway(info)
-        fixed = self._st.allocator.pick(net_id, GW, reqs, field="external_fixed_ips")
+        if reqs is None and self._st.networks[net_id].routed:
+            # routed mode (issue 15): qg-'s private address and the router's public SNAT /32
+            fixed: tuple[FixedIP, ...] = self._st.allocator.pick_routed_gateway(net_id)
+        else:
+            fixed = self._st.allocator.pick(net_id, GW, reqs, field="external_fixed_ips")
         port = self._new_port(net_id, GW, router.id, self._pick_snat_host(), fixed, net_id)
         self._st.put("router", replace(router, gateway=ExternalGateway(net_id, port.fixed_ips, snat)))
         self._sync_snat_ports(router.id)

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from ipaddress import IPv4Address
 
-from ..model import DeviceOwner, Network, Port, Router
+from ..model import Network, Port, Router
 from ..model.cloud import CloudView
 from ..model.resources import Subnet
 from . import names
@@ -44,11 +44,9 @@ from .numbers import (
 from .plug import plug
 from .state import Address, NftChain, NftTable, Route, Rule
 
-PRIVATE_SERVICE_TYPES = frozenset({DeviceOwner.AGENT_GATEWAY.value, DeviceOwner.ROUTER_GATEWAY.value})
-
 
 def is_private(s: Subnet) -> bool:
-    return bool(PRIVATE_SERVICE_TYPES & set(s.service_types))
+    return s.routed_private
 
 
 def public_cidrs(cloud: CloudView, net_id: str) -> list[str]:

@@ -49,8 +49,9 @@ class ScenarioSpec:
     tenant_mtu: int
     routers: tuple[tuple[str, tuple[str, ...]], ...]   # (router name, tenant networks attached)
     vms: tuple[VmSpec, ...]
-    # routed mode (S6): the external network carries the tag dvrnet:routed, and each router's
-    # gateway asks for its private address plus a public SNAT address from this subnet
+    # routed mode (S6): the external network carries the tag dvrnet:routed; each router's gateway
+    # asks for its private address plus a public SNAT address from `snat_subnet`, or (None) leaves
+    # both to the server (ops/workspace.py: Allocator.pick_routed_gateway)
     routed: bool = False
     snat_subnet: str | None = None
 
@@ -135,5 +136,5 @@ ROUTED = ScenarioSpec(
                    (DeviceOwner.AGENT_GATEWAY.value, DeviceOwner.ROUTER_GATEWAY.value)),
     ),
     hosts=SEED.hosts, tenant_networks=SEED.tenant_networks, tenant_mtu=SEED.tenant_mtu,
-    routers=SEED.routers, vms=SEED.vms, routed=True, snat_subnet="red",
+    routers=SEED.routers, vms=SEED.vms, routed=True,
 )
