@@ -4,7 +4,8 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 # Debian packages the data plane, the lab and the tests use.
-DEB_PKGS := iproute2 nftables iptables iputils-ping arping tcpdump ethtool procps postgresql rabbitmq-server bird2
+DEB_PKGS := iproute2 nftables iptables iputils-ping arping tcpdump ethtool procps postgresql rabbitmq-server bird2 \
+            openvswitch-switch openvswitch-common
 # neutron-server (Neutron mode's lab and tests) in a venv of its own: its pins conflict with dvrnet's.
 NEUTRON_VENV := .venv-neutron
 

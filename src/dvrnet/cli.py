@@ -76,8 +76,10 @@ def _plan_options(fn):
     fn = click.option("--external-bridge", default="br-ex", show_default=True, help="Bridge on the external segment.")(fn)
     fn = click.option("--bridge-mapping", "bridge_mappings", multiple=True, metavar="NET=BRIDGE",
                       help="External network NET (id) plugs into BRIDGE instead of --external-bridge; repeatable.")(fn)
-    fn = click.option("--port-kind", type=click.Choice(["veth", "macvlan"]), default="veth", show_default=True,
-                      help="Device kind of router ports plugged into bridges (docs/port-kinds.md); existing "
+    fn = click.option("--port-kind", type=click.Choice(["veth", "macvlan", "ovs", "ovs-veth"]), default="veth",
+                      show_default=True,
+                      help="Device kind of router ports (docs/port-kinds.md): veth/macvlan into Linux bridges, "
+                           "ovs (internal port) / ovs-veth into the Open vSwitch integration bridge; existing "
                            "ports of another kind are replaced.")(fn)
     fn = click.option("--bgp-local-as", type=click.IntRange(1, 4294967294), default=None,
                       help="Routed mode: this node's AS (default: a private 4-byte AS derived from --host).")(fn)
@@ -91,6 +93,12 @@ def _plan_options(fn):
     fn = click.option("--bfd-multiplier", type=click.IntRange(1, 255), default=3, show_default=True)(fn)
     fn = click.option("--blackhole-seconds", type=click.FloatRange(0, 3600), default=3.0, show_default=True,
                       help="Routed mode: how long a FIP that left this node stays a blackhole here.")(fn)
+    fn = click.option("--integration-bridge", default="br-int", show_default=True,
+                      help="Open vSwitch bridge of the ovs/ovs-veth port kinds.")(fn)
+    fn = click.option("--ovs-db", default=None, metavar="unix:PATH",
+                      help="Database of the node's Open vSwitch (in the bridge namespace); default "
+                           f"{OVS_DB_DEFAULT} with an OVS port kind. Given with another kind, OVS ports "
+                           "dvrnet plugged earlier are removed.")(fn)
     return fn
 
 
@@ -189,13 +197,33 @@ def _lab_defaults(host: str, server: str | None, netns_prefix: str, bridge_netns
     """Without --server, a running lab supplies the server URL and the node's prefixes."""
     if server is not None:
         return server, netns_prefix, bridge_netns
+    return _lab_node(host, netns_prefix, bridge_netns)[:3]
+
+
+OVS_DB_DEFAULT = "unix:/var/run/openvswitch/db.sock"
+
+
+def _switch(port_kind: str, ovs_db: str | None, bridge_netns: str):
+    """The node's Open vSwitch for the reconciler, or None when OVS is not used."""
+    if ovs_db is None and port_kind not in ("ovs", "ovs-veth"):
+        return None
+    from .kernel.ovs import Switch
+    db = ovs_db or OVS_DB_DEFAULT
+    if not db.startswith(("unix:", "tcp:")):
+        raise click.BadParameter(f"{db!r}: expected unix:PATH or tcp:HOST:PORT", param_hint="--ovs-db")
+    return Switch(netns=bridge_netns, db=db)
+
+
+def _lab_node(host: str, netns_prefix: str, bridge_netns: str):
+    """Without --server, a running lab supplies the server URL, the node's prefixes and its Open
+    vSwitch: (server URL, prefix, bridge namespace, OVS database or None, the lab's port kind)."""
     try:
         from .lab.info import LabInfo
         info = LabInfo.load(os.environ.get("DVRNET_LAB_STATE", "/var/lib/dvrnet/lab"))
         node = info.node(host)
     except (FileNotFoundError, StopIteration, ValueError, OSError):
-        return "http://127.0.0.1:9696", netns_prefix, bridge_netns
-    return info.server_url, node.prefix, node.bridge_netns
+        return "http://127.0.0.1:9696", netns_prefix, bridge_netns, None, None
+    return info.server_url, node.prefix, node.bridge_netns, node.ovs_db, info.port_kind
 
 
 def _lab_node_mac(host: str) -> str | None:
@@ -218,13 +246,14 @@ def _bridge_mappings(items) -> tuple[tuple[str, str], ...]:
 
 
 def _plan_config(netns_prefix: str, bridge_netns: str, external_bridge: str, bridge_mappings=(),
-                 port_kind: str = "veth", dvr_mac: str | None = None, uplinks=(), bgp=None):
+                 port_kind: str = "veth", dvr_mac: str | None = None, uplinks=(), bgp=None,
+                 integration_bridge: str = "br-int"):
     from .plan import PlanConfig
     from .plan.config import BgpConfig
     return PlanConfig(netns_prefix=netns_prefix, bridge_netns=bridge_netns, external_bridge=external_bridge,
                       bridge_mappings=_bridge_mappings(bridge_mappings), port_kind=port_kind,
                       dvr_mac=_dvr_mac(dvr_mac), uplinks=tuple(u.strip() for u in uplinks or () if u.strip()),
-                      bgp=bgp or BgpConfig())
+                      bgp=bgp or BgpConfig(), integration_bridge=integration_bridge)
 
 
 @main.command()
@@ -241,7 +270,7 @@ def _plan_config(netns_prefix: str, bridge_netns: str, external_bridge: str, bri
 @_l2_options
 def agent(host, mode, server, token, resync_interval, once, ready_file, log_level, netns_prefix, bridge_netns, external_bridge,
           bridge_mappings, port_kind, dvr_mac, uplinks, bgp_local_as, bgp_peers, bgp_peer_as, bfd_ms,
-          bfd_multiplier, blackhole_seconds):
+          bfd_multiplier, blackhole_seconds, integration_bridge, ovs_db):
     """Run the node agent: follow the server's view of HOST and make the kernel match it."""
     import logging
     import signal
@@ -250,9 +279,10 @@ def agent(host, mode, server, token, resync_interval, once, ready_file, log_leve
     from .agent.loop import Agent
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s")
     cfg = _plan_config(netns_prefix, bridge_netns, external_bridge, bridge_mappings, port_kind, dvr_mac, uplinks,
-                       _bgp_config(bgp_local_as, bgp_peers, bgp_peer_as, bfd_ms, bfd_multiplier, blackhole_seconds))
+                       _bgp_config(bgp_local_as, bgp_peers, bgp_peer_as, bfd_ms, bfd_multiplier, blackhole_seconds),
+                       integration_bridge)
     a = Agent(host, Feed(server, host, mode, token=token), cfg, resync_interval=resync_interval,
-              ready_file=ready_file, progress=_agent_progress())
+              ready_file=ready_file, progress=_agent_progress(), switch=_switch(port_kind, ovs_db, bridge_netns))
     def _terminate(*_):
         a.stop.set()
         raise KeyboardInterrupt     # wakes a long-poll in progress; the data plane is left as it is
@@ -278,7 +308,7 @@ def agent(host, mode, server, token, resync_interval, once, ready_file, log_leve
 @_one_line_errors
 def show(host, server, token, what, netns_prefix, bridge_netns, external_bridge, bridge_mappings, port_kind,
          dvr_mac, uplinks, svg, trace_path, inbound, src, bgp_local_as, bgp_peers, bgp_peer_as, bfd_ms,
-         bfd_multiplier, blackhole_seconds):
+         bfd_multiplier, blackhole_seconds, integration_bridge, ovs_db):
     """Print HOST's namespace state: desired, actual, or the difference; or draw it (--svg)."""
     from .agent.feed import Feed
     from .agent.loop import desired_state
@@ -288,12 +318,19 @@ def show(host, server, token, what, netns_prefix, bridge_netns, external_bridge,
     lab_mode = server is None and _lab_node_mac(host) is not None
     if lab_mode and dvr_mac is None:
         dvr_mac = _lab_node_mac(host)
-    server, netns_prefix, bridge_netns = _lab_defaults(host, server, netns_prefix, bridge_netns)
+    if server is None:
+        server, netns_prefix, bridge_netns, lab_db, lab_kind = _lab_node(host, netns_prefix, bridge_netns)
+        ovs_db = ovs_db or lab_db
+        given = click.get_current_context().get_parameter_source("port_kind")
+        if lab_kind and given is click.core.ParameterSource.DEFAULT:
+            port_kind = lab_kind
     feed = Feed(server, host, "dvr", token=token, max_backoff=0)
     view = feed.fetch_once()
     cfg = _plan_config(netns_prefix, bridge_netns, external_bridge, bridge_mappings, port_kind, dvr_mac, uplinks,
-                       _bgp_config(bgp_local_as, bgp_peers, bgp_peer_as, bfd_ms, bfd_multiplier, blackhole_seconds))
-    desired, observed = desired_state(view.cloud, host, cfg, Reconciler(prefix=netns_prefix))
+                       _bgp_config(bgp_local_as, bgp_peers, bgp_peer_as, bfd_ms, bfd_multiplier, blackhole_seconds),
+                       integration_bridge)
+    rec = Reconciler(prefix=netns_prefix, switch=_switch(port_kind, ovs_db, bridge_netns))
+    desired, observed = desired_state(view.cloud, host, cfg, rec)
     if svg is not None:
         _show_svg(svg, host, view.cloud, cfg, desired, observed, trace_path, inbound, src, lab_mode)
         return
@@ -347,11 +384,12 @@ def _need_root() -> None:
         raise click.ClickException("the lab creates network namespaces: run it as root")
 
 
-def _lab_up(prefix: str, state_dir: str, extra_fips: int = 0, routed: bool = False):
+def _lab_up(prefix: str, state_dir: str, extra_fips: int = 0, routed: bool = False, port_kind: str = "veth"):
     from .lab.up import up
     from .progress import Progress
     p = Progress.for_stream(sys.stderr, prefix="lab ")
-    return up(prefix=prefix, state_dir=state_dir, extra_fips=extra_fips, reporter=p, routed=routed)
+    return up(prefix=prefix, state_dir=state_dir, extra_fips=extra_fips, reporter=p, routed=routed,
+              port_kind=port_kind)
 
 
 def _lab_check(state_dir: str, as_json: bool) -> bool:
@@ -380,11 +418,21 @@ def _lab_check(state_dir: str, as_json: bool) -> bool:
                    "compute nodes, tenant networks and external subnets): the data plane at a larger size.")
 @click.option("--routed", is_flag=True, help="Routed mode (S6): a ToR running BIRD (AS 65000) instead of the L2 "
                                              "gateways; the external network is tagged dvrnet:routed.")
-def lab_up(prefix: str, state_dir: str, extra_fips: int, routed: bool) -> None:
+@click.option("--port-kind", type=click.Choice(["veth", "macvlan", "ovs", "ovs-veth"]), default="veth",
+              show_default=True,
+              help="The agents' router-port kind; ovs/ovs-veth run Open vSwitch (br-int) on every node "
+                   "(docs/port-kinds.md).")
+def lab_up(prefix: str, state_dir: str, extra_fips: int, routed: bool, port_kind: str) -> None:
     """Build the lab: external segment, gateways, internet host, nodes, server, agents, the seed's resources."""
     _need_root()
+    if port_kind in ("ovs", "ovs-veth"):
+        import shutil
+        missing = [t for t in ("ovsdb-tool", "ovsdb-server", "ovs-vswitchd", "ovs-vsctl") if shutil.which(t) is None]
+        if missing:
+            raise click.ClickException(f"--port-kind {port_kind}: Open vSwitch is not installed ({', '.join(missing)} "
+                                       "missing; `make deb` installs openvswitch-switch)")
     try:
-        _lab_up(prefix, state_dir, extra_fips, routed)
+        _lab_up(prefix, state_dir, extra_fips, routed, port_kind)
     except RuntimeError as e:
         raise click.ClickException(str(e)) from None
 
@@ -462,7 +510,7 @@ Tear it down with `make lab-down` (or `.venv/bin/dvrnet lab down`).""")
 @_one_line_errors
 def trace(vm, dst, fip, src, host, server, token, state_dir, as_json, netns_prefix, bridge_netns, external_bridge,
           bridge_mappings, port_kind, dvr_mac, uplinks, bgp_local_as, bgp_peers, bgp_peer_as, bfd_ms, bfd_multiplier,
-          blackhole_seconds) -> None:
+          blackhole_seconds, integration_bridge, ovs_db) -> None:
     """Walk a packet namespace by namespace (model) and check each hop against the kernel: `trace VM DST`
     (outbound from VM: a lab VM name, a fixed IP or a port id) or `trace --inbound FIP` (in from the
     external segment: who answers ARP for the FIP, then to the VM and back out).
@@ -473,7 +521,8 @@ def trace(vm, dst, fip, src, host, server, token, state_dir, as_json, netns_pref
                                                           dvr_mac if dvr_mac else (_lab_node_mac(h) if server is None
                                                                                    else None), uplinks,
                                                           _bgp_config(bgp_local_as, bgp_peers, bgp_peer_as, bfd_ms,
-                                                                      bfd_multiplier, blackhole_seconds)),
+                                                                      bfd_multiplier, blackhole_seconds),
+                                                          integration_bridge),
                    netns_prefix, bridge_netns)
     click.echo(t.to_json() if as_json else t.text())
     if not t.agree:

@@ -14,6 +14,7 @@ from dvrnet.agent.feed import Feed
 from dvrnet.agent.loop import desired_state
 from dvrnet.kernel import Reconciler
 from dvrnet.lab.info import LabInfo
+from dvrnet.lab.steps import switch_of
 from dvrnet.lab.traffic import FlowResult
 from dvrnet.lab.up import _agent_args, _dvrnet, _spawn, world_spec_for
 from dvrnet.plan import PlanConfig
@@ -38,10 +39,13 @@ def one(r: httpx.Response) -> dict:
 
 
 def spec(info: LabInfo):
-    return world_spec_for(SEED, info.prefix, info.state_dir)
+    return world_spec_for(SEED, info.prefix, info.state_dir, info.port_kind)
 
 
 def cfg(info: LabInfo, host: str, port_kind: str = "veth") -> PlanConfig:
+    """The host's plan configuration with PORT_KIND ("lab": the lab's own kind)."""
+    if port_kind == "lab":
+        port_kind = info.port_kind
     n = info.node(host)
     kw = {"netns_prefix": n.prefix, "bridge_netns": n.bridge_netns, "external_bridge": "br-ex", "dvr_mac": n.node_mac}
     if port_kind != "veth":
@@ -53,7 +57,8 @@ def host_diff(info: LabInfo, host: str, port_kind: str = "veth"):
     """(plan, desired, observed) of HOST now: the server's view against the kernel."""
     view = Feed(info.server_url, host, "dvr", max_backoff=0).fetch_once()
     c = cfg(info, host, port_kind)
-    desired, observed = desired_state(view.cloud, host, c, Reconciler(prefix=c.netns_prefix))
+    desired, observed = desired_state(view.cloud, host, c, Reconciler(prefix=c.netns_prefix,
+                                                                       switch=switch_of(info.node(host))))
     return diff(desired, observed, c.netns_prefix), desired, observed
 
 

@@ -229,8 +229,12 @@ def test_three_replaced_ports_are_three_contiguous_groups_in_order(old, new):
         f"{QA}: route add 192.0.2.0/24 via 169.254.64.1 dev rfp-a table 254 proto 94 onlink"]
     assert [str(op) for op in post] == [f"{FIP}: route del 198.51.100.0/24 table 254 proto 94"]
     # the new FIP's gratuitous ARP goes from the new fg-1: inside its group
-    garps = [i for i, op in enumerate(plan.ops) if isinstance(op, O.Garp)]
+    garps = [i for i, op in enumerate(plan.ops) if isinstance(op, O.Garp) and op.ip.startswith("203.0.113.")]
     assert garps and all(plan.groups[0][0] <= i < plan.groups[0][1] for i in garps)
+    # and each replaced port announces its own addresses from its new device, last in its group
+    for (a, b), (ns, dev) in zip(plan.groups, ports):
+        own = {(op.dev, op.ip) for op in plan.ops[a:b] if isinstance(op, O.Garp) and not op.ip.startswith("203.")}
+        assert own == {(x.dev, x.ip) for x in desired.namespaces[ns].addresses if x.dev == dev}
     run_checked(k, plan, desired)
     after = diff(desired, k.read(desired, P), P)
     assert not after, str(after)

@@ -18,8 +18,11 @@ blackhole has expired, and if so re-plans from the view it already holds.
 Reads are incremental (`Reconciler(watch=True)`, docs/reconciler.md): netlink event sockets in
 every owned namespace say what changed since it was last read, and only that is read again. A
 full read of every namespace runs at start, every `resync_interval` seconds, and on the pass
-after one that left errors or differences (or raised). Between views, a long-poll that returns
-with nothing new still runs a (cheap) pass when events say the kernel changed behind our back.
+after one that left errors or differences (or raised). While the long-poll waits, the kernel's
+events are looked at every `kernel_poll` seconds (0.25 s), also while a failed pass waits for its
+retry: a change behind our back — a link losing carrier because ovs-vswitchd died, the taps a
+restarted one makes, a route someone deleted — runs a (cheap) pass at once with the view in hand,
+so it is repaired within a second, not at the next view or full resync.
 While the server cannot be reached the data plane is left exactly as it is.
 """
 from __future__ import annotations
@@ -100,7 +103,7 @@ class _Poll:
 class Agent:
     def __init__(self, host: str, feed: Feed, cfg: PlanConfig, resync_interval: float = 60.0,
                  retry_interval: float = 2.0, incremental: bool = True, ready_file: str | None = None,
-                 progress: Progress | None = None):
+                 progress: Progress | None = None, switch=None):
         self.host = host
         # a pass with at least BIG_APPLY ops (a cold start at scale) shows its progress
         self.progress = progress if progress is not None else Progress.plain(log.info)
@@ -109,7 +112,8 @@ class Agent:
         self.cfg = cfg
         self.resync_interval = resync_interval
         self.retry_interval = retry_interval
-        self.reconciler = Reconciler(prefix=cfg.netns_prefix, watch=incremental)
+        ovs = {"switch": switch} if switch is not None else {}     # the node's Open vSwitch (kernel/ovs.py)
+        self.reconciler = Reconciler(prefix=cfg.netns_prefix, watch=incremental, **ovs)
         # plans only the namespaces whose inputs changed since the last view (plan/incremental.py);
         # equal to plan_host, and unchanged namespaces are the same objects (the diff memo hits)
         self.planner = HostPlanner(host, cfg)
@@ -119,6 +123,7 @@ class Agent:
         # routed mode's migration blackholes: (namespace, /32) -> expiry (time.monotonic(); plan/timed.py)
         self.holds: dict[tuple[str, str], float] = {}
         self.upkeep_interval = 1.0      # routed mode: how often a dead BIRD is noticed (no server change needed)
+        self.kernel_poll = 0.25         # how often kernel events are looked at while the long-poll waits
 
     def close(self) -> None:
         self.reconciler.close()
@@ -187,13 +192,32 @@ class Agent:
             waits.append(max(0.05, t - time.monotonic()))
         if self._routed():
             waits.append(self.upkeep_interval)
+        if self.reconciler.observer is not None and self.kernel_poll:
+            waits.append(self.kernel_poll)
         return min(waits) if waits else None
 
     def _timer_due(self) -> bool:
         t = timed.next_expiry(self.holds)
         if t is not None and t <= time.monotonic():
             return True
-        return not self.reconciler.processes.alive()
+        if not self.reconciler.processes.alive():
+            return True
+        # the kernel changed behind our back (a link lost carrier because ovs-vswitchd died, the
+        # taps a restarted one made, a route someone deleted): a pass now, not at the next view
+        obs = self.reconciler.observer
+        return obs is not None and bool(self.kernel_poll) and obs.pending()
+
+    def _wait_retry(self) -> None:
+        """`retry_interval` seconds, or less when kernel events come first (e.g. the taps of an
+        ovs-vswitchd that came back): the retry then runs at once."""
+        obs = self.reconciler.observer
+        end = time.monotonic() + self.retry_interval
+        while not self.stop.is_set():
+            left = end - time.monotonic()
+            if left <= 0 or self.stop.wait(min(left, self.kernel_poll or left)):
+                return
+            if obs is not None and self.kernel_poll and obs.pending():
+                return
 
     def _timer_pass(self, cloud: Cloud) -> None:
         try:
@@ -248,5 +272,5 @@ class Agent:
                     return report
                 if not ok:
                     revision = None     # ask for the view again at once after the retry delay
-                    self.stop.wait(self.retry_interval)
+                    self._wait_retry()
         return self.last

@@ -25,12 +25,17 @@ Invariants:
   (`synchronize_net`) on bind and another on close — 10-50 ms on a loaded 2-CPU host, for a
   frame that takes 0.1 ms; the close (which still waits for one) is handed to a background
   thread, after the frames are out.
+- Open vSwitch ops (`tool = "ovs"`) go to `ovs.run` with the switch given to `execute`: stage 1
+  starts with the internal-port plugs (one transaction for all of them: nothing they need is
+  created in stage 1), then the rest of stage 1 in plan order; ethtool settings are set from a
+  thread inside the namespace, like sysctls.
 """
 from __future__ import annotations
 
 import re
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from contextvars import ContextVar
 from dataclasses import dataclass
 from itertools import groupby
 
@@ -43,21 +48,27 @@ from dvrnet.reconcile.ops import (
     NetnsDel,
     NftElements,
     Op,
+    OvsPlug,
+    OvsPortDel,
     Plan,
     RouteDel,
     RuleAdd,
     RuleDel,
 )
 
-from . import conntrack, garp, iproute, netns, nft, process, sysctl
+from . import conntrack, ethtool, garp, iproute, netns, nft, ovs, process, sysctl
 
 NAT_SOURCE_MAP = "fixed2fip"      # plan/qrouter.py: fixed IP -> FIP
 
-_GONE = re.compile(r"Cannot find device|No such process|No such file or directory|"
+# "No such device": a device that vanished between ip's name lookup and the request (an OVS
+# internal port's tap, which ovs-vswitchd destroys when its port is deleted)
+_GONE = re.compile(r"Cannot find device|No such device|No such process|No such file or directory|"
                    r"Address not found|Cannot assign requested address|does not exist")
 _EXISTS = re.compile(r"File exists")
 _DELETES = (AddrDel, LinkDel, NeighDel, RouteDel, RuleDel)
 _ADDS = (RuleAdd, LinkAdd)
+# the switch and session of the execute() running in this thread (stage 1 and groups run there)
+_OVS: ContextVar[tuple[ovs.Switch | None, ovs.Session] | None] = ContextVar("dvrnet_ovs", default=None)
 
 
 @dataclass(frozen=True)
@@ -131,6 +142,15 @@ def _run_group(ns: str, tool: str, ops: list[Op]) -> list[OpError]:
         except netns.MissingNamespace as e:
             return [OpError(op, str(e)) for op in ops]
         return [OpError(op, errs[op.key]) for op in ops if op.key in errs]  # type: ignore[attr-defined]
+    if tool == "ovs":
+        ctx = _OVS.get() or (None, ovs.Session())
+        return [OpError(op, reason(m)) for op, m in ovs.run(ctx[0], ns, ops, ctx[1])]
+    if tool == "ethtool":
+        try:
+            errs = ethtool.set_tx(ns, [(op.dev, op.tx) for op in ops])            # type: ignore[attr-defined]
+        except netns.MissingNamespace as e:
+            return [OpError(op, str(e)) for op in ops]
+        return [OpError(op, errs[op.dev]) for op in ops if op.dev in errs]  # type: ignore[attr-defined]
     if tool == "garp":
         out = []
         for dev, dev_ops in groupby(ops, key=lambda o: o.dev):                # type: ignore[attr-defined]
@@ -159,13 +179,19 @@ def _run_sequence(ops: list[Op], done: Done | None = None) -> list[OpError]:
     return errors
 
 
-def execute(plan: Plan, parallel: bool = True, done: Done | None = None) -> list[OpError]:
+def execute(plan: Plan, parallel: bool = True, done: Done | None = None,
+            switch: ovs.Switch | None = None) -> list[OpError]:
     """The ops before the replacement groups by stage, then each group in order (one link's
     delete, create and everything on it: a few `ip -batch` runs, ms), then the rest by stage.
-    DONE (progress): called with the number of ops of each run as it finishes."""
+    DONE (progress): called with the number of ops of each run as it finishes. SWITCH: the Open
+    vSwitch the plan's OVS ops are for."""
     errors: list[OpError] = []
-    for ops, is_group in plan.segments():
-        errors += _run_sequence(list(ops), done) if is_group else _execute_staged(ops, parallel, done)
+    token = _OVS.set((switch, ovs.Session()))
+    try:
+        for ops, is_group in plan.segments():
+            errors += _run_sequence(list(ops), done) if is_group else _execute_staged(ops, parallel, done)
+    finally:
+        _OVS.reset(token)
     return errors
 
 
@@ -175,8 +201,13 @@ def _execute_staged(ops, parallel: bool, done: Done | None = None) -> list[OpErr
     for op in ops:
         stages[op.stage].append(op)
     errors += _run_sequence(stages[0], done)
-    # stage 1: link deletes-for-replacement and adds, then attribute sets, each grouped by ns
-    errors += _run_sequence(stages[1], done)
+    # stage 1: OVS internal ports first (one transaction), then link deletes-for-replacement and
+    # adds, attribute sets and the other OVS ports in plan order, each run grouped by namespace
+    plugged = {(op.ns, op.link.name) for op in stages[1] if isinstance(op, OvsPlug)}
+    first = [op for op in stages[1] if isinstance(op, OvsPlug)
+             or (isinstance(op, OvsPortDel) and (op.ns, op.name) in plugged)]
+    errors += _run_sequence(first, done)
+    errors += _run_sequence([op for op in stages[1] if not any(op is x for x in first)], done)
     by_ns: dict[str, list[Op]] = {}
     for op in stages[2]:
         by_ns.setdefault(op.ns, []).append(op)

@@ -17,6 +17,10 @@ changed since they were last read, and only those are read again; `sync(desired,
 `observe(desired, full=True)` read everything (the periodic resync). The diff skips namespaces
 whose desired and observed values are the same objects as when they last diffed to nothing
 (`reconcile.diff.DiffMemo`). Call `close()` when done (the sockets keep deleted namespaces alive).
+
+`Reconciler(prefix, switch=ovs.Switch(netns, db))`: the node's Open vSwitch (the OVS port kinds,
+plan/plug.py): every read is overlaid with what its database says (`ovs_observe.py`: port kinds,
+carrier, the ports themselves) and plans' OVS ops run against it.
 """
 from __future__ import annotations
 
@@ -31,6 +35,8 @@ from dvrnet.reconcile.verify import describe_plan
 
 from .apply import OpError, execute
 from .incremental_read import IncrementalObserver
+from .ovs import Switch
+from .ovs_observe import OvsObserver
 from .process import ProcessReader
 from .protocols import register_rt_proto
 from .read import Observation, observe, read_host
@@ -58,8 +64,11 @@ class Result:
 
 
 class Reconciler:
-    def __init__(self, prefix: str = "", register_proto: bool = True, watch: bool = False) -> None:
+    def __init__(self, prefix: str = "", register_proto: bool = True, watch: bool = False,
+                 switch: Switch | None = None) -> None:
         self.prefix = prefix
+        self.switch = switch
+        self.ovs: OvsObserver | None = OvsObserver(switch) if switch is not None else None
         self.observer: IncrementalObserver | None = IncrementalObserver(prefix) if watch else None
         self.processes = ProcessReader(prefix)        # owned daemons (plan/process.py), found in /proc
         self.memo: DiffMemo | None = DiffMemo() if watch else None
@@ -94,13 +103,16 @@ class Reconciler:
     def _observe(self, desired: HostState, full: bool = False) -> Observation:
         if self.observer is not None:
             obs = self.observer.observe(desired, full=full)
+            reread: set[str] | None = set(self.observer.last_dirty)
         else:
-            obs = observe(desired, self.prefix)
+            obs, reread = observe(desired, self.prefix), None
             full = True
+        if self.ovs is not None:
+            obs = replace(obs, state=self.ovs.annotate(desired, obs.state, obs.unreadable, reread, full))
         return replace(obs, state=self.processes.attach(obs.state, desired, full))
 
     def observe(self, desired: HostState, full: bool = False) -> HostState:
-        if self.observer is None:
+        if self.observer is None and self.ovs is None:
             return self.processes.attach(read_host(desired, self.prefix), desired, True)
         obs = self._observe(desired, full)
         if obs.unreadable or obs.nft_unreadable:
@@ -117,11 +129,13 @@ class Reconciler:
     def apply(self, plan: Plan, done=None) -> list[OpError]:
         """DONE: progress, called with the number of ops of each run as it finishes (apply.execute)."""
         try:
-            return execute(plan, done=done)
+            return execute(plan, done=done, switch=self.switch)
         finally:
             self.processes.applied(plan)
             if self.observer is not None:
                 self.observer.applied(plan)
+            if self.ovs is not None:
+                self.ovs.applied(plan)
 
     def _scoped(self, desired: HostState, full: bool = False) -> tuple[HostState, HostState, list[str]]:
         """Desired and observed state without what could not be read (never treated as empty)."""

@@ -1,8 +1,9 @@
 """`lab down`: remove everything the lab created, by name, also after a crashed run.
 
 1. processes: every pid in `<state dir>/pids/*.pid` whose command line names the lab prefix (or
-   `dvrnet`), and every process living in a namespace whose name starts with the prefix
-   (`ip netns pids`); SIGTERM, then SIGKILL after a grace period;
+   `dvrnet`), every pid in `<state dir>/ovs-*/*.pid` (the nodes' Open vSwitch daemons) whose
+   command line names the state dir, and every process living in a namespace whose name starts
+   with the prefix (`ip netns pids`); SIGTERM, then SIGKILL after a grace period;
 2. namespaces whose name starts with the prefix (the veths, bridges, VXLAN devices and nft tables die
    with them; the lab never creates anything in the root namespace);
 3. the state directory, if it carries the lab marker for this prefix.
@@ -87,6 +88,13 @@ def down(prefix: str, state_dir: str | None = None) -> DownReport:
                 continue
             cl = _cmdline(pid)
             if prefix.encode() in cl or b"dvrnet" in cl:
+                pids.add(pid)
+        for pf in glob.glob(os.path.join(state_dir, "ovs-*", "*.pid")):
+            try:
+                pid = int(Path(pf).read_text().strip())
+            except (OSError, ValueError):
+                continue
+            if os.path.abspath(state_dir).encode() in _cmdline(pid):
                 pids.add(pid)
     namespaces = netns_with_prefix(prefix)
     for ns in namespaces:

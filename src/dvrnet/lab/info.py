@@ -10,9 +10,11 @@ Fields:
   counts what reaches it), nodes, gateways, vms, routers.
 - NodeInfo: name, short, mode, prefix (`<lab prefix><short>-`), bridge_netns (`<prefix>node`),
   underlay_ip, node_mac (source MAC of routed frames leaving the node by VXLAN), agent_pid,
-  private_address (routed mode: the fg- address, next hop of the node's FIPs on the ToR).
+  private_address (routed mode: the fg- address, next hop of the node's FIPs on the ToR), ovs_db
+  (the node's Open vSwitch database when the lab runs OVS, else None).
 - tor (routed mode, `lab up --routed`): {"netns", "address", "asn"} of the top-of-rack router
   (lab/tor.py); None in L2 mode.
+- port_kind: the agents' router-port kind (veth, macvlan, ovs, ovs-veth).
 - GatewayInfo: name, subnet (CIDR), address, netns.
 - VmInfo: name, node, netns, network, network_id, port_id, mac, fixed_ip, prefixlen, gateway_ip,
   fip (or None), fip_subnet (external subnet name, or None), router (name, or None).
@@ -39,6 +41,7 @@ class NodeInfo:
     node_mac: str
     agent_pid: int | None = None
     private_address: str | None = None   # routed mode: the node's fg- address (BGP next hop of its FIPs)
+    ovs_db: str | None = None
 
 
 @dataclass
@@ -94,6 +97,7 @@ class LabInfo:
     routers: list[RouterInfo] = field(default_factory=list)
     server_url: str | None = None
     tor: dict | None = None              # routed mode: {"netns", "address", "asn"} of the ToR
+    port_kind: str = "veth"
 
     # --- lookups -------------------------------------------------------------------------------
     def node(self, name: str) -> NodeInfo:

@@ -69,7 +69,7 @@ def refresh(info: LabInfo, c: httpx.Client | None = None) -> LabInfo:
 # convergence
 
 def differences(info: LabInfo, bridge_mappings: tuple[tuple[str, str], ...] = (),
-                external_bridge: str = "br-ex") -> dict[str, list[str]]:
+                external_bridge: str = "br-ex", port_kind: str | None = None) -> dict[str, list[str]]:
     """Per node: the operations that would make its kernel match the model (empty: converged)."""
     from ..agent.feed import Feed
     from ..agent.loop import desired_state
@@ -83,12 +83,21 @@ def differences(info: LabInfo, bridge_mappings: tuple[tuple[str, str], ...] = ()
         finally:
             feed.close()
         cfg = PlanConfig(netns_prefix=n.prefix, bridge_netns=n.bridge_netns, external_bridge=external_bridge,
-                         bridge_mappings=bridge_mappings, dvr_mac=n.node_mac)
-        desired, observed = desired_state(view.cloud, n.name, cfg, Reconciler(prefix=n.prefix))
+                         bridge_mappings=bridge_mappings, dvr_mac=n.node_mac,
+                         port_kind=port_kind or info.port_kind)
+        desired, observed = desired_state(view.cloud, n.name, cfg, Reconciler(prefix=n.prefix, switch=switch_of(n)))
         plan = diff(desired, observed, n.prefix)
         return list(describe_plan(plan)) + [f"conflict: {x}" for x in plan.conflicts]
     with ThreadPoolExecutor(max_workers=len(info.nodes) or 1) as ex:
         return dict(zip((n.name for n in info.nodes), ex.map(one, info.nodes)))
+
+
+def switch_of(node):
+    """The node's Open vSwitch for a reconciler, when the lab runs OVS."""
+    if not getattr(node, "ovs_db", None):
+        return None
+    from ..kernel.ovs import Switch
+    return Switch(node.bridge_netns, node.ovs_db)
 
 
 def wait_converged(info: LabInfo, timeout: float = 15.0, bridge_mappings: tuple[tuple[str, str], ...] = (),
@@ -194,7 +203,7 @@ def restart_agents(info: LabInfo, extra: tuple[str, ...] = ()) -> dict[str, int]
     for n in info.nodes:
         if n.agent_pid:
             stop_process(n.agent_pid)
-    spec = world_spec_for(SEED, info.prefix, info.state_dir)
+    spec = world_spec_for(SEED, info.prefix, info.state_dir, info.port_kind)
     pids = start_agents(spec, info.server_url or "", extra)
     for n in info.nodes:
         n.agent_pid = pids.get(n.name)

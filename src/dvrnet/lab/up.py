@@ -29,7 +29,7 @@ import httpx
 
 from ..progress import Progress
 from ..scenarios.seed import SEED, ScenarioSpec
-from . import resources
+from . import ovs_world, resources
 from .down import down
 from .info import LabInfo, RouterInfo, VmInfo
 from .world import (
@@ -51,7 +51,7 @@ def _short(host: str) -> str:
     return (m.group(1) + m.group(2)) if m else host[:3]
 
 
-def world_spec_for(scenario: ScenarioSpec, prefix: str, state_dir: str) -> WorldSpec:
+def world_spec_for(scenario: ScenarioSpec, prefix: str, state_dir: str, port_kind: str = "veth") -> WorldSpec:
     shorts = [_short(h) for h, _ in scenario.hosts]
     if len(set(shorts)) != len(shorts):
         shorts = [f"h{i}" for i in range(1, len(shorts) + 1)]
@@ -63,7 +63,7 @@ def world_spec_for(scenario: ScenarioSpec, prefix: str, state_dir: str) -> World
         external = tuple(ExternalSubnet(s.name, s.cidr, s.gateway) for s in scenario.external_subnets if s.gateway)
     return WorldSpec(prefix=prefix, state_dir=state_dir,
                      nodes=tuple(NodeSpec(h, s, m) for (h, m), s in zip(scenario.hosts, shorts)),
-                     external=external, service_subnet=service)
+                     external=external, service_subnet=service, port_kind=port_kind)
 
 
 def _free_port() -> int:
@@ -103,9 +103,29 @@ def start_server(spec: WorldSpec, port: int | None = None, timeout: float = 30) 
 
 
 def _agent_args(spec: WorldSpec, node: NodeSpec, url: str, extra: tuple[str, ...] = ()) -> list[str]:
+    kind: list[str] = ["--port-kind", spec.port_kind] if spec.port_kind != "veth" else []
+    if spec.ovs:
+        kind += ["--ovs-db", spec.ovs_instance(node).db]
     return ["agent", "--host", node.name, "--mode", node.mode, "--server", url,
             "--netns-prefix", spec.node_prefix(node), "--bridge-netns", spec.bridge_ns(node),
-            "--external-bridge", "br-ex", "--dvr-mac", spec.node_mac(node), "--log-level", "WARNING", *extra]
+            "--external-bridge", "br-ex", "--dvr-mac", spec.node_mac(node), "--log-level", "WARNING", *kind, *extra]
+
+
+def start_ovs_l2(spec: WorldSpec, url: str, topo: resources.Topology, nets: list[TenantNet]) -> dict[str, int]:
+    """What the OVS L2 agent does for the router ports, stood in for on every node: br-int's VLANs
+    and uplinks, the distributed gateway's L2 guard on the Linux bridges' VXLAN ports (the agent
+    plans none with an OVS kind: in ML2/OVS the L2 agent's tunnel bridge does it), then one
+    stand-in L2 agent per node (pids)."""
+    insts = [spec.ovs_instance(n) for n in spec.nodes]
+    ext = topo.external_network
+    vlans = [(None, "br-ex", ovs_world.EXT_VLAN, int(ext.get("mtu") or 1500))]
+    vlans += [(n.id, n.bridge, n.vni, n.mtu) for n in nets]
+    ovs_world.add_uplinks(insts, vlans)
+    ovs_world.load_guard(spec, topo.tenant_gateway_ips, topo.router_interface_macs)
+    tags = {ext["id"]: ovs_world.EXT_VLAN, **{n.id: n.vni for n in nets}}
+    return {n.name: _spawn(spec, f"l2agent-{n.name}",
+                           ovs_world.l2agent_argv(sys.executable, i, url, tags, spec.prefix)).pid
+            for n, i in zip(spec.nodes, insts)}
 
 
 def converge_once(spec: WorldSpec, url: str, timeout: float = 60) -> dict[str, int]:
@@ -145,11 +165,14 @@ def start_agents(spec: WorldSpec, url: str, extra: tuple[str, ...] = (), wait: f
 
 def up(prefix: str = "dvl-", state_dir: str = "/var/lib/dvrnet/lab", scenario: ScenarioSpec = SEED,
        progress: Say | None = None, agents: bool = True, gateways: bool = True, fips: bool = True,
-       extra_fips: int = 0, reporter: Progress | None = None, routed: bool = False) -> LabInfo:
+       extra_fips: int = 0, reporter: Progress | None = None, routed: bool = False,
+       port_kind: str = "veth") -> LabInfo:
     """gateways=False: routers without an external gateway (and then no FIPs either: a FIP needs
     its router's gateway); fips=False: VM ports without floating IPs. The T1-T6 tests start there.
     extra_fips: that many more FIPs, on ports without VMs (`resources.create_extra_fips`).
-    reporter: where steps and the progress of long ones go (else PROGRESS gets the step lines)."""
+    reporter: where steps and the progress of long ones go (else PROGRESS gets the step lines).
+    port_kind: the agents' --port-kind; "ovs"/"ovs-veth" also run Open vSwitch on every node
+    (`ovs_world.py`)."""
     fips = fips and gateways
     if extra_fips and not fips:
         raise RuntimeError("extra FIPs need the routers' gateways and the seed's FIPs")
@@ -166,7 +189,7 @@ def up(prefix: str = "dvl-", state_dir: str = "/var/lib/dvrnet/lab", scenario: S
         say(f"{msg} ({now - lap[0]:.2f}s)")
         lap[0] = now
 
-    spec = world_spec_for(scenario, prefix, state_dir)
+    spec = world_spec_for(scenario, prefix, state_dir, port_kind)
     old = down(prefix, state_dir)       # `up` always starts from a clean slate (also after a crash)
     if old.namespaces or old.killed:
         step(f"removed a previous lab: {len(old.namespaces)} namespaces, {len(old.killed)} processes")
@@ -179,6 +202,9 @@ def up(prefix: str = "dvl-", state_dir: str = "/var/lib/dvrnet/lab", scenario: S
                              [s.cidr for s in scenario.external_subnets if not s.service_types])
         info.save()
         step(f"ToR {info.tor['netns']} ({info.tor['address']}, AS {info.tor['asn']}) running BIRD")
+    if spec.ovs:
+        ovs_world.start_switches([spec.ovs_instance(n) for n in spec.nodes])
+        step("Open vSwitch on every node: ovsdb-server, ovs-vswitchd (userspace datapath), br-int")
     url = start_server(spec)
     info.server_url = url
     info.save()
@@ -190,6 +216,9 @@ def up(prefix: str = "dvl-", state_dir: str = "/var/lib/dvrnet/lab", scenario: S
             for i, (name, n) in enumerate(topo.networks.items(), start=1)}
     add_tenant_networks(spec, list(nets.values()))
     step("tenant L2: bridges, VXLAN (the agents add the distributed gateway's L2 guard)")
+    if spec.ovs:
+        start_ovs_l2(spec, url, topo, list(nets.values()))
+        step("br-int: a local VLAN and an uplink per network, the L2 guard, the stand-in L2 agents")
     resources.create_vms(c, topo, scenario, fips=fips)
     vm_specs, vm_infos = [], []
     for vm in scenario.vms:

@@ -79,10 +79,22 @@ class WorldSpec:
     underlay_mtu: int = 1500
     probe_host: int = 253
     sink_host: int = 252
+    port_kind: str = "veth"          # the agents' --port-kind; ovs/ovs-veth also run Open vSwitch (ovs_world.py)
 
     def __post_init__(self) -> None:
         if not PREFIX_RE.match(self.prefix):
             raise ValueError(f"lab prefix {self.prefix!r}: 2-12 lowercase letters/digits then '-', e.g. 'dvl-'")
+        if self.port_kind not in ("veth", "macvlan", "ovs", "ovs-veth"):
+            raise ValueError(f"port kind {self.port_kind!r}: one of veth, macvlan, ovs, ovs-veth")
+
+    @property
+    def ovs(self) -> bool:
+        """The nodes run Open vSwitch (an OVS port kind)."""
+        return self.port_kind in ("ovs", "ovs-veth")
+
+    def ovs_instance(self, node: NodeSpec):
+        from .ovs_world import instance
+        return instance(self.state_dir, self.bridge_ns(node), node.short)
 
     # --- names ---------------------------------------------------------------------------------
     def ns(self, what: str) -> str:
@@ -264,9 +276,10 @@ def world_info(spec: WorldSpec) -> LabInfo:
         internet_netns=spec.internet_ns, internet_address=spec.internet_address, tcp_port=spec.tcp_port,
         probe_netns=spec.probe_ns, probe_addresses={s.cidr: spec.host_addr(s.cidr, spec.probe_host) for s in spec.external},
         sink_netns=spec.sink_ns, sink_addresses={s.cidr: spec.host_addr(s.cidr, spec.sink_host) for s in spec.external},
-        service_subnet=spec.service_subnet,
+        service_subnet=spec.service_subnet, port_kind=spec.port_kind,
         nodes=[NodeInfo(name=n.name, short=n.short, mode=n.mode, prefix=spec.node_prefix(n),
-                        bridge_netns=spec.bridge_ns(n), underlay_ip=spec.underlay_ip(n), node_mac=spec.node_mac(n))
+                        bridge_netns=spec.bridge_ns(n), underlay_ip=spec.underlay_ip(n), node_mac=spec.node_mac(n),
+                        ovs_db=spec.ovs_instance(n).db if spec.ovs else None)
                for n in spec.nodes],
         gateways=[GatewayInfo(name=g.name, subnet=g.cidr, address=g.gateway or "", netns=spec.gateway_ns(g))
                   for g in spec.gateways])

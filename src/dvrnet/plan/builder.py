@@ -15,7 +15,7 @@ own, and what verify reads back per device).
 """
 from __future__ import annotations
 
-from .state import Address, Link, Namespace, Neighbour, NftTable, Process, Route, Rule
+from .state import Address, Link, Namespace, Neighbour, NftTable, OvsPort, Process, Route, Rule
 
 IPV6_OFF = "1"
 
@@ -37,6 +37,7 @@ class NsBuilder:
         self.sysctls: dict[str, str] = {}
         self.nft: dict[tuple[str, str], NftTable] = {}
         self.processes: dict[str, Process] = {}
+        self.ovs_ports: dict[str, OvsPort] = {}
         self.used = False            # part of the desired state even without links (macvlan plugs)
         if managed:
             for scope in ("all", "default"):
@@ -73,6 +74,9 @@ class NsBuilder:
     def process(self, p: Process) -> None:
         self._put(self.processes, p.role, p, "processes")
 
+    def ovs_port(self, p: OvsPort) -> None:
+        self._put(self.ovs_ports, p.name, p, "OVS ports")
+
     def freeze(self) -> Namespace:
         return Namespace(
             name=self.name,
@@ -85,4 +89,5 @@ class NsBuilder:
             nft=dict(sorted(self.nft.items())),
             managed=self.managed,
             processes=dict(sorted(self.processes.items())),
+            ovs_ports=dict(sorted(self.ovs_ports.items())),
         )

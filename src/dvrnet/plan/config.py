@@ -52,8 +52,12 @@ class PlanConfig:
     are enslaved (dvrnet uses it but does not own it).
     external_bridge: the bridge attached to the external segment (every fg-/qg- port plugs there).
     Tenant networks plug into `names.tenant_bridge(network_id)`.
-    port_kind: the device kind of router ports plugged into a bridge: "veth" or "macvlan"
-    (plan/plug.py, docs/port-kinds.md).
+    port_kind: the device kind of router ports plugged into a bridge: "veth" or "macvlan" (into
+    Linux bridges), "ovs" or "ovs-veth" (into the Open vSwitch bridge `integration_bridge`, as
+    Neutron's OVS interface driver plugs them, without and with `ovs_use_veth`) — plan/plug.py,
+    docs/port-kinds.md.
+    integration_bridge: the OVS bridge every router port plugs into with the OVS kinds (`br-int`;
+    the L2 agent connects it to the tenant and external networks).
     bridge_mappings: (external network id, bridge) pairs for external networks that live on a
     segment of their own; every other external network plugs into `external_bridge`.
     dvr_mac: this host's own MAC, the source of routed frames leaving it with a `qr-` MAC
@@ -66,6 +70,7 @@ class PlanConfig:
     bridge_netns: str = "dvrnet-bridges"
     external_bridge: str = "br-ex"
     port_kind: str = "veth"
+    integration_bridge: str = "br-int"
     bridge_mappings: tuple[tuple[str, str], ...] = ()
     dvr_mac: str | None = None
     uplinks: tuple[str, ...] = ()

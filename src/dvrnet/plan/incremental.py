@@ -152,7 +152,7 @@ class HostPlanner:
 
     @staticmethod
     def _record(ns: Namespace | None, br: NsBuilder) -> tuple:
-        return (ns, tuple(br.links.values()), br.used)
+        return (ns, (tuple(br.links.values()), tuple(br.ovs_ports.values())), br.used)
 
     def _qrouter(self, r: Router, slot: int | None) -> tuple:
         def compute(view: TrackedView) -> tuple:
@@ -304,9 +304,11 @@ class HostPlanner:
                 a[0] is b[0] and a[1] is b[1] and a[2] == b[2] for a, b in zip(last[0], key)):
             return last[1]
         b = self._bridges()
-        for _, links, used in key:
+        for _, (links, ports), used in key:
             for lk in links:
                 b.link(lk)
+            for p in ports:
+                b.ovs_port(p)
             b.used = b.used or used
         cfg = self.cfg
         guard = bridge_guard([r[0] for r in records], self.host, cfg.port_kind, cfg.dvr_mac, cfg.uplinks)

@@ -5,7 +5,9 @@
 - devices in them: `fg-`/`qg-`/`qr-`/`sg-` + the first 11 characters of the port id, and
   `rfp-`/`fpr-` + the first 10 characters of the router id (Linux allows 15; Neutron uses 14);
 - the bridge-side end of a router port: `dv-` + the first 11 characters of the port id. dvrnet
-  owns exactly the `dv-` links in a bridge namespace, never anything else there.
+  owns exactly the `dv-` links in a bridge namespace, never anything else there;
+- Open vSwitch ports dvrnet plugs carry `external_ids:dvrnet-owner=<ovs_owner(prefix)>`; ports
+  without it are foreign.
 """
 from __future__ import annotations
 
@@ -18,6 +20,7 @@ NS_PREFIXES = (FIP_NS, QROUTER_NS, SNAT_NS)
 AGENT_GW_DEV, ROUTER_GW_DEV, ROUTER_IF_DEV, SNAT_IF_DEV = "fg-", "qg-", "qr-", "sg-"
 RTR_TO_FIP_DEV, FIP_TO_RTR_DEV = "rfp-", "fpr-"
 BRIDGE_SIDE_DEV = "dv-"
+OVS_OWNER_KEY = "dvrnet-owner"
 # Prefixes of every link dvrnet owns inside its own namespaces.
 OWNED_DEV_PREFIXES = (AGENT_GW_DEV, ROUTER_GW_DEV, ROUTER_IF_DEV, SNAT_IF_DEV, RTR_TO_FIP_DEV, FIP_TO_RTR_DEV)
 
@@ -48,6 +51,12 @@ def rfp_dev(router_id: str) -> str:
 
 def fpr_dev(router_id: str) -> str:
     return (FIP_TO_RTR_DEV + router_id)[:DEV_LEN]
+
+
+def ovs_owner(prefix: str) -> str:
+    """The value of dvrnet's ownership marker on the OVS ports of the agent with this namespace
+    prefix ("dvrnet" in production, where the prefix is empty)."""
+    return prefix or "dvrnet"
 
 
 def tenant_bridge(network_id: str) -> str:

@@ -14,6 +14,7 @@ from .state import (
     Namespace,
     Neighbour,
     NftTable,
+    OvsPort,
     Process,
     Route,
     Rule,
@@ -27,12 +28,26 @@ def link_line(l: Link) -> str:
         parts.append(f"peer {l.peer_netns or ''}/{l.peer}")
     if l.master:
         parts.append(f"master {l.master}")
+    if l.ovs:
+        parts.append(f"ovs-bridge {l.ovs}")
     if l.mac:
         parts.append(f"address {l.mac}")
     if l.mtu:
         parts.append(f"mtu {l.mtu}")
     if not l.up:
         parts.append("down")
+    if not l.carrier:
+        parts.append("no-carrier")
+    if l.tx_csum is not None:
+        parts.append(f"tx {'on' if l.tx_csum else 'off'}")
+    return " ".join(parts)
+
+
+def ovs_port_line(p: OvsPort) -> str:
+    parts = [f"ovs-port {p.name} bridge {p.bridge} type {p.type or 'system'}"]
+    if p.mtu_request:
+        parts.append(f"mtu_request {p.mtu_request}")
+    parts += [f"external_ids:{k}={v}" for k, v in p.external_ids]
     return " ".join(parts)
 
 
@@ -111,6 +126,7 @@ def process_lines(p: Process) -> list[str]:
 def namespace_lines(ns: Namespace) -> list[str]:
     out = [f"netns {ns.name}" + ("" if ns.managed else " (not owned: dvrnet changes only the objects listed)")]
     out += [f"  {link_line(l)}" for _, l in sorted(ns.links.items())]
+    out += [f"  {ovs_port_line(p)}" for _, p in sorted(ns.ovs_ports.items())]
     out += [f"  {address_line(a)}" for a in sorted(ns.addresses, key=lambda a: (a.dev, _addr_key(a.cidr.split('/')[0])))]
     out += [f"  {route_line(r)}" for r in sorted(ns.routes, key=Route.sort_key)]
     out += [f"  {rule_line(r)}" for r in sorted(ns.rules, key=Rule.sort_key)]

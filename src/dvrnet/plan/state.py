@@ -9,6 +9,8 @@ Keys (what makes two objects "the same object" to the kernel):
 - Rule: every selector + action        Neighbour: (dev, ip)      Sysctl: key
 - NftTable: (family, name); its map elements are compared one by one.  Process: role
   (per namespace; see `Process`).
+- OvsPort: (namespace of its ovs-vswitchd, name) — a row of Open vSwitch's database, not a kernel
+  object: the port and its one interface, both named after the device.
 Every value is frozen and orders deterministically, so the text form (`render.py`) of the same
 state is byte-identical run to run.
 Addresses and prefixes are canonical strings ("203.0.113.0/24", "default" for 0.0.0.0/0) so that
@@ -28,10 +30,17 @@ MAIN_TABLE = 254
 class Link:
     """A network device in a namespace.
 
-    kind: "veth" (the only kind dvrnet creates today), or what the kernel reports for an observed
-    device ("bridge", "vxlan", ...). For a veth, `peer_netns`/`peer` name the other end; the pair is
-    created from the end whose (namespace, name) sorts first. `master` is the bridge the device is
-    enslaved to (bridge-side ends of router ports). `mac` None means "whatever the kernel chose".
+    kind: "veth", "macvlan" or "ovs" (an Open vSwitch internal port moved into this namespace) as
+    dvrnet creates them, or what the kernel reports for an observed device ("bridge", "vxlan",
+    "tun", ...). For a veth, `peer_netns`/`peer` name the other end; the pair is created from the
+    end whose (namespace, name) sorts first; for a macvlan they name its lower device, for "ovs"
+    the namespace of its ovs-vswitchd and its OVS bridge. `master` is the Linux bridge the device
+    is enslaved to (bridge-side ends of router ports). `mac` None means "whatever the kernel chose".
+    ovs: the OVS bridge this device is a (system) port of — the bridge end of an `ovs-veth` port.
+    carrier: False for an observed "ovs" port that no longer carries traffic (left behind by an
+    ovs-vswitchd restart); desired links always say True.
+    tx_csum: the device's transmit checksum offload (`ethtool -K DEV tx on|off`) when dvrnet owns
+    it (False on the namespace end of an `ovs-veth` port), else None: not read, not compared.
     """
     name: str
     kind: str = "veth"
@@ -41,6 +50,28 @@ class Link:
     mtu: int | None = None
     master: str | None = None
     up: bool = True
+    ovs: str | None = None
+    carrier: bool = True
+    tx_csum: bool | None = None
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class OvsPort:
+    """A port of an Open vSwitch bridge with its one interface of the same name (Neutron's
+    OVSInterfaceDriver plugs router ports this way): `type` "internal" (a tap ovs-vswitchd creates)
+    or "" (a system device, the bridge end of a veth pair); `external_ids` the (key, value) pairs
+    dvrnet sets, sorted (Neutron's iface-id, iface-status, attached-mac and dvrnet's owner marker;
+    `names.OVS_OWNER_KEY`); `mtu_request` the MTU asked of ovs-vswitchd. The VLAN tag belongs to
+    the L2 agent: dvrnet sets only Neutron's "dead VLAN" (4095) when it creates a port, and never
+    compares it."""
+    name: str
+    bridge: str
+    type: str = ""
+    external_ids: tuple[tuple[str, str], ...] = ()
+    mtu_request: int | None = None
+
+    def external_id(self, key: str) -> str | None:
+        return next((v for k, v in self.external_ids if k == key), None)
 
 
 @dataclass(frozen=True, slots=True, order=True)
@@ -163,6 +194,9 @@ class Namespace:
     managed=False marks a namespace dvrnet uses but does not own (the node's bridge namespace, the
     root namespace in production): it is never created or deleted, and only the objects listed
     here are changed in it.
+    ovs_ports: the Open vSwitch ports of the ovs-vswitchd running in this namespace (the node's
+    bridge namespace) that dvrnet plugs; observed: every port the reader found there (foreign
+    ones included, so that a name held by a foreign port is a conflict, never a takeover).
     """
     name: str
     links: Mapping[str, Link] = field(default_factory=dict)
@@ -174,6 +208,7 @@ class Namespace:
     nft: Mapping[tuple[str, str], NftTable] = field(default_factory=dict)
     managed: bool = True
     processes: Mapping[str, Process] = field(default_factory=dict)     # role -> Process
+    ovs_ports: Mapping[str, OvsPort] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -21,13 +21,25 @@ Invariants:
   attribute sets (and those of a veth peer created with it, e.g. the `dv-` end's master), then
   the addresses, routes, neighbours and per-device sysctls on those devices — everything that
   vanished with the device — before the next group starts; a gratuitous ARP goes in the group of
-  its `fg-` or of its route's device (the later one) if either is replaced. So a node switching
+  its `fg-` or of its route's device (the later one) if either is replaced, and a replaced
+  plugged port (`fg-`, `qg-`, `qr-`, `sg-`) announces each of its addresses from its new device
+  (gratuitous ARP, last in its group) so that L2 learns where its MAC is now. So a node switching
   port kind has one port down at a time, each for the few ms of its group. A group holds only
   objects on its own devices (a route is grouped by its `dev`), so no op outside a group depends
   on one inside it and groups do not depend on each other. Links created for other reasons, and
   everything else, keep the phase order above. Every device of a group is in `_Acc.gone`, so the
   `DiffMemo` never skips a namespace holding part of a group.
 - A veth pair is created once, from the end whose (namespace, name) sorts first.
+- Open vSwitch ports (`Namespace.ovs_ports` of the bridge namespace; plan/plug.py): an internal
+  port is created together with its link (`OvsPlug`: the port, then its tap moved into the router
+  namespace); a system port (the `dv-` end of an ovs-veth) is added after its veth exists, and
+  deleted and added again whenever its device is re-created (ovs-vswitchd would not reopen it);
+  a port whose columns differ is updated in place. Owned ports nobody wants are deleted — in the
+  replacement group of their device when it is replaced, else before the obsolete links; foreign
+  ports (no owner marker) are never touched, and a desired port whose name one holds is a
+  conflict. A link of kind "ovs" without carrier (an internal port left behind by an
+  ovs-vswitchd restart), or whose OVS attachment (`Link.ovs`) differs, is replaced like a link of
+  the wrong kind (S16). `tx_csum` is set (`EthtoolSet`) where desired and different.
 - nftables: a table whose structure differs is replaced whole; otherwise only elements change.
 """
 from __future__ import annotations
@@ -37,7 +49,7 @@ from dataclasses import dataclass, field
 from ipaddress import ip_network
 from operator import attrgetter
 
-from dvrnet.plan.names import AGENT_GW_DEV, FIP_NS
+from dvrnet.plan.names import AGENT_GW_DEV, FIP_NS, ROUTER_GW_DEV, ROUTER_IF_DEV, SNAT_IF_DEV
 from dvrnet.plan.state import MAIN_TABLE, HostState, Link, Namespace, NftTable, Route, parse_v4
 
 from .ops import (
@@ -45,6 +57,7 @@ from .ops import (
     AddrDel,
     EarlyNftTable,
     EarlySysctlSet,
+    EthtoolSet,
     Garp,
     LinkAdd,
     LinkDel,
@@ -58,6 +71,9 @@ from .ops import (
     NftElements,
     NftReplaceTable,
     Op,
+    OvsPlug,
+    OvsPortDel,
+    OvsPortSet,
     Plan,
     ProcReload,
     ProcStart,
@@ -71,10 +87,12 @@ from .ops import (
 from .ownership import Ownership, owns_nft_table, owns_sysctl
 
 EMPTY = Namespace("")
-CREATE_ORDER = ("netns", "early", "link", "address", "route", "rule", "neighbour", "sysctl", "nft", "garp",
-                "process")
+PLUGGED_DEVS = (AGENT_GW_DEV, ROUTER_GW_DEV, ROUTER_IF_DEV, SNAT_IF_DEV)
+CREATE_ORDER = ("netns", "early", "link", "ovsdel", "ovs", "ethtool", "address", "route", "rule", "neighbour",
+                "sysctl", "nft", "garp", "process")
 DELETE_ORDER = ("nft", "neighbour", "rule", "route", "address")
-GROUP_ORDER = ("link", "address", "route", "neighbour", "sysctl", "garp")   # one replaced link's life
+# one replaced link's life
+GROUP_ORDER = ("ovsdel", "link", "ovs", "ethtool", "address", "route", "neighbour", "sysctl", "garp")
 
 
 class NotOwned(ValueError):
@@ -86,6 +104,8 @@ class _Acc:
     creates: dict[str, list[Op]] = field(default_factory=lambda: {k: [] for k in CREATE_ORDER})
     deletes: dict[str, list[Op]] = field(default_factory=lambda: {k: [] for k in DELETE_ORDER})
     teardown: list[Op] = field(default_factory=list)
+    ovs_teardown: list[Op] = field(default_factory=list)       # obsolete OVS ports, before `teardown`
+    ovs_done: set[tuple[str, str]] = field(default_factory=set)   # OVS ports handled with their link
     ns_dels: list[Op] = field(default_factory=list)
     conflicts: list[str] = field(default_factory=list)
     gone: set[tuple[str, str]] = field(default_factory=set)    # links that vanish during apply
@@ -136,6 +156,7 @@ def diff(desired: HostState, observed: HostState, prefix: str = "", memo: DiffMe
         if name not in observed.namespaces and own.creates_namespace(d):
             acc.creates["netns"].append(NetnsAdd(name))
     _diff_links(desired, observed, own, acc)
+    _diff_ovs(desired, observed, own, acc)
     gone_ns = {ns for ns, _ in acc.gone}
     skipped = 0
     for name in sorted(desired.namespaces):
@@ -188,7 +209,7 @@ def diff(desired: HostState, observed: HostState, prefix: str = "", memo: DiffMe
         if len(ops) > start:
             groups.append((start, len(ops)))
     ops += [op for k in DELETE_ORDER for op in acc.deletes[k]]
-    ops += acc.teardown + acc.ns_dels
+    ops += acc.ovs_teardown + acc.teardown + acc.ns_dels
     return Plan(tuple(ops), tuple(acc.conflicts), tuple(groups))
 
 
@@ -211,6 +232,7 @@ def _check_ns(ns: Namespace, own: Ownership) -> None:
     bad += [f"neighbour {n.ip} on {n.dev}" for n in ns.neighbours if not own.owns_dev_object(ns, n.dev)]
     bad += [f"sysctl {k}" for k in ns.sysctls if not owns_sysctl(k)]
     bad += [f"nft table {f} {n}" for f, n in ns.nft if not owns_nft_table(f, n)]
+    bad += [f"OVS port {p.name}" for p in ns.ovs_ports.values() if not own.owns_ovs_port(p)]
     if bad:
         raise NotOwned(f"{ns.name}: not dvrnet's to manage: {', '.join(sorted(bad))}")
 
@@ -223,9 +245,14 @@ def _peer(ns: str, lk: Link) -> tuple[str, str]:
 def _mismatch(ns: str, want: Link, have: Link) -> str | None:
     if want.kind != have.kind:
         return f"kind {have.kind}, desired {want.kind}"
-    if want.kind in ("veth", "macvlan") and _peer(ns, want) != _peer(ns, have):
+    if want.kind in ("veth", "macvlan", "ovs") and _peer(ns, want) != _peer(ns, have):
         pn, p = _peer(ns, have)
         return f"peer {pn}/{p}, desired {_peer(ns, want)[0]}/{want.peer}"
+    if want.kind == "ovs" and not have.carrier:
+        return "no carrier: an OVS internal port left behind by an ovs-vswitchd restart"
+    if want.ovs != have.ovs:
+        found = f"a port of OVS bridge {have.ovs}" if have.ovs else "not an OVS port"
+        return f"{found}, desired " + (f"a port of OVS bridge {want.ovs}" if want.ovs else "no OVS port")
     return None
 
 
@@ -271,16 +298,24 @@ def _diff_links(desired: HostState, observed: HostState, own: Ownership, acc: _A
             if want.kind == "veth" and _peer(key[0], want) in dlinks:
                 union(key, _peer(key[0], want))
         roots = {find(k) for k, _ in replaced}
-        acc.group_of = {k: r for k in set(parent) | fresh if (r := find(k)) in roots}
+        acc.group_of = {k: r for k in set(parent) | fresh | roots if (r := find(k)) in roots}
         acc.groups = {r: {k: [] for k in GROUP_ORDER} for r in roots}
     for key, why in replaced:
         acc.target("link", *key).append(LinkReplaceDel(key[0], key[1], why=why))
     created: set[tuple[str, str]] = set()
+    blocked: set[tuple[str, str]] = set()      # not created: the OVS port's name is held by a foreign one
     for key in sorted(fresh):
         ns, name = key
         want = dlinks[key]
         peer_key = _peer(ns, want)
         if key in created:
+            continue
+        if want.kind == "ovs":
+            if not _ovs_plug(desired, observed, own, acc, ns, want):
+                blocked.add(key)
+                continue
+            created.add(key)
+            acc.gone.discard(key)
             continue
         peer_desired = want.kind == "veth" and peer_key in dlinks
         if peer_desired and peer_key < key and peer_key in fresh:
@@ -297,6 +332,8 @@ def _diff_links(desired: HostState, observed: HostState, own: Ownership, acc: _A
         acc.gone.discard(key)
     acc.gone |= created                        # observed objects on them do not survive
     for (ns, name), want in sorted(dlinks.items()):
+        if (ns, name) in blocked:
+            continue
         have = None if (ns, name) in created else observed.namespaces.get(ns, EMPTY).links.get(name)
         base = have or Link(name, want.kind, want.peer_netns, want.peer, want.mac, want.mtu, None, False)
         s = LinkSet(ns, name,
@@ -306,6 +343,8 @@ def _diff_links(desired: HostState, observed: HostState, own: Ownership, acc: _A
                     up=want.up if want.up != base.up else None)
         if any(v is not None for v in (s.mac, s.mtu, s.master, s.up)):
             acc.target("link", ns, name).append(s)
+        if want.tx_csum is not None and want.tx_csum != base.tx_csum:
+            acc.target("ethtool", ns, name).append(EthtoolSet(ns, dev=name, tx=want.tx_csum))
     for ns in sorted(observed.namespaces):
         o = observed.namespaces[ns]
         d = desired.namespaces.get(ns)
@@ -318,6 +357,67 @@ def _diff_links(desired: HostState, observed: HostState, own: Ownership, acc: _A
                 lk = o.links[name]
                 if lk.kind == "veth" and lk.peer:
                     acc.gone.add(_peer(ns, lk))
+
+
+# --- Open vSwitch ports -------------------------------------------------------------------------
+def _ovs_plug(desired: HostState, observed: HostState, own: Ownership, acc: _Acc, ns: str, want: Link) -> bool:
+    """The create of an internal port's link: its OVS port (replacing an owned one of another
+    type or bridge) and the move of its tap into NS. False when it cannot be created."""
+    bns = want.peer_netns or ns
+    port = desired.namespaces.get(bns, EMPTY).ovs_ports.get(want.name)
+    row = observed.namespaces.get(bns, EMPTY).ovs_ports.get(want.name)
+    acc.ovs_done.add((bns, want.name))
+    if port is None:
+        acc.conflicts.append(f"{ns}: link {want.name}: no OVS port planned for it in {bns}")
+        return False
+    if row is not None and not own.owns_ovs_port(row):
+        acc.conflicts.append(f"{bns}: OVS port {want.name}: held by a foreign port (no {own.prefix or 'dvrnet'} "
+                             f"owner marker); {ns}/{want.name} not plugged")
+        return False
+    out = acc.target("link", ns, want.name)
+    if row is not None and (row.type != port.type or row.bridge != port.bridge):
+        # in the plug's own run: kernel/ovs.py deletes it in a transaction before the add
+        out.append(OvsPortDel(bns, bridge=row.bridge, name=row.name, why=f"type {row.type or 'system'} on {row.bridge}"))
+    out.append(OvsPlug(bns, link=want, port=port, into=ns))
+    return True
+
+
+def _ovs_devices(state: HostState) -> dict[tuple[str, str], tuple[str, str]]:
+    """(ovs-vswitchd namespace, port name) -> (namespace, link) of the internal ports' devices."""
+    return {(lk.peer_netns or ns, name): (ns, name) for ns, n in state.namespaces.items()
+            for name, lk in n.links.items() if lk.kind == "ovs"}
+
+
+def _diff_ovs(desired: HostState, observed: HostState, own: Ownership, acc: _Acc) -> None:
+    names = sorted({n for n, x in desired.namespaces.items() if x.ovs_ports}
+                   | {n for n, x in observed.namespaces.items() if x.ovs_ports})
+    if not names:
+        return
+    d_dev, o_dev = _ovs_devices(desired), _ovs_devices(observed)
+    for bns in names:
+        d = desired.namespaces.get(bns, EMPTY).ovs_ports
+        o = observed.namespaces.get(bns, EMPTY).ovs_ports
+        for name, want in sorted(d.items()):
+            if (bns, name) in acc.ovs_done:
+                continue                            # created with its link (OvsPlug)
+            have = o.get(name)
+            if have is not None and not own.owns_ovs_port(have):
+                acc.conflicts.append(f"{bns}: OVS port {name}: held by a foreign port")
+                continue
+            dev = d_dev.get((bns, name), (bns, name))
+            if have is not None and (dev in acc.gone or have.type != want.type or have.bridge != want.bridge):
+                why = "device re-created" if dev in acc.gone else f"type {have.type or 'system'} on {have.bridge}"
+                acc.target("ovsdel", *dev).append(OvsPortDel(bns, bridge=have.bridge, name=name, why=why))
+                have = None
+            if have != want:
+                acc.target("ovs", *dev).append(OvsPortSet(bns, port=want, old=have))
+        for name, have in sorted(o.items()):
+            if name in d or not own.owns_ovs_port(have):
+                continue
+            dev = o_dev.get((bns, name), (bns, name))
+            op = OvsPortDel(bns, bridge=have.bridge, name=name)
+            gid = acc.group_of.get(dev)
+            (acc.groups[gid]["ovsdel"] if gid is not None else acc.ovs_teardown).append(op)
 
 
 def _alive(ns: str, dev: str | None, acc: _Acc) -> bool:
@@ -341,6 +441,12 @@ def _diff_addresses(d: Namespace, o: Namespace, own: Ownership, acc: _Acc) -> No
         if old is not None and old.cidr != a.cidr:
             out.append(AddrDel(d.name, old))
         out.append(AddrAdd(d.name, a, old))
+        gid = acc.group_of.get((d.name, a.dev)) if acc.group_of else None
+        if gid is not None and a.dev.startswith(PLUGGED_DEVS):
+            # a replaced port announces its addresses from its new device: the bridges (and a
+            # fabric) learn at once where its MAC is now (e.g. from an OVS uplink back to a
+            # Linux bridge port), instead of sending its frames the old way until they age out
+            acc.groups[gid]["garp"].append(Garp(d.name, dev=a.dev, ip=a.ip))
     want = {(a.dev, a.ip) for a in d.addresses}
     acc.deletes["address"] += [AddrDel(d.name, a) for k, a in sorted(have.items()) if k not in want]
 

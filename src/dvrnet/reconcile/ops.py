@@ -8,8 +8,12 @@ Invariants:
   so what the plan prints is what runs. nft ops render their `nft -f` script with `script()`.
 - `stage` says when an op may run relative to other namespaces: 0 namespace creation (and what
   must hold before links exist: `EarlySysctlSet`, `EarlyNftTable`), 1 links
-  (a veth add touches two namespaces), 2 everything inside one namespace (namespaces may run in
-  parallel; within one, plan order), 3 teardown of obsolete links and namespaces.
+  (a veth add touches two namespaces) and Open vSwitch ports, 2 everything inside one namespace
+  (namespaces may run in parallel; within one, plan order), 3 teardown of obsolete links and
+  namespaces.
+- Open vSwitch ops (`tool = "ovs"`) name the namespace of the ovs-vswitchd they concern; their
+  `words()` are ovs-vsctl commands, and consecutive ones of one namespace run as one ovs-vsctl
+  transaction (kernel/ovs.py), never one process per port.
 """
 from __future__ import annotations
 
@@ -18,7 +22,7 @@ from dataclasses import dataclass, field, fields
 from typing import ClassVar
 
 from dvrnet.plan.numbers import RT_PROTO
-from dvrnet.plan.state import Address, Link, Neighbour, NftMap, NftTable, Process, Route, Rule
+from dvrnet.plan.state import Address, Link, Neighbour, NftMap, NftTable, OvsPort, Process, Route, Rule
 
 from .nft_text import element_lines, table_script
 
@@ -29,7 +33,7 @@ Element = tuple[str, str, str | None]     # (map name, key, value or None for a 
 class Op:
     ns: str
     stage: ClassVar[int] = 2
-    tool: ClassVar[str] = "ip"             # "ip" | "nft" | "netns" | "sysctl" | "garp"
+    tool: ClassVar[str] = "ip"             # "ip" | "nft" | "netns" | "sysctl" | "garp" | "ovs" | "ethtool"
 
     def line(self) -> str:
         raise NotImplementedError
@@ -125,6 +129,84 @@ class LinkDel(Op):
 class LinkReplaceDel(LinkDel):
     """Delete a link of the wrong kind or peer right before it is recreated."""
     stage: ClassVar[int] = 1
+
+
+# --- Open vSwitch ports, transmit checksum offload -------------------------------------------
+DEAD_VLAN = 4095          # Neutron's: a new port carries nothing until the L2 agent tags it
+
+
+def ovs_port_words(p: OvsPort) -> list[str]:
+    """ovs-vsctl commands (separated by "--") that create the port if it is missing — in Neutron's
+    dead VLAN, which the L2 agent replaces by the network's local VLAN — and set the interface
+    columns dvrnet owns (its other external_ids keys and the Port's tag are left alone)."""
+    words = ["--may-exist", "add-port", p.bridge, p.name, f"tag={DEAD_VLAN}", "vlan_mode=trunk",
+             f"trunks={DEAD_VLAN}", "--", "set", "Interface", p.name, f'type="{p.type}"']
+    words += [f'external_ids:{k}="{v}"' for k, v in p.external_ids]
+    if p.mtu_request:
+        words.append(f"mtu_request={p.mtu_request}")
+    return words
+
+
+@dataclass(frozen=True)
+class OvsPlug(Op):
+    """Create an OVS internal port (or find the tap ovs-vswitchd made for it) in namespace `ns`,
+    the namespace of its ovs-vswitchd, and move it into `into` with the link's MAC and MTU, up."""
+    link: Link = field(default_factory=lambda: Link(""))
+    port: OvsPort = field(default_factory=lambda: OvsPort("", ""))
+    into: str = ""
+    stage: ClassVar[int] = 1
+    tool: ClassVar[str] = "ovs"
+
+    def words(self) -> list[str]:
+        return ovs_port_words(self.port)
+
+    def move_line(self) -> str:
+        return " ".join(["link set dev", self.link.name, "netns", self.into, *_mac_mtu(self.link), "up"])
+
+    def line(self) -> str:
+        return f"ovs-vsctl {' '.join(self.words())}; ip {self.move_line()}"
+
+
+@dataclass(frozen=True)
+class OvsPortSet(Op):
+    """Create an OVS port of a system device (or update an existing one's columns)."""
+    port: OvsPort = field(default_factory=lambda: OvsPort("", ""))
+    old: OvsPort | None = None
+    stage: ClassVar[int] = 1
+    tool: ClassVar[str] = "ovs"
+
+    def words(self) -> list[str]:
+        return ovs_port_words(self.port)
+
+    def line(self) -> str:
+        return "ovs-vsctl " + " ".join(self.words())
+
+
+@dataclass(frozen=True)
+class OvsPortDel(Op):
+    """Delete an OVS port (ovs-vswitchd destroys an internal port's tap, wherever it is)."""
+    bridge: str = ""
+    name: str = ""
+    why: str = "obsolete"
+    stage: ClassVar[int] = 1
+    tool: ClassVar[str] = "ovs"
+
+    def words(self) -> list[str]:
+        return ["--if-exists", "del-port", self.bridge, self.name]
+
+    def line(self) -> str:
+        return "ovs-vsctl " + " ".join(self.words())
+
+
+@dataclass(frozen=True)
+class EthtoolSet(Op):
+    """Transmit checksum offload of one device (`ethtool -K DEV tx on|off`)."""
+    dev: str = ""
+    tx: bool = True
+    tool: ClassVar[str] = "ethtool"
+
+    def line(self) -> str:
+        return f"ethtool -K {self.dev} tx {'on' if self.tx else 'off'}"
 
 
 # --- addresses, routes, rules, neighbours ----------------------------------------------------
@@ -380,7 +462,7 @@ def _clip(s: str, n: int = 160) -> str:
     return s if len(s) <= n else s[: n - 1] + "…"
 
 
-WRITE_TOOLS = ("ip", "nft", "netns", "sysctl")
+WRITE_TOOLS = ("ip", "nft", "netns", "sysctl", "ovs", "ethtool")
 
 
 @dataclass(frozen=True)

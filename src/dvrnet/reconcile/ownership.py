@@ -15,15 +15,20 @@ Invariants:
 - Sysctls: an allow-list of keys (below); a sysctl is never "deleted", only set when desired.
   IPv6 is owned only as `net.ipv6.conf.<dev|all|default>.disable_ipv6` (dvrnet is IPv4-only and
   turns IPv6 off on what it creates: plan/builder.py).
+- Open vSwitch ports: those whose `external_ids:dvrnet-owner` is this agent's marker
+  (`names.ovs_owner(prefix)`) and whose name is one dvrnet gives a device (an owned link prefix
+  or `dv-`). Every other port is foreign: never changed or deleted, and a desired port whose
+  name a foreign port holds is a conflict.
+- Transmit checksum offload (`Link.tx_csum`): only where the desired state names it.
 """
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
 
-from dvrnet.plan.names import BRIDGE_SIDE_DEV, NS_PREFIXES, OWNED_DEV_PREFIXES
+from dvrnet.plan.names import BRIDGE_SIDE_DEV, NS_PREFIXES, OVS_OWNER_KEY, OWNED_DEV_PREFIXES, ovs_owner
 from dvrnet.plan.numbers import NFT_TABLE, RT_PROTO, RT_PROTO_NAME
-from dvrnet.plan.state import Namespace
+from dvrnet.plan.state import Namespace, OvsPort
 
 _DEV = r"[A-Za-z0-9_][A-Za-z0-9_.:@-]{0,14}"
 _CONF_KEYS = ("proxy_arp", "rp_filter", "send_redirects", "arp_ignore", "arp_announce",
@@ -65,6 +70,10 @@ class Ownership:
     def owns_dev_object(self, ns: Namespace, dev: str) -> bool:
         """Addresses and permanent neighbours are owned when their device is."""
         return self.owns_link(ns, dev)
+
+    def owns_ovs_port(self, p: OvsPort) -> bool:
+        return (p.external_id(OVS_OWNER_KEY) == ovs_owner(self.prefix)
+                and p.name.startswith(OWNED_DEV_PREFIXES + (BRIDGE_SIDE_DEV,)))
 
     def creates_namespace(self, ns: Namespace) -> bool:
         """dvrnet creates and deletes only managed namespaces that match its prefix."""

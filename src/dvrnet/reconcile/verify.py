@@ -9,6 +9,7 @@ from __future__ import annotations
 from .ops import (
     AddrAdd,
     AddrDel,
+    EthtoolSet,
     Garp,
     LinkAdd,
     LinkDel,
@@ -21,6 +22,9 @@ from .ops import (
     NftElements,
     NftReplaceTable,
     Op,
+    OvsPlug,
+    OvsPortDel,
+    OvsPortSet,
     Plan,
     ProcReload,
     ProcStart,
@@ -123,6 +127,19 @@ def describe(op: Op) -> str | None:
                 f"found {(op.old.digest if op.old else '') or 'an unknown one'}")
     if isinstance(op, ProcStop):
         return f"{ns} process {op.proc.role} pid {op.proc.pid}: desired nothing, found it running"
+    if isinstance(op, OvsPlug):
+        return f"{op.into} link {op.link.name}: desired ovs (internal port of {op.port.bridge} in {ns}), found nothing"
+    if isinstance(op, OvsPortSet):
+        p = op.port
+        if op.old is None:
+            return f"{ns} OVS port {p.name}: desired on {p.bridge}, found nothing"
+        d, f = _fieldwise(p, op.old, ("external_ids", "mtu_request"))
+        return f"{ns} OVS port {p.name}: desired {d}, found {f}"
+    if isinstance(op, OvsPortDel):
+        return f"{ns} OVS port {op.name} on {op.bridge}: " + ("desired nothing, found it" if op.why == "obsolete"
+                                                               else f"to be re-created ({op.why})")
+    if isinstance(op, EthtoolSet):
+        return f"{ns} link {op.dev}: desired tx-checksumming {'on' if op.tx else 'off'}, found otherwise"
     if isinstance(op, Garp):
         return None                              # an announcement, not state
     return str(op)
