@@ -295,6 +295,26 @@ def agent(host, mode, server, token, resync_interval, once, ready_file, log_leve
         sys.exit(0 if report is not None and report.ok else 1)
 
 
+@main.command("neutron-agent")
+@click.option("--config-file", "config_files", multiple=True, required=True, type=click.Path(dir_okay=False),
+              help="A Neutron configuration file (neutron.conf, l3_agent.ini, ...); repeatable, later ones win.")
+@click.option("--host", default=None, help="Override [DEFAULT] host.")
+@click.option("--once", is_flag=True, help="One full sync and pass, then exit (0 when converged).")
+@click.option("--ready-file", default=None, type=click.Path(dir_okay=False),
+              help="Create this file after the first converged pass.")
+@click.option("--log-level", default="INFO", show_default=True)
+@_one_line_errors
+def neutron_agent(config_files, host, once, ready_file, log_level):
+    """Run as the L3 agent of a real neutron-server (docs/neutron.md): same planner and reconciler."""
+    import logging
+    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    try:
+        from .neutron.agent import main as neutron_main
+    except ImportError as e:
+        raise click.ClickException(f"Neutron mode needs the optional extra: pip install 'dvrnet[neutron]' ({e})") from None
+    sys.exit(neutron_main(list(config_files), host=host, once=once, ready_file=ready_file))
+
+
 @main.command()
 @click.argument("host")
 @click.option("--server", default=None, help="URL of `dvrnet server` (default: the lab's, else http://127.0.0.1:9696).")
@@ -302,37 +322,55 @@ def agent(host, mode, server, token, resync_interval, once, ready_file, log_leve
 @click.option("--desired", "what", flag_value="desired", help="What the server's model asks of HOST.")
 @click.option("--actual", "what", flag_value="actual", help="What the kernel holds now (dvrnet-owned objects).")
 @click.option("--diff", "what", flag_value="diff", default=True, help="The operations that would make them equal (default).")
+@click.option("--config-file", "config_files", multiple=True, type=click.Path(dir_okay=False),
+              help="Neutron mode: the node's Neutron configuration (as for `neutron-agent`); repeatable. "
+                   "A lab built with --control neutron supplies it.")
 @_plan_options
 @_l2_options
 @_picture_options
 @_one_line_errors
-def show(host, server, token, what, netns_prefix, bridge_netns, external_bridge, bridge_mappings, port_kind,
-         dvr_mac, uplinks, svg, trace_path, inbound, src, bgp_local_as, bgp_peers, bgp_peer_as, bfd_ms,
+def show(host, server, token, what, config_files, netns_prefix, bridge_netns, external_bridge, bridge_mappings,
+         port_kind, dvr_mac, uplinks, svg, trace_path, inbound, src, bgp_local_as, bgp_peers, bgp_peer_as, bfd_ms,
          bfd_multiplier, blackhole_seconds, integration_bridge, ovs_db):
     """Print HOST's namespace state: desired, actual, or the difference; or draw it (--svg)."""
-    from .agent.feed import Feed
     from .agent.loop import desired_state
     from .kernel import Reconciler
     from .plan.render import render
     from .reconcile import diff as diff_states
+    refused: dict[str, str] = {}
     lab_mode = server is None and _lab_node_mac(host) is not None
-    if lab_mode and dvr_mac is None:
-        dvr_mac = _lab_node_mac(host)
-    if server is None:
-        server, netns_prefix, bridge_netns, lab_db, lab_kind = _lab_node(host, netns_prefix, bridge_netns)
-        ovs_db = ovs_db or lab_db
-        given = click.get_current_context().get_parameter_source("port_kind")
-        if lab_kind and given is click.core.ParameterSource.DEFAULT:
-            port_kind = lab_kind
-    feed = Feed(server, host, "dvr", token=token, max_backoff=0)
-    view = feed.fetch_once()
-    cfg = _plan_config(netns_prefix, bridge_netns, external_bridge, bridge_mappings, port_kind, dvr_mac, uplinks,
-                       _bgp_config(bgp_local_as, bgp_peers, bgp_peer_as, bfd_ms, bfd_multiplier, blackhole_seconds),
-                       integration_bridge)
-    rec = Reconciler(prefix=netns_prefix, switch=_switch(port_kind, ovs_db, bridge_netns))
-    desired, observed = desired_state(view.cloud, host, cfg, rec)
+    if not config_files and server is None:
+        config_files = _lab_neutron_config(host)
+    if config_files:        # Neutron mode: the agent's own translation of what neutron-server sends
+        try:
+            from .neutron.config import load
+            from .neutron.snapshot import snapshot
+        except ImportError as e:
+            raise click.ClickException(f"Neutron mode needs the optional extra: pip install 'dvrnet[neutron]' ({e})") from None
+        nconf = load(list(config_files), host=host)
+        snap = snapshot(nconf.host, nconf.mode, timeout=nconf.rpc_timeout)
+        cloud, revision, refused, cfg = snap.cloud, snap.revision, snap.refused, nconf.plan
+        netns_prefix = cfg.netns_prefix
+        rec = Reconciler(prefix=netns_prefix)
+    else:
+        from .agent.feed import Feed
+        if lab_mode and dvr_mac is None:
+            dvr_mac = _lab_node_mac(host)
+        if server is None:
+            server, netns_prefix, bridge_netns, lab_db, lab_kind = _lab_node(host, netns_prefix, bridge_netns)
+            ovs_db = ovs_db or lab_db
+            given = click.get_current_context().get_parameter_source("port_kind")
+            if lab_kind and given is click.core.ParameterSource.DEFAULT:
+                port_kind = lab_kind
+        view = Feed(server, host, "dvr", token=token, max_backoff=0).fetch_once()
+        cloud, revision = view.cloud, view.revision
+        cfg = _plan_config(netns_prefix, bridge_netns, external_bridge, bridge_mappings, port_kind, dvr_mac, uplinks,
+                           _bgp_config(bgp_local_as, bgp_peers, bgp_peer_as, bfd_ms, bfd_multiplier, blackhole_seconds),
+                           integration_bridge)
+        rec = Reconciler(prefix=netns_prefix, switch=_switch(port_kind, ovs_db, bridge_netns))
+    desired, observed = desired_state(cloud, host, cfg, rec)
     if svg is not None:
-        _show_svg(svg, host, view.cloud, cfg, desired, observed, trace_path, inbound, src, lab_mode)
+        _show_svg(svg, host, cloud, cfg, desired, observed, trace_path, inbound, src, lab_mode)
         return
     if trace_path or inbound:
         raise click.UsageError("--trace and --inbound go with --svg FILE (the path is drawn on the picture)")
@@ -346,13 +384,26 @@ def show(host, server, token, what, netns_prefix, bridge_netns, external_bridge,
         for x in ss:
             click.echo(f"bgp {name} {x.name}: {x.state} {x.info}".rstrip()
                        + f", {x.exported if x.exported is not None else '?'} prefixes announced")
+    for rid, why in sorted(refused.items()):
+        click.echo(f"# refused, left as it is: router {rid}: {why}")
     if what == "desired":
         click.echo(render(desired), nl=False)
     elif what == "actual":
         click.echo(render(observed), nl=False)
     else:
         plan = diff_states(desired, observed, netns_prefix)
-        click.echo(str(plan) if plan or plan.conflicts else f"{host}: kernel matches the model (revision {view.revision})")
+        click.echo(str(plan) if plan or plan.conflicts else f"{host}: kernel matches the model (revision {revision})")
+
+
+def _lab_neutron_config(host: str) -> tuple[str, ...]:
+    """A lab built with --control neutron: HOST's l3_agent.ini, else nothing."""
+    try:
+        from .lab.neutron import NeutronLab
+        lab = NeutronLab.load(os.environ.get("DVRNET_LAB_STATE", "/var/lib/dvrnet/lab"))
+    except (OSError, ValueError, TypeError):
+        return ()
+    path = lab.agent_configs.get(host) if lab is not None else None
+    return (path,) if path else ()
 
 
 @main.command()
@@ -384,12 +435,13 @@ def _need_root() -> None:
         raise click.ClickException("the lab creates network namespaces: run it as root")
 
 
-def _lab_up(prefix: str, state_dir: str, extra_fips: int = 0, routed: bool = False, port_kind: str = "veth"):
+def _lab_up(prefix: str, state_dir: str, extra_fips: int = 0, routed: bool = False, port_kind: str = "veth",
+            control: str = "dvrnet"):
     from .lab.up import up
     from .progress import Progress
     p = Progress.for_stream(sys.stderr, prefix="lab ")
     return up(prefix=prefix, state_dir=state_dir, extra_fips=extra_fips, reporter=p, routed=routed,
-              port_kind=port_kind)
+              port_kind=port_kind, control=control)
 
 
 def _lab_check(state_dir: str, as_json: bool) -> bool:
@@ -422,7 +474,10 @@ def _lab_check(state_dir: str, as_json: bool) -> bool:
               show_default=True,
               help="The agents' router-port kind; ovs/ovs-veth run Open vSwitch (br-int) on every node "
                    "(docs/port-kinds.md).")
-def lab_up(prefix: str, state_dir: str, extra_fips: int, routed: bool, port_kind: str) -> None:
+@click.option("--control", type=click.Choice(["dvrnet", "neutron"]), default="dvrnet", show_default=True,
+              help="The control plane: dvrnet's own server, or a real neutron-server (with PostgreSQL and "
+                   "RabbitMQ; `make neutron-venv`) whose L3 agents are `dvrnet neutron-agent`.")
+def lab_up(prefix: str, state_dir: str, extra_fips: int, routed: bool, port_kind: str, control: str) -> None:
     """Build the lab: external segment, gateways, internet host, nodes, server, agents, the seed's resources."""
     _need_root()
     if port_kind in ("ovs", "ovs-veth"):
@@ -432,7 +487,7 @@ def lab_up(prefix: str, state_dir: str, extra_fips: int, routed: bool, port_kind
             raise click.ClickException(f"--port-kind {port_kind}: Open vSwitch is not installed ({', '.join(missing)} "
                                        "missing; `make deb` installs openvswitch-switch)")
     try:
-        _lab_up(prefix, state_dir, extra_fips, routed, port_kind)
+        _lab_up(prefix, state_dir, extra_fips, routed, port_kind, control)
     except RuntimeError as e:
         raise click.ClickException(str(e)) from None
 

@@ -60,6 +60,7 @@ class Ctx:
     public2: dict | None = None
     mappings: tuple[tuple[str, str], ...] = ()
     broken: str | None = None                   # the first step that failed: later steps skip
+    converge_timeout: float = 15.0              # at least this long (Neutron mode: its resync interval)
 
     def router(self, name: str):
         return self.info.router(name)
@@ -76,7 +77,7 @@ class Ctx:
             "floating_network_id": s["network_id"], "subnet_id": s["id"], "port_id": v.port_id}}))["floatingip"]
 
     def converge(self, timeout: float = 15.0) -> None:
-        steps.wait_converged(self.info, timeout, self.mappings)
+        steps.wait_converged(self.info, max(timeout, self.converge_timeout), self.mappings)
         steps.refresh(self.info, self.c)
 
     def ports(self, owner: str, **params) -> list[dict]:

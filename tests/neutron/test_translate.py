@@ -230,3 +230,16 @@ def test_every_fip_address_is_in_its_subnet(compute1):
     subs = {s.id: s for s in g.subnets[EXT]}
     for f in g.fips:
         assert ipaddress.ip_address(f.floating_ip_address) in subs[f.subnet_id].cidr
+
+
+def test_dvr_snat_node_places_routers_by_the_ports_bound_there():
+    """A dvr_snat node is sent routers for their SNAT too: with the ids of the ports bound to it
+    (ML2's get_ports_by_vnic_type_and_host), a router with no VM there gets no qrouter-."""
+    r = load("probe-sync-compute1.json")[0]
+    ports = load("probe-ports-by-subnet.json")
+    sid = r["_interfaces"][0]["fixed_ips"][0]["subnet_id"]
+    vm = next(p for p in ports if p["device_owner"].startswith("compute:"))
+    nowhere = cloud_of("network1", "dvr_snat", [translate_router(r, "network1", {sid: ports}, local_ports=set())])
+    assert routers_on_host(nowhere, "network1") == ()
+    here = cloud_of("network1", "dvr_snat", [translate_router(r, "network1", {sid: ports}, local_ports={vm["id"]})])
+    assert [x.id for x in routers_on_host(here, "network1")] == [r["id"]]

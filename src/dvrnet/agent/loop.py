@@ -31,6 +31,7 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from ..kernel import Reconciler
@@ -103,8 +104,12 @@ class _Poll:
 class Agent:
     def __init__(self, host: str, feed: Feed, cfg: PlanConfig, resync_interval: float = 60.0,
                  retry_interval: float = 2.0, incremental: bool = True, ready_file: str | None = None,
-                 progress: Progress | None = None, switch=None):
+                 progress: Progress | None = None, switch=None,
+                 on_pass: Callable[[PassReport, HostState, HostState], None] | None = None):
+        """on_pass(report, desired, observed): called after every pass with what the kernel holds
+        then (read back after apply) — e.g. to report what is really in place."""
         self.host = host
+        self.on_pass = on_pass
         # a pass with at least BIG_APPLY ops (a cold start at scale) shows its progress
         self.progress = progress if progress is not None else Progress.plain(log.info)
         self.ready_file = ready_file
@@ -167,7 +172,8 @@ class Agent:
                     errors += [str(e) for e in r.apply(plan, done=done)]
             else:
                 errors += [str(e) for e in r.apply(plan)]
-            verify = r.diff(desired, r.observe(desired))
+            observed = r.observe(desired)
+            verify = r.diff(desired, observed)
             differences = tuple(describe_plan(verify))
         report = PassReport(cloud.revision, len(plan), tuple(errors), differences, time.perf_counter() - t0)
         for e in report.errors:
@@ -176,6 +182,8 @@ class Agent:
             log.error("differs after apply: %s", d)
         log.info("%s", report.line())
         self.last = report
+        if self.on_pass is not None:
+            self.on_pass(report, desired, observed)
         return report
 
     # ---- timers of routed mode (plan/timed.py) and the liveness of owned processes ---------------

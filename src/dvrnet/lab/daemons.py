@@ -123,6 +123,8 @@ class Daemon:
     extra_pids: list[int] = field(default_factory=list)
     stopper: Callable[[Daemon], None] | None = None
     env: dict[str, str] = field(default_factory=dict)       # what its control tools need (rabbitmqctl)
+    ports: tuple[int, ...] = ()                             # RabbitMQ: (amqp, distribution, epmd)
+    node: str = ""                                          # RabbitMQ: its Erlang node name
 
     def stop(self) -> None:
         if self.stopper is not None:
@@ -232,15 +234,16 @@ RABBIT_BIN = "/usr/lib/rabbitmq/bin"
 
 
 def start_rabbitmq(base: str, name: str = "rabbitmq", pid_dir: str | None = None, node: str | None = None,
-                   timeout: float = 90) -> Daemon:
+                   timeout: float = 90, ports: tuple[int, int, int] | None = None) -> Daemon:
     """RabbitMQ in BASE (mnesia/, log/, config, cookie), AMQP on 127.0.0.1 at a free port, with
-    an epmd of its own on another free port. url: rabbit://guest:guest@127.0.0.1:PORT/."""
+    an epmd of its own on another free port. url: rabbit://guest:guest@127.0.0.1:PORT/.
+    PORTS (amqp, distribution, epmd) and NODE: start it again as it was (after a kill)."""
     server = os.path.join(RABBIT_BIN, "rabbitmq-server")
     epmd = shutil.which("epmd") or next(iter(sorted(glob.glob("/usr/lib/erlang/erts-*/bin/epmd"))), None)
     if not os.path.exists(server) or epmd is None:
         raise DaemonError("RabbitMQ is not installed (no /usr/lib/rabbitmq/bin/rabbitmq-server; `make setup` installs it)")
     os.makedirs(base, exist_ok=True)
-    port, dist_port, epmd_port = free_port(), free_port(), free_port()
+    port, dist_port, epmd_port = ports or (free_port(), free_port(), free_port())
     node = node or f"dvrnet{port}@localhost"
     conf = os.path.join(base, "rabbitmq.conf")
     with open(conf, "w") as f:
@@ -251,9 +254,10 @@ def start_rabbitmq(base: str, name: str = "rabbitmq", pid_dir: str | None = None
     with open(plugins, "w") as f:
         f.write("[].\n")
     cookie = os.path.join(base, ".erlang.cookie")
-    with open(cookie, "w") as f:
-        f.write(f"dvrnet{os.urandom(8).hex()}")
-    os.chmod(cookie, 0o400)
+    if not os.path.exists(cookie):
+        with open(cookie, "w") as f:
+            f.write(f"dvrnet{os.urandom(8).hex()}")
+        os.chmod(cookie, 0o400)
     log_dir = os.path.join(base, "log")
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": base, "LC_ALL": "C.UTF-8",
            "RABBITMQ_NODENAME": node, "RABBITMQ_MNESIA_BASE": os.path.join(base, "mnesia"),
@@ -268,6 +272,8 @@ def start_rabbitmq(base: str, name: str = "rabbitmq", pid_dir: str | None = None
                              start_new_session=True)
     d = Daemon(name, p.pid, base, f"rabbit://guest:guest@127.0.0.1:{port}/", log, extra_pids=[ep.pid],
                stopper=_stop_rabbit)
+    d.ports = (port, dist_port, epmd_port)
+    d.node = node
     d.pid_file = _write_pid(pid_dir, name, [p.pid, ep.pid])
     d.env = env
     try:
@@ -318,6 +324,9 @@ api_paste_config = {paste}
 notify_nova_on_port_status_changes = False
 notify_nova_on_port_data_changes = False
 agent_down_time = {agent_down_time}
+# the lab's underlay is not Neutron's business: 1550 lets an external network on VXLAN (the lab's
+# second one) have the 1500 of the lab's segments; tenant networks ask for their 1450 themselves
+global_physnet_mtu = 1550
 log_file = {log}
 debug = {debug}
 

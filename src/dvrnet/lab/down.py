@@ -80,6 +80,9 @@ def down(prefix: str, state_dir: str | None = None) -> DownReport:
         raise ValueError(f"refusing lab prefix {prefix!r}")
     rep = DownReport()
     pids: set[int] = set()
+    if state_dir:       # the daemons of a Neutron lab first, each its own way (lab/daemons.py)
+        from .daemons import stop_from_pid_files
+        rep.killed += stop_from_pid_files(os.path.join(state_dir, "pids"))
     if state_dir:
         for pf in glob.glob(os.path.join(state_dir, "pids", "*.pid")):
             try:
@@ -99,7 +102,7 @@ def down(prefix: str, state_dir: str | None = None) -> DownReport:
     namespaces = netns_with_prefix(prefix)
     for ns in namespaces:
         pids.update(netns_pids(ns))
-    rep.killed = _kill(pids)
+    rep.killed += _kill(pids)
     if namespaces:
         run(Cmd(("ip", "-force", "-batch", "-"), "".join(f"netns del {n}\n" for n in namespaces), "root", check=False))
     rep.namespaces = namespaces

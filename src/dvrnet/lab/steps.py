@@ -12,6 +12,7 @@ kernel's view of a namespace, per-VM path checks, agent restarts.
 """
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import signal
@@ -56,7 +57,12 @@ def refresh(info: LabInfo, c: httpx.Client | None = None) -> LabInfo:
     for v in info.vms:
         f = fips.get(v.port_id)
         v.fip = f["floating_ip_address"] if f else None
-        v.fip_subnet = subnets.get(f.get("subnet_id", ""), {}).get("name") if f else None
+        v.fip_subnet = subnets.get(f.get("subnet_id") or "", {}).get("name") if f else None
+        if f and v.fip_subnet is None:      # Neutron's API has no subnet_id on a FIP: by its address
+            a = ipaddress.ip_address(f["floating_ip_address"])
+            v.fip_subnet = next((s.get("name") for s in subnets.values()
+                                 if s.get("network_id") == f.get("floating_network_id")
+                                 and a in ipaddress.ip_network(s["cidr"])), None)
     for r in info.routers:
         gw = (routers.get(r.id) or {}).get("external_gateway_info") or {}
         r.snat_ips = [x["ip_address"] for x in gw.get("external_fixed_ips", [])]
@@ -76,16 +82,28 @@ def differences(info: LabInfo, bridge_mappings: tuple[tuple[str, str], ...] = ()
     from ..kernel import Reconciler
     from ..plan import PlanConfig
     from ..reconcile import describe_plan, diff
+    from .neutron import NeutronLab
+    lab = NeutronLab.load(info.state_dir)
+    clouds = {}
+    if lab is not None:     # Neutron control: the agent's own translation of what Neutron sends
+        from ..neutron.snapshot import snapshot, transport_for
+        transport_for(lab.transport_url)        # made here, in the calling thread; used by all below
+        with ThreadPoolExecutor(max_workers=len(info.nodes) or 1) as ex:
+            snaps = list(ex.map(lambda n: snapshot(n.name, n.mode, lab.transport_url).cloud, info.nodes))
+        clouds = {n.name: c for n, c in zip(info.nodes, snaps)}
     def one(n) -> list[str]:
-        feed = Feed(info.server_url or "", n.name, n.mode, max_backoff=0)
-        try:
-            view = feed.fetch_once()
-        finally:
-            feed.close()
+        if lab is not None:
+            cloud = clouds[n.name]
+        else:
+            feed = Feed(info.server_url or "", n.name, n.mode, max_backoff=0)
+            try:
+                cloud = feed.fetch_once().cloud
+            finally:
+                feed.close()
         cfg = PlanConfig(netns_prefix=n.prefix, bridge_netns=n.bridge_netns, external_bridge=external_bridge,
                          bridge_mappings=bridge_mappings, dvr_mac=n.node_mac,
                          port_kind=port_kind or info.port_kind)
-        desired, observed = desired_state(view.cloud, n.name, cfg, Reconciler(prefix=n.prefix, switch=switch_of(n)))
+        desired, observed = desired_state(cloud, n.name, cfg, Reconciler(prefix=n.prefix, switch=switch_of(n)))
         plan = diff(desired, observed, n.prefix)
         return list(describe_plan(plan)) + [f"conflict: {x}" for x in plan.conflicts]
     with ThreadPoolExecutor(max_workers=len(info.nodes) or 1) as ex:
@@ -199,7 +217,12 @@ def restart_agents(info: LabInfo, extra: tuple[str, ...] = ()) -> dict[str, int]
     """Stop each node's agent (SIGTERM: the data plane stays as it is) and start it again with
     EXTRA arguments; the new pids go into the LabInfo (saved)."""
     from ..scenarios.seed import SEED
+    from .neutron import NeutronLab
     from .up import start_agents, world_spec_for
+    lab = NeutronLab.load(info.state_dir)
+    if lab is not None:                 # Neutron control: the nodes' neutron-agents
+        from .neutron import restart_agents as restart_neutron_agents
+        return restart_neutron_agents(info, lab, extra)
     for n in info.nodes:
         if n.agent_pid:
             stop_process(n.agent_pid)

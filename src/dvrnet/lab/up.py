@@ -166,13 +166,19 @@ def start_agents(spec: WorldSpec, url: str, extra: tuple[str, ...] = (), wait: f
 def up(prefix: str = "dvl-", state_dir: str = "/var/lib/dvrnet/lab", scenario: ScenarioSpec = SEED,
        progress: Say | None = None, agents: bool = True, gateways: bool = True, fips: bool = True,
        extra_fips: int = 0, reporter: Progress | None = None, routed: bool = False,
-       port_kind: str = "veth") -> LabInfo:
+       port_kind: str = "veth", control: str = "dvrnet") -> LabInfo:
     """gateways=False: routers without an external gateway (and then no FIPs either: a FIP needs
     its router's gateway); fips=False: VM ports without floating IPs. The T1-T6 tests start there.
     extra_fips: that many more FIPs, on ports without VMs (`resources.create_extra_fips`).
     reporter: where steps and the progress of long ones go (else PROGRESS gets the step lines).
     port_kind: the agents' --port-kind; "ovs"/"ovs-veth" also run Open vSwitch on every node
-    (`ovs_world.py`)."""
+    (`ovs_world.py`).
+    control="neutron": a real neutron-server instead of `dvrnet server` (lab/neutron.py); its
+    agents start before the topology, since Neutron schedules SNAT only to a live dvr_snat agent."""
+    if control not in ("dvrnet", "neutron"):
+        raise ValueError(f"control {control!r}: dvrnet or neutron")
+    if control == "neutron" and extra_fips:
+        raise ValueError("extra FIPs are not made in a Neutron lab")
     fips = fips and gateways
     if extra_fips and not fips:
         raise RuntimeError("extra FIPs need the routers' gateways and the seed's FIPs")
@@ -205,13 +211,29 @@ def up(prefix: str = "dvl-", state_dir: str = "/var/lib/dvrnet/lab", scenario: S
     if spec.ovs:
         ovs_world.start_switches([spec.ovs_instance(n) for n in spec.nodes])
         step("Open vSwitch on every node: ovsdb-server, ovs-vswitchd (userspace datapath), br-int")
-    url = start_server(spec)
-    info.server_url = url
-    info.save()
-    step(f"dvrnet server on {url}")
+    neutron_pids: dict[str, int] = {}
+    if control == "neutron":
+        from . import neutron as nlab
+        lab = nlab.start_control(spec, step)
+        url = lab.api_url
+        info.server_url = url
+        info.save()
+        if agents:
+            neutron_pids = nlab.start_agents(spec, lab)
+            step("dvrnet neutron-agent on every node (registered with Neutron as L3 agents)")
+        topo = nlab.create_topology(url, scenario, gateways=gateways)
+        step("topology through Neutron with the openstack client: external network and subnets, "
+             "tenant networks, routers, interfaces")
+    else:
+        url = start_server(spec)
+        info.server_url = url
+        info.save()
+        step(f"dvrnet server on {url}")
+        c0 = httpx.Client(base_url=url, timeout=30)
+        topo = resources.create_topology(c0, scenario, gateways=gateways)
+        c0.close()
+        step("topology through the API: external network and subnets, tenant networks, routers, interfaces")
     c = httpx.Client(base_url=url, timeout=30)
-    topo = resources.create_topology(c, scenario, gateways=gateways)
-    step("topology through the API: external network and subnets, tenant networks, routers, interfaces")
     nets = {name: TenantNet(n["id"], 1000 + i, int(n.get("mtu") or scenario.tenant_mtu))
             for i, (name, n) in enumerate(topo.networks.items(), start=1)}
     add_tenant_networks(spec, list(nets.values()))
@@ -219,7 +241,10 @@ def up(prefix: str = "dvl-", state_dir: str = "/var/lib/dvrnet/lab", scenario: S
     if spec.ovs:
         start_ovs_l2(spec, url, topo, list(nets.values()))
         step("br-int: a local VLAN and an uplink per network, the L2 guard, the stand-in L2 agents")
-    resources.create_vms(c, topo, scenario, fips=fips)
+    if control == "neutron":
+        nlab.create_vms(url, topo, scenario, fips=fips)
+    else:
+        resources.create_vms(c, topo, scenario, fips=fips)
     vm_specs, vm_infos = [], []
     for vm in scenario.vms:
         port = topo.vm_ports[vm.name]
@@ -248,7 +273,13 @@ def up(prefix: str = "dvl-", state_dir: str = "/var/lib/dvrnet/lab", scenario: S
                                        networks=[n for n, rn in topo.router_of_network.items() if rn == name]))
     c.close()
     info.save()
-    if agents:
+    if agents and control == "neutron":
+        from .steps import wait_converged
+        secs = wait_converged(info, timeout=120)
+        for n in info.nodes:
+            n.agent_pid = neutron_pids.get(n.name)
+        step(f"agents converged on what Neutron sends ({secs:.1f}s after the last change)")
+    elif agents:
         codes = converge_once(spec, url)
         bad = {h: rc for h, rc in codes.items() if rc != 0}
         if bad:

@@ -2,7 +2,9 @@
 
 Calls (topic `q-l3-plugin`, exchange `neutron`; `L3Plugin`): `get_router_ids(host)`,
 `sync_routers(host, router_ids)`, `get_ports_by_subnet(host, subnet_id)`,
-`get_agent_gateway_port(network_id, host)`, `update_floatingip_statuses(router_id, fip_statuses)`.
+`get_agent_gateway_port(network_id, host)`, `update_floatingip_statuses(router_id, fip_statuses)`;
+on a dvr_snat node also ML2's `get_ports_by_vnic_type_and_host` (topic `q-plugin`), the one call
+that says which ports are bound to the node (`get_ports_by_subnet` leaves the binding out).
 State reports (topic `q-reports-plugin`; `StateReporter`): `report_state(agent_state={'agent_state':
 {...}}, time=...)`, a call the first time (`start_flag`) and whenever the answer matters, else a cast.
 
@@ -35,11 +37,14 @@ with warnings.catch_warnings():     # oslo.service imports eventlet (unpatched, 
     import oslo_messaging as om
     from oslo_config import cfg
 
+from ..model.errors import DvrnetError
+
 log = logging.getLogger("dvrnet.neutron")
 
 EXCHANGE = "neutron"
 L3_PLUGIN_TOPIC = "q-l3-plugin"
 REPORTS_TOPIC = "q-reports-plugin"
+PLUGIN_TOPIC = "q-plugin"
 L3_AGENT_TOPIC = "l3_agent"
 NETWORK_UPDATE_TOPIC = "q-agent-notifier-network-update"
 TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%f"
@@ -64,7 +69,7 @@ def transport(conf: cfg.ConfigOpts | None, url: str | None = None) -> om.RPCTran
     return om.get_rpc_transport(conf, url=url)
 
 
-class RpcError(RuntimeError):
+class RpcError(DvrnetError):
     """A call to neutron-server failed (timeout, server away, remote error); names the method."""
 
 
@@ -75,6 +80,7 @@ class L3Plugin:
         self.host = host
         self.timeout = timeout
         self.client = om.get_rpc_client(tr, om.Target(topic=L3_PLUGIN_TOPIC, exchange=EXCHANGE, version="1.0"))
+        self.ml2 = om.get_rpc_client(tr, om.Target(topic=PLUGIN_TOPIC, exchange=EXCHANGE, version="1.0"))
 
     def _call(self, version: str, method: str, timeout: float | None = None, **kw) -> Any:
         cctxt = self.client.prepare(version=version, timeout=timeout or self.timeout)
@@ -103,6 +109,16 @@ class L3Plugin:
 
     def update_floatingip_statuses(self, router_id: str, statuses: dict[str, str]) -> None:
         self._call("1.1", "update_floatingip_statuses", router_id=router_id, fip_statuses=statuses)
+
+    def get_local_port_ids(self) -> set[str]:
+        """Ids of the (normal vNIC) ports bound to this host: ML2's `get_ports_by_vnic_type_and_host`
+        on `q-plugin` (an L2 agent call; the L3 RPC has none that names a port's host)."""
+        cctxt = self.ml2.prepare(version="1.7", timeout=self.timeout)
+        try:
+            ports = cctxt.call(agent_context(), "get_ports_by_vnic_type_and_host", vnic_type="normal", host=self.host)
+        except (om.MessagingException, om.RemoteError, OSError) as e:
+            raise RpcError(f"get_ports_by_vnic_type_and_host: {e}") from e
+        return {p["id"] for p in ports or () if isinstance(p, dict) and isinstance(p.get("id"), str)}
 
 
 class StateReporter:

@@ -21,9 +21,10 @@ What maps to what:
   bound here in the graph. FIPs bound elsewhere (a dvr_snat node gets every FIP of its routers)
   and centralized ones (`dvr_snat_bound`) are left out;
 - the ports of `get_ports_by_subnet` (every bound port of a tenant subnet, without its binding)
-  -> permanent neighbours in the qrouter. The server sends a router to a host only when the host
-  serves it, so the router's compute ports count as bound here: the planner then places the
-  router on this host.
+  -> permanent neighbours in the qrouter. Which of them are bound to HOST (what places the router
+  here) comes from `local_ports` when given (a dvr_snat node, which also gets routers only for
+  their SNAT); otherwise the server sent the router because HOST serves it (a dvr node gets only
+  such routers), so its compute ports count as bound here.
 
 Refused (`Refused`, with the reason; the router is left untouched): not distributed, HA, an IPv6
 external gateway, extra routes, default-route ECMP/BFD, port forwarding FIPs, and any field that
@@ -33,7 +34,7 @@ like upstream's fip namespace).
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address
 
@@ -209,8 +210,11 @@ def _refusal(f: _Field, r: dict) -> str | None:
 
 
 def translate_router(router: object, host: str, ports_by_subnet: Mapping[str, Sequence[dict]] | None = None,
-                     agent_gateways: Mapping[str, dict] | None = None) -> RouterGraph:
-    """One router dict of `sync_routers` -> its RouterGraph on HOST; raises Refused."""
+                     agent_gateways: Mapping[str, dict] | None = None,
+                     local_ports: Collection[str] | None = None) -> RouterGraph:
+    """One router dict of `sync_routers` -> its RouterGraph on HOST; raises Refused.
+    local_ports: ids of the ports bound to HOST when known (a dvr_snat node asks ML2); None: the
+    server sent the router because HOST serves it, so its compute ports count as bound here."""
     if not isinstance(router, dict) or not isinstance(router.get("id"), str) or not router["id"]:
         raise Refused("?", "payload is not a router object with an id")
     rid = router["id"]
@@ -303,8 +307,8 @@ def translate_router(router: object, host: str, ports_by_subnet: Mapping[str, Se
                 continue
             if p.get("network_id") != net_of_subnet.get(sid):
                 raise f.fail(f"{path}.network_id", f"{p.get('network_id')!r} is not the network of subnet {sid}")
-            port = _port(f, p, path, owner, str(p.get("device_id") or ""), host if is_compute(owner) else "",
-                         set(tenant))
+            here = is_compute(owner) and (local_ports is None or pid in local_ports)
+            port = _port(f, p, path, owner, str(p.get("device_id") or ""), host if here else "", set(tenant))
             vm_ports.setdefault(pid, port)
             on_subnet.setdefault(sid, []).append(pid)
 

@@ -1,0 +1,168 @@
+"""`dvrnet neutron-agent` configuration: the operator's own Neutron files, read with oslo.config.
+
+    dvrnet neutron-agent --config-file /etc/neutron/neutron.conf --config-file /etc/neutron/l3_agent.ini
+
+What is read, and its Neutron meaning (options dvrnet does not know are ignored, as oslo.config does):
+- `[DEFAULT] host` (default: the hostname) — the name ports are bound to and the agent reports;
+- `[DEFAULT] transport_url` (and `[oslo_messaging_rabbit]`: TLS, several hosts, heartbeats — all
+  as oslo.messaging reads them), `rpc_response_timeout`;
+- `[DEFAULT] agent_mode` — `dvr` (compute node) or `dvr_snat` (network node); `legacy` and
+  `dvr_no_external` are refused;
+- `[DEFAULT] interface_driver` + `ovs_use_veth` -> dvrnet's port kind: `linuxbridge` (or its class
+  path) plugs router ports into Linux bridges as `veth` (or `macvlan` with `[dvrnet] port_kind`);
+  `openvswitch` needs an OVS port kind this dvrnet has not got, and is refused with the reason;
+- `[AGENT] report_interval` — seconds between `report_state` calls (30 by default, as upstream);
+- `[dvrnet]`: `external_bridge`, `bridge_mappings` (external network id -> bridge), `bridge_netns`,
+  `netns_prefix`, `port_kind`, `dvr_mac` and `uplinks` (the distributed gateway's L2 guard,
+  plan/l2.py), `resync_interval` (full kernel read), `neutron_resync_interval`
+  (get_router_ids + sync_routers; catches what Neutron does not notify, e.g. a new external
+  subnet), `coalesce_window` (routers_updated within it cause one sync_routers per router).
+Bad values: `ConfigError` naming the option and the reason (one line from the CLI).
+"""
+from __future__ import annotations
+
+import re
+import socket
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore")
+    from oslo_config import cfg
+
+from ..model.errors import DvrnetError
+from ..plan import PlanConfig
+
+MODES = ("dvr", "dvr_snat")
+BRIDGE_DRIVERS = ("linuxbridge", "neutron.agent.linux.interface.BridgeInterfaceDriver")
+OVS_DRIVERS = ("openvswitch", "neutron.agent.linux.interface.OVSInterfaceDriver")
+
+
+class ConfigError(DvrnetError):
+    pass
+
+
+DEFAULT_OPTS = [
+    cfg.StrOpt("host", default=socket.gethostname(), sample_default="example.domain",
+               help="The host name this agent serves (binding:host_id)."),
+    cfg.StrOpt("agent_mode", default="legacy", help="dvr or dvr_snat."),
+    cfg.StrOpt("interface_driver", help="How router ports are plugged (linuxbridge)."),
+    cfg.BoolOpt("ovs_use_veth", default=False, help="OVS ports as veth pairs."),
+]
+AGENT_OPTS = [
+    cfg.FloatOpt("report_interval", default=30.0, help="Seconds between state reports."),
+    cfg.StrOpt("availability_zone", default="nova"),
+]
+DVRNET_OPTS = [
+    cfg.StrOpt("external_bridge", default="br-ex", help="Bridge on the external segment."),
+    cfg.DictOpt("bridge_mappings", default={}, help="external network id:bridge, for networks on their own segment."),
+    cfg.StrOpt("bridge_netns", default="dvrnet-bridges", help="Namespace holding the node's bridges."),
+    cfg.StrOpt("netns_prefix", default="", help="Prefix of every namespace dvrnet owns (the lab sets one)."),
+    cfg.StrOpt("port_kind", help="veth or macvlan (default: from interface_driver)."),
+    cfg.FloatOpt("resync_interval", default=60.0, help="Seconds between full kernel reads."),
+    cfg.FloatOpt("neutron_resync_interval", default=60.0, help="Seconds between full syncs with neutron-server."),
+    cfg.FloatOpt("coalesce_window", default=0.2, help="Seconds notifications are gathered before fetching."),
+    cfg.FloatOpt("max_backoff", default=10.0, help="Cap of the retry delay while neutron-server is away."),
+    cfg.StrOpt("dvr_mac", help="This node's own MAC for routed frames leaving it with a qr- MAC (plan/l2.py; "
+                               "default: derived from host)."),
+    cfg.ListOpt("uplinks", default=[], help="Bridge ports leading off the node besides VXLAN/VLAN/bond ports."),
+]
+
+
+@dataclass(frozen=True)
+class AgentConfig:
+    host: str
+    mode: str
+    plan: PlanConfig
+    report_interval: float
+    resync_interval: float
+    neutron_resync_interval: float
+    coalesce_window: float
+    max_backoff: float
+    rpc_timeout: float
+    interface_driver: str
+    availability_zone: str
+
+
+def port_kind_for(interface_driver: str | None, ovs_use_veth: bool, override: str | None) -> str:
+    """dvrnet's port kind for Neutron's interface driver (see the module docstring)."""
+    from ..plan.plug import PORT_KINDS
+    drv = (interface_driver or "").strip()
+    if drv in OVS_DRIVERS:
+        # dvrnet has OVS port kinds ("ovs", "ovs-veth"), but Neutron mode does not hand the agent
+        # its switch (integration bridge, OVSDB) yet
+        raise ConfigError(f"interface_driver = {drv}{' with ovs_use_veth' if ovs_use_veth else ''}: Neutron mode "
+                          "plugs router ports into Linux bridges only for now (veth/macvlan); use "
+                          "interface_driver = linuxbridge")
+    if drv and drv not in BRIDGE_DRIVERS:
+        raise ConfigError(f"interface_driver = {drv}: unknown to dvrnet (use linuxbridge)")
+    kind = override or "veth"
+    if kind not in PORT_KINDS:
+        raise ConfigError(f"[dvrnet] port_kind = {kind}: one of {', '.join(PORT_KINDS)}")
+    return kind
+
+
+def register(conf: cfg.ConfigOpts) -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        import oslo_messaging as om
+        from oslo_messaging import opts as om_opts
+    # Neutron's exchange first: list_opts() copies oslo.messaging's options, which must stay equal
+    # to the ones the transport registers itself (rpc.transport sets the same default)
+    om.set_transport_defaults(control_exchange="neutron")
+    for group, opts in om_opts.list_opts():     # transport_url, rpc_response_timeout, [oslo_messaging_rabbit]
+        for o in opts:
+            try:
+                conf.register_opt(o, group=None if group == "DEFAULT" else group)
+            except cfg.DuplicateOptError:
+                pass
+    for opts, group in ((DEFAULT_OPTS, None), (AGENT_OPTS, "AGENT"), (DVRNET_OPTS, "dvrnet")):
+        for o in opts:
+            try:
+                conf.register_opt(o, group=group)
+            except cfg.DuplicateOptError:
+                pass
+
+
+def load(config_files: Sequence[str], conf: cfg.ConfigOpts | None = None, host: str | None = None) -> AgentConfig:
+    """Parse CONFIG_FILES (in order; later ones win) into an AgentConfig. conf: oslo.config's
+    global CONF by default (oslo.messaging reads its transport options there)."""
+    conf = conf if conf is not None else cfg.CONF
+    register(conf)
+    args = [a for f in config_files for a in ("--config-file", f)]
+    try:
+        conf(args, project="neutron", default_config_files=[], default_config_dirs=[])
+    except (cfg.ConfigFilesNotFoundError, cfg.ConfigFileParseError) as e:
+        raise ConfigError(str(e)) from None
+    try:
+        mode = conf.agent_mode
+        d = conf.dvrnet
+        kind = port_kind_for(conf.interface_driver, conf.ovs_use_veth, d.port_kind)
+        rpc_timeout = float(getattr(conf, "rpc_response_timeout", 60) or 60)
+        report_interval = conf.AGENT.report_interval
+        az = conf.AGENT.availability_zone
+    except (cfg.Error, ValueError) as e:
+        raise ConfigError(f"configuration: {e}") from None
+    if not conf.transport_url:
+        raise ConfigError("[DEFAULT] transport_url is not set (neutron.conf has it: pass that file too)")
+    if mode not in MODES:
+        raise ConfigError(f"agent_mode = {mode}: dvrnet serves DVR nodes only (agent_mode = dvr or dvr_snat)")
+    for name in ("resync_interval", "neutron_resync_interval", "max_backoff"):
+        if getattr(d, name) <= 0:
+            raise ConfigError(f"[dvrnet] {name} = {getattr(d, name)}: must be positive")
+    if d.coalesce_window < 0:
+        raise ConfigError(f"[dvrnet] coalesce_window = {d.coalesce_window}: must not be negative")
+    if report_interval <= 0:
+        raise ConfigError(f"[AGENT] report_interval = {report_interval}: must be positive")
+    mac = (d.dvr_mac or "").strip().lower() or None
+    if mac is not None and (not re.fullmatch(r"[0-9a-f]{2}(:[0-9a-f]{2}){5}", mac) or int(mac[:2], 16) & 1
+                            or mac == "00:00:00:00:00:00"):
+        raise ConfigError(f"[dvrnet] dvr_mac = {d.dvr_mac}: expected a unicast MAC like fa:16:3f:00:00:01")
+    plan = PlanConfig(netns_prefix=d.netns_prefix, bridge_netns=d.bridge_netns, external_bridge=d.external_bridge,
+                      port_kind=kind, bridge_mappings=tuple(sorted(d.bridge_mappings.items())), dvr_mac=mac,
+                      uplinks=tuple(u.strip() for u in d.uplinks if u.strip()))
+    return AgentConfig(host=host or conf.host, mode=mode, plan=plan, report_interval=report_interval,
+                       resync_interval=d.resync_interval, neutron_resync_interval=d.neutron_resync_interval,
+                       coalesce_window=d.coalesce_window, max_backoff=d.max_backoff, rpc_timeout=rpc_timeout,
+                       interface_driver=conf.interface_driver or "linuxbridge", availability_zone=az)

@@ -1,0 +1,49 @@
+"""`dvrnet neutron-agent` reads the operator's neutron.conf + l3_agent.ini with oslo.config."""
+from __future__ import annotations
+
+import pytest
+from oslo_config import cfg
+
+from dvrnet.neutron.config import ConfigError, load, port_kind_for
+
+
+def files(tmp_path, l3: str, neutron: str = "[DEFAULT]\ntransport_url = rabbit://u:p@10.0.0.1:5672,u:p@10.0.0.2:5672/\n"):
+    a, b = tmp_path / "neutron.conf", tmp_path / "l3_agent.ini"
+    a.write_text(neutron)
+    b.write_text(l3)
+    return [str(a), str(b)]
+
+
+def test_operator_files(tmp_path):
+    conf = cfg.ConfigOpts()
+    c = load(files(tmp_path, "[DEFAULT]\nhost = compute7\nagent_mode = dvr_snat\ninterface_driver = linuxbridge\n"
+                             "[AGENT]\nreport_interval = 12\n[dvrnet]\nbridge_mappings = net-a:br-a,net-b:br-b\n"
+                             "neutron_resync_interval = 45\n"), conf)
+    assert (c.host, c.mode, c.report_interval, c.neutron_resync_interval) == ("compute7", "dvr_snat", 12.0, 45.0)
+    assert c.plan.port_kind == "veth" and c.plan.bridge_mappings == (("net-a", "br-a"), ("net-b", "br-b"))
+    assert c.plan.bridge_for("net-b") == "br-b" and c.plan.bridge_for("other") == "br-ex"
+    assert conf.transport_url == "rabbit://u:p@10.0.0.1:5672,u:p@10.0.0.2:5672/"   # several hosts, for oslo.messaging
+
+
+@pytest.mark.parametrize("l3, why", [
+    ("[DEFAULT]\nagent_mode = legacy\n", "agent_mode = legacy"),
+    ("[DEFAULT]\nagent_mode = dvr\ninterface_driver = openvswitch\n", "interface_driver = openvswitch"),
+    ("[DEFAULT]\nagent_mode = dvr\ninterface_driver = openvswitch\novs_use_veth = True\n", "ovs_use_veth"),
+    ("[DEFAULT]\nagent_mode = dvr\ninterface_driver = nonsense\n", "unknown to dvrnet"),
+    ("[DEFAULT]\nagent_mode = dvr\n[dvrnet]\nport_kind = tap\n", "port_kind = tap"),
+    ("[DEFAULT]\nagent_mode = dvr\n[dvrnet]\nneutron_resync_interval = 0\n", "must be positive"),
+    ("[DEFAULT]\nagent_mode = dvr\n[AGENT]\nreport_interval = abc\n", "report_interval"),
+])
+def test_bad_values_name_the_option(tmp_path, l3, why):
+    with pytest.raises(ConfigError, match=why):
+        load(files(tmp_path, l3), cfg.ConfigOpts())
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(ConfigError, match="l3_agent.ini"):
+        load([str(tmp_path / "l3_agent.ini")], cfg.ConfigOpts())
+
+
+def test_port_kinds():
+    assert port_kind_for("neutron.agent.linux.interface.BridgeInterfaceDriver", False, None) == "veth"
+    assert port_kind_for("linuxbridge", False, "macvlan") == "macvlan"

@@ -1,0 +1,220 @@
+"""T1-T6 against a real neutron-server, then what only Neutron mode has: FIP statuses, an apply
+failure reported as ERROR, kill -9 of an agent and of RabbitMQ under continuous ping.
+
+One lab for the module (`lab up --control neutron`: PostgreSQL, RabbitMQ, neutron-server 25.2.3
+from .venv-neutron, the L2 stand-in, one `dvrnet neutron-agent` per node), built with routers
+without gateways and VMs without FIPs. T1-T6 are the very functions of tests/lab/test_t1_t6.py:
+their HTTP calls go to Neutron's API; they wait for convergence (`steps.wait_converged`, which in
+Neutron mode plans from the agent's own translation of `sync_routers`) and check the kernel and the
+gateway counters. T5 (a subnet added to the external network) is caught by the agents' periodic
+resync: Neutron notifies L3 agents of nothing for a new subnet (measured here: no cast arrives),
+so the bound is the lab's `neutron_resync_interval` (30 s) plus one sync.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from dvrnet.lab import steps
+from dvrnet.lab.checks import ping
+from dvrnet.lab.daemons import neutron_venv
+from dvrnet.lab.info import LabInfo
+from dvrnet.scenarios.seed import SEED
+from lab import test_t1_t6 as T
+
+pytestmark = pytest.mark.root
+
+RESYNC = 30.0           # the lab's [dvrnet] neutron_resync_interval
+CONVERGE = RESYNC + 60  # what one change may take through Neutron on a loaded 2-core machine
+
+step = T.step
+test_t1_router1_gets_the_gateway = T.test_t1_router1_gets_the_gateway
+test_t2_router1_gateway_removed_releases_everything = T.test_t2_router1_gateway_removed_releases_everything
+test_t3_router2_gateway_removed_router1_addresses_unchanged = T.test_t3_router2_gateway_removed_router1_addresses_unchanged
+test_t4_fips_then_snat = T.test_t4_fips_then_snat
+test_t5_subnet_added_to_the_external_network = T.test_t5_subnet_added_to_the_external_network
+test_t6_second_external_network = T.test_t6_second_external_network
+
+
+@pytest.fixture(scope="module")
+def lab():
+    if os.geteuid() != 0:
+        pytest.skip("needs root: the lab creates network namespaces")
+    if not os.path.exists(os.path.join(neutron_venv(), "bin", "neutron-server")):
+        pytest.skip(f"no neutron-server in {neutron_venv()}: `make neutron-venv` builds it (needs PyPI)")
+    from dvrnet.lab.down import down
+    from dvrnet.lab.up import up
+    prefix = f"dvq{os.getpid() % 100000}-"
+    # not under pytest's tmp root: PostgreSQL runs as 'nobody' in the state dir, and every pytest
+    # session (others may run beside this one) makes that root 0700 again
+    base = tempfile.mkdtemp(prefix=prefix)
+    os.chmod(base, 0o755)
+    state = os.path.join(base, "state")
+    c = None
+    try:
+        t0 = time.monotonic()
+        info = up(prefix, state, gateways=False, fips=False, control="neutron", progress=print)
+        print(f"neutron lab up in {time.monotonic() - t0:.1f}s")
+        c = steps.api(info)
+        public = next(n for n in steps.ok(c.get("/v2.0/networks"))["networks"] if n["router:external"])
+        subnets = {s["name"]: s for s in steps.ok(c.get("/v2.0/subnets", params={"network_id": public["id"]}))["subnets"]}
+        yield T.Ctx(info, c, public, subnets, converge_timeout=CONVERGE)
+    finally:
+        if c is not None:
+            c.close()
+        rep = down(prefix, state)
+        left = [n for n in subprocess.run(["ip", "netns", "list"], capture_output=True, text=True,
+                                          check=False).stdout.split() if n.startswith(prefix)]
+        assert not left and not rep.leftover_namespaces, f"namespaces left behind: {left}"
+        ps = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True, check=False).stdout
+        shutil.rmtree(base, ignore_errors=True)
+        assert state not in ps, "lab processes left behind"
+
+
+# ------------------------------------------------------------------------------------------------
+# helpers
+
+def fip_status(ctx: T.Ctx, fip_id: str) -> str:
+    return steps.ok(ctx.c.get(f"/v2.0/floatingips/{fip_id}"))["floatingip"]["status"]
+
+
+def wait_status(ctx: T.Ctx, fip_id: str, want: str, timeout: float = CONVERGE) -> float:
+    t0 = time.monotonic()
+    while True:
+        st = fip_status(ctx, fip_id)
+        if st == want:
+            return time.monotonic() - t0
+        if time.monotonic() - t0 > timeout:
+            raise AssertionError(f"FIP {fip_id} is {st}, not {want}, after {timeout:.0f}s")
+        time.sleep(0.5)
+
+
+def agents_alive(ctx: T.Ctx) -> dict[tuple[str, str], bool]:
+    ags = steps.ok(ctx.c.get("/v2.0/agents"))["agents"]
+    return {(a["agent_type"], a["host"]): a["alive"] for a in ags}
+
+
+class Pinger:
+    """`ping -i 0.05` from the internet host to ADDRESS for the duration; lost = sent - received."""
+
+    def __init__(self, info: LabInfo, address: str):
+        self.p = subprocess.Popen(["ip", "netns", "exec", info.internet_netns, "ping", "-n", "-q", "-i", "0.05",
+                                   "-W", "1", address], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    def stop(self) -> tuple[int, int]:
+        self.p.send_signal(2)
+        out, _ = self.p.communicate(timeout=10)
+        line = next(x for x in out.splitlines() if "transmitted" in x)
+        sent, recv = int(line.split()[0]), int(line.split()[3])
+        return sent, recv
+
+
+# ------------------------------------------------------------------------------------------------
+# Neutron mode only
+
+def test_t7_neutron_shows_the_agents_alive_and_fips_active(step):
+    """The real client's view: every node's dvrnet agent is an alive L3 agent with its mode; a FIP
+    created through Neutron answers ping and turns ACTIVE; disassociated it turns DOWN."""
+    ctx = step
+    alive = agents_alive(ctx)
+    for n in ctx.info.nodes:
+        assert alive.get(("L3 agent", n.name)) is True, alive
+        assert alive.get(("Open vSwitch agent", n.name)) is True, alive
+    l3 = {a["host"]: a for a in steps.ok(ctx.c.get("/v2.0/agents", params={"agent_type": "L3 agent"}))["agents"]}
+    assert {h: a["configurations"]["agent_mode"] for h, a in l3.items()} == {"compute1": "dvr", "compute2": "dvr",
+                                                                           "network1": "dvr_snat"}
+    seed = {v.name: v.fip_subnet for v in SEED.vms}
+    f = ctx.fip("vm1", seed["vm1"])
+    wait_status(ctx, f["id"], "ACTIVE")
+    ctx.converge()
+    t = ping(ctx.info.internet_netns, f["floating_ip_address"], count=3, wait=2)
+    assert t.received == 3, t
+    assert l3["compute1"]["configurations"]["floating_ips"] >= 0
+    steps.ok(ctx.c.put(f"/v2.0/floatingips/{f['id']}", json={"floatingip": {"port_id": None}}))
+    wait_status(ctx, f["id"], "DOWN")
+    steps.ok(ctx.c.delete(f"/v2.0/floatingips/{f['id']}"))
+    ctx.converge()
+
+
+def test_t8_apply_failure_is_reported_error(step, tmp_path):
+    """compute2's agent runs with an `nft` whose every write fails (reads work): its new FIP cannot
+    get its NAT and is reported ERROR; with nft back, the same FIP turns ACTIVE."""
+    ctx = step
+    from dvrnet.lab.neutron import NeutronLab, restart_agents
+    lab = NeutronLab.load(ctx.info.state_dir)
+    shim = tmp_path / "bin"
+    shim.mkdir()
+    real = shutil.which("nft")
+    (shim / "nft").write_text("#!/bin/sh\n"                    # reads work, every write (-f) fails
+                              'for a in "$@"; do [ "$a" = -f ] && { echo "nft: forced failure (test)" >&2; exit 1; }; done\n'
+                              f'exec {real} "$@"\n')
+    (shim / "nft").chmod(0o755)
+    restart_agents(ctx.info, lab, env_path=f"{shim}:{os.environ.get('PATH', '/usr/bin:/bin')}",
+                   nodes=("compute2",))
+    f = ctx.fip("vm2", "green")
+    try:
+        wait_status(ctx, f["id"], "ERROR")
+        t = ping(ctx.info.internet_netns, f["floating_ip_address"], count=1, wait=1)
+        assert t.received == 0
+        restart_agents(ctx.info, lab, nodes=("compute2",))
+        wait_status(ctx, f["id"], "ACTIVE")
+        ctx.converge()
+        t = ping(ctx.info.internet_netns, f["floating_ip_address"], count=3, wait=2)
+        assert t.received == 3, t
+    finally:
+        steps.ok(ctx.c.delete(f"/v2.0/floatingips/{f['id']}"))
+    ctx.converge()
+
+
+def test_t9_kill_agent_and_rabbitmq_under_ping(step):
+    """kill -9 of compute1's agent while a new FIP is made on compute2, then kill -9 of RabbitMQ:
+    an unrelated FIP (vm4's, on compute2) never loses a packet; after each, everything converges."""
+    import signal
+
+    from dvrnet.lab.neutron import NeutronLab, kill_rabbitmq, restart_rabbitmq, start_agents
+    from dvrnet.lab.up import world_spec_for
+    ctx = step
+    lab = NeutronLab.load(ctx.info.state_dir)
+    steady = ctx.fip("vm4", "red")
+    wait_status(ctx, steady["id"], "ACTIVE")
+    ctx.converge()
+    pinger = Pinger(ctx.info, steady["floating_ip_address"])
+    try:
+        time.sleep(1)
+        c1 = ctx.info.node("compute1")
+        os.kill(c1.agent_pid, signal.SIGKILL)
+        extra = ctx.fip("vm3", "green")                      # vm3 lives on compute1: served after restart
+        spec = world_spec_for(SEED, ctx.info.prefix, ctx.info.state_dir)
+        pids = start_agents(spec, lab, nodes=[n for n in spec.nodes if n.name == "compute1"])
+        c1.agent_pid = pids["compute1"]
+        ctx.info.save()
+        wait_status(ctx, extra["id"], "ACTIVE")
+        ctx.converge()
+        killed = kill_rabbitmq(ctx.info.state_dir)
+        assert killed
+        time.sleep(3)
+        restart_rabbitmq(ctx.info.state_dir, lab)
+        time.sleep(2)
+        sent, recv = pinger.stop()
+        pinger = None
+    finally:
+        if pinger is not None:
+            pinger.stop()
+    assert sent > 50 and sent - recv == 0, f"unrelated FIP lost {sent - recv} of {sent} pings"
+    # after RabbitMQ is back, a change is served again
+    steps.ok(ctx.c.put(f"/v2.0/floatingips/{extra['id']}", json={"floatingip": {"port_id": None}}))
+    wait_status(ctx, extra["id"], "DOWN")
+    ctx.converge()
+    t = ping(ctx.info.internet_netns, extra["floating_ip_address"], count=1, wait=1)
+    assert t.received == 0
+    for f in (steady, extra):
+        steps.ok(ctx.c.delete(f"/v2.0/floatingips/{f['id']}"))
+    ctx.converge()
