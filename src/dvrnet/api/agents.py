@@ -21,11 +21,12 @@ from starlette.concurrency import run_in_threadpool
 from ..model import Host
 from ..model.errors import NotFound
 from ..wire.codec import cloud_to_json
+from . import openapi as doc
 from . import policy, query, render
 from .auth import Auth
 from .feed import Feed
 from .hostview import host_view
-from .schema import AGENT, HOST, parse_attrs, parse_json, resource_bodies
+from .schema import AGENT, HOST, INT, STR, parse_attrs, parse_json, resource_bodies
 from .service import Service
 
 AGENT_DOWN_TIME = 75.0     # seconds without a heartbeat before an agent shows alive=false
@@ -39,6 +40,10 @@ def _alive(beat: str | None) -> bool:
     return (datetime.now(UTC) - t).total_seconds() <= AGENT_DOWN_TIME
 
 
+VIEW = {"type": "object", "required": ["revision", "host", "cloud"], "additionalProperties": False,
+        "properties": {"revision": INT, "host": STR, "cloud": doc.cloud_schema()}}
+
+
 def routes(svc: Service, auth: Auth, feed: Feed) -> APIRouter:
     r = APIRouter(tags=["agents"])
 
@@ -47,13 +52,15 @@ def routes(svc: Service, auth: Auth, feed: Feed) -> APIRouter:
         beats = svc.store.heartbeats()
         return state, [fn(state, h, beats.get(n), _alive(beats.get(n))) for n, h in sorted(state.cloud.hosts.items())]
 
-    @r.get("/v2.0/agents", summary="List agents (one L3 agent per registered host)")
+    @r.get("/v2.0/agents", summary="List agents (one L3 agent per registered host)",
+           openapi_extra=doc.op(200, doc.many(AGENT), (400, 403, 404), query=doc.list_params(AGENT)))
     async def list_agents(request: Request):
         policy.require_admin(auth.context(request), "rule:get_agent")
         _, agents = await run_in_threadpool(hosts_rendered, render.agent)
         return query.apply(agents, list(request.query_params.multi_items()), AGENT, str(request.url.replace(query="")))
 
-    @r.get("/v2.0/agents/{agent_id}", summary="Show an agent (by id or host name)")
+    @r.get("/v2.0/agents/{agent_id}", summary="Show an agent (by id or host name)",
+           openapi_extra=doc.op(200, doc.one(AGENT), (403, 404), query=[doc.fields_param(AGENT)]))
     async def show_agent(agent_id: str, request: Request):
         policy.require_admin(auth.context(request), "rule:get_agent")
         _, agents = await run_in_threadpool(hosts_rendered, render.agent)
@@ -62,13 +69,15 @@ def routes(svc: Service, auth: Auth, feed: Feed) -> APIRouter:
                 return {"agent": query.project(a, list(request.query_params.multi_items()))}
         raise NotFound("Agent", agent_id)
 
-    @r.get("/v2.0/dvrnet/hosts", summary="List registered hosts")
+    @r.get("/v2.0/dvrnet/hosts", summary="List registered hosts",
+           openapi_extra=doc.op(200, doc.many(HOST), (400, 403, 404), query=doc.list_params(HOST)))
     async def list_hosts(request: Request):
         policy.require_admin(auth.context(request), "rule:get_host")
         _, hosts = await run_in_threadpool(hosts_rendered, render.host)
         return query.apply(hosts, list(request.query_params.multi_items()), HOST, str(request.url.replace(query="")))
 
-    @r.get("/v2.0/dvrnet/hosts/{name}", summary="Show a registered host")
+    @r.get("/v2.0/dvrnet/hosts/{name}", summary="Show a registered host",
+           openapi_extra=doc.op(200, doc.one(HOST), (403, 404)))
     async def show_host(name: str, request: Request):
         policy.require_admin(auth.context(request), "rule:get_host")
         _, hosts = await run_in_threadpool(hosts_rendered, render.host)
@@ -78,9 +87,7 @@ def routes(svc: Service, auth: Auth, feed: Feed) -> APIRouter:
         raise NotFound("Host", name)
 
     @r.post("/v2.0/dvrnet/hosts", summary="Register a host (its agent calls this on start)",
-            openapi_extra={"requestBody": {"required": True, "content": {"application/json": {"schema": {
-                "type": "object", "properties": {"host": {"type": "object", "properties": {
-                    "name": {"type": "string"}, "mode": {"enum": ["dvr", "dvr_snat"]}}, "required": ["name"]}}}}}}})
+            openapi_extra=doc.op((200, 201), doc.one(HOST), (403,), body=doc.create_body(HOST, bulk=False)))
     async def register_host(request: Request):
         policy.require_admin(auth.context(request), "rule:create_host")
         (data,) = resource_bodies(HOST, parse_json(await request.body()), allow_bulk=False)
@@ -103,7 +110,8 @@ def routes(svc: Service, auth: Auth, feed: Feed) -> APIRouter:
         status, body = await run_in_threadpool(register)
         return JSONResponse({"host": body}, status_code=status)
 
-    @r.get("/v2.0/dvrnet/hosts/{name}/view", summary="A host's view of the cloud; long-polls on the revision")
+    @r.get("/v2.0/dvrnet/hosts/{name}/view", summary="A host's view of the cloud; long-polls on the revision",
+           openapi_extra=doc.op(200, VIEW, (400, 403, 404)))
     async def view(name: str, request: Request,
                    since: int = Query(-1, description="return at once if the revision is newer"),
                    wait: float = Query(0.0, ge=0.0, description="seconds to wait for a newer revision")):
@@ -120,7 +128,9 @@ def routes(svc: Service, auth: Auth, feed: Feed) -> APIRouter:
         cloud = await run_in_threadpool(lambda: cloud_to_json(host_view(state.cloud, name)))
         return {"revision": state.revision, "host": name, "cloud": cloud}
 
-    @r.get("/v2.0/dvrnet/cloud", summary="The whole cloud, in the agent codec")
+    @r.get("/v2.0/dvrnet/cloud", summary="The whole cloud, in the agent codec",
+           openapi_extra=doc.op(200, {"type": "object", "required": ["revision", "cloud"], "additionalProperties": False,
+                                      "properties": {"revision": INT, "cloud": doc.cloud_schema()}}, (403,)))
     async def whole(request: Request):
         policy.require_admin(auth.context(request), "rule:get_cloud")
         state = await run_in_threadpool(svc.state)

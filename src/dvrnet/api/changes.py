@@ -29,6 +29,7 @@ from ..model.placement import host_view
 from ..store import State
 from ..store.store import HostChanges
 from ..wire.codec import cloud_to_json, encode_resource
+from . import openapi as doc
 from . import policy
 from .auth import Auth
 from .feed import Feed
@@ -106,7 +107,8 @@ def routes(svc: Service, auth: Auth, feed: Feed) -> APIRouter:
     r = APIRouter(tags=["agents"])
 
     @r.get("/v2.0/dvrnet/hosts/{name}/changes",
-           summary="The changes of a host's view since a cursor (delta feed, wire format v1); long-polls")
+           summary="The changes of a host's view since a cursor (delta feed, wire format v1); long-polls",
+           openapi_extra=doc.op(200, doc.changes_schema(), (400, 403, 404)))
     async def changes(name: str, request: Request,
                       since: str | None = Query(None, description="cursor <database id>:<revision> of an "
                                                                   "earlier answer; absent: a snapshot"),

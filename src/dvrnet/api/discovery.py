@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request
 
+from . import openapi as doc
 from .auth import Auth
 from .errors import ExtensionNotFound
-from .schema import SPECS
+from .schema import SPECS, STR
 
 UPDATED = "2026-01-01T00:00:00-00:00"
 EXTENSIONS = {
@@ -35,10 +36,24 @@ def _ext(alias: str) -> dict:
     return {"alias": alias, "name": name, "description": desc, "updated": UPDATED, "links": []}
 
 
+_LINK = {"type": "object", "required": ["href", "rel"], "additionalProperties": False,
+         "properties": {"href": STR, "rel": {"enum": ["self"]}}}
+VERSIONS = {"type": "object", "required": ["versions"], "additionalProperties": False, "properties": {"versions": {
+    "type": "array", "items": {"type": "object", "required": ["id", "status", "links"], "additionalProperties": False,
+                               "properties": {"id": STR, "status": STR, "links": {"type": "array", "items": _LINK}}}}}}
+RESOURCES = {"type": "object", "required": ["resources"], "additionalProperties": False, "properties": {"resources": {
+    "type": "array", "items": {"type": "object", "required": ["name", "collection", "links"], "additionalProperties": False,
+                               "properties": {"name": STR, "collection": STR,
+                                              "links": {"type": "array", "items": _LINK}}}}}}
+EXTENSION = {"type": "object", "required": ["alias", "name", "description", "updated", "links"],
+             "additionalProperties": False, "properties": {"alias": STR, "name": STR, "description": STR, "updated": STR,
+                                                           "links": {"type": "array", "maxItems": 0}}}
+
+
 def routes(auth: Auth) -> APIRouter:
     r = APIRouter(tags=["discovery"])
 
-    @r.get("/", summary="API versions (no token needed)")
+    @r.get("/", summary="API versions (no token needed)", openapi_extra=doc.op(200, VERSIONS, auth=False, db=False))
     async def versions(request: Request):
         href = str(request.base_url).rstrip("/") + "/v2.0/"
         return {"versions": [{"id": "v2.0", "status": "CURRENT", "links": [{"href": href, "rel": "self"}]}]}
@@ -48,15 +63,20 @@ def routes(auth: Auth) -> APIRouter:
         base = str(request.base_url).rstrip("/") + "/v2.0/"
         return {"resources": [{"name": s.singular, "collection": s.collection,
                                "links": [{"href": base + s.collection, "rel": "self"}]} for s in SPECS.values()]}
-    r.add_api_route("/v2.0", resources, methods=["GET"], summary="Resources of API v2.0")
+    r.add_api_route("/v2.0", resources, methods=["GET"], summary="Resources of API v2.0",
+                    openapi_extra=doc.op(200, RESOURCES, db=False))
     r.add_api_route("/v2.0/", resources, methods=["GET"], include_in_schema=False)
 
-    @r.get("/v2.0/extensions", summary="Supported extensions")
+    @r.get("/v2.0/extensions", summary="Supported extensions",
+           openapi_extra=doc.op(200, {"type": "object", "required": ["extensions"], "additionalProperties": False,
+                                      "properties": {"extensions": {"type": "array", "items": EXTENSION}}}, db=False))
     async def extensions(request: Request):
         auth.context(request)
         return {"extensions": [_ext(a) for a in sorted(EXTENSIONS)]}
 
-    @r.get("/v2.0/extensions/{alias}", summary="One extension (404 when not supported)")
+    @r.get("/v2.0/extensions/{alias}", summary="One extension (404 when not supported)",
+           openapi_extra=doc.op(200, {"type": "object", "required": ["extension"], "additionalProperties": False,
+                                      "properties": {"extension": EXTENSION}}, (404,), db=False))
     async def extension(alias: str, request: Request):
         auth.context(request)
         if alias not in EXTENSIONS:

@@ -16,9 +16,10 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from . import actions, policy, query, render
+from . import openapi as doc
 from .actions import check_admin_attrs
 from .auth import Auth
-from .schema import SPECS, Spec, openapi_body, parse_attrs, parse_json, resource_bodies
+from .schema import NSTR, SPECS, STR, STRS, Spec, parse_attrs, parse_json, resource_bodies
 from .service import Service
 
 
@@ -34,14 +35,18 @@ def _listing(svc: Service, ctx, kind: str, params: list[tuple[str, str]], url: s
 def _add_collection(r: APIRouter, svc: Service, auth: Auth, spec: Spec) -> None:
     kind, one = spec.collection, spec.singular
     base = f"/v2.0/{kind}"
+    bulk = {"type": "object", "required": [kind], "additionalProperties": False,
+            "properties": {kind: {"type": "array", "items": doc.item(spec)}}}
 
-    @r.get(base, summary=f"List {kind}", name=f"list_{kind}")
+    @r.get(base, summary=f"List {kind}", name=f"list_{kind}",
+           openapi_extra=doc.op(200, doc.many(spec), (400, 404), query=doc.list_params(spec)))
     async def list_(request: Request):
         ctx = auth.context(request)
         params = list(request.query_params.multi_items())
         return await run_in_threadpool(_listing, svc, ctx, kind, params, str(request.url.replace(query="")))
 
-    @r.get(base + "/{id_}", summary=f"Show a {one}", name=f"show_{one}")
+    @r.get(base + "/{id_}", summary=f"Show a {one}", name=f"show_{one}",
+           openapi_extra=doc.op(200, doc.one(spec), (404,), query=[doc.fields_param(spec)]))
     async def show(id_: str, request: Request):
         ctx = auth.context(request)
         state = await run_in_threadpool(svc.state)
@@ -49,7 +54,8 @@ def _add_collection(r: APIRouter, svc: Service, auth: Auth, spec: Spec) -> None:
         return {one: query.project(render.render(state, kind, obj), list(request.query_params.multi_items()))}
 
     @r.post(base, status_code=201, summary=f"Create a {one} (or several: {{\"{kind}\": [...]}})",
-            name=f"create_{one}", openapi_extra=openapi_body(spec, "POST"))
+            name=f"create_{one}", openapi_extra=doc.op(201, {"oneOf": [doc.one(spec), bulk]}, (403, 404, 409),
+                                                       body=doc.create_body(spec)))
     async def create(request: Request):
         ctx = auth.context(request)
         body = parse_json(await request.body())
@@ -68,7 +74,7 @@ def _add_collection(r: APIRouter, svc: Service, auth: Auth, spec: Spec) -> None:
         return JSONResponse(body, status_code=201)
 
     @r.put(base + "/{id_}", summary=f"Update a {one}", name=f"update_{one}",
-           openapi_extra=openapi_body(spec, "PUT"))
+           openapi_extra=doc.op(200, doc.one(spec), (403, 404, 409), body=doc.update_body(spec)))
     async def update(id_: str, request: Request):
         ctx = auth.context(request)
         body = parse_json(await request.body())
@@ -80,7 +86,8 @@ def _add_collection(r: APIRouter, svc: Service, auth: Auth, spec: Spec) -> None:
             lambda _r, state: {one: render.render(state, kind, getattr(state.cloud, kind)[id_])})
         return JSONResponse(body)
 
-    @r.delete(base + "/{id_}", status_code=204, summary=f"Delete a {one}", name=f"delete_{one}")
+    @r.delete(base + "/{id_}", status_code=204, summary=f"Delete a {one}", name=f"delete_{one}",
+              openapi_extra=doc.op(204, None, (403, 404, 409)))
     async def delete(id_: str, request: Request):
         ctx = auth.context(request)
         await run_in_threadpool(svc.write, lambda txn: actions.DELETE[kind](ctx, txn, id_))
@@ -88,9 +95,13 @@ def _add_collection(r: APIRouter, svc: Service, auth: Auth, spec: Spec) -> None:
 
 
 def _add_router_actions(r: APIRouter, svc: Service, auth: Auth) -> None:
-    body_doc = {"requestBody": {"required": True, "content": {"application/json": {"schema": {
-        "type": "object", "properties": {"subnet_id": {"type": "string"}, "port_id": {"type": "string"}},
-        "additionalProperties": False}}}}}
+    body = {"type": "object", "additionalProperties": False, "minProperties": 1, "maxProperties": 1,
+            "properties": {"subnet_id": STR, "port_id": STR}}
+    answer = {"type": "object", "additionalProperties": False,
+              "required": ["id", "tenant_id", "project_id", "port_id", "network_id", "subnet_id", "subnet_ids"],
+              "properties": {"id": STR, "tenant_id": STR, "project_id": STR, "port_id": STR, "network_id": STR,
+                             "subnet_id": NSTR, "subnet_ids": STRS}}
+    body_doc = doc.op(200, answer, (403, 404, 409), body=body)
 
     for action, add in (("add_router_interface", True), ("remove_router_interface", False)):
         def make(add: bool = add):

@@ -413,12 +413,3 @@ def parse_attrs(spec: Spec, data: Any, method: str) -> dict[str, Any]:
     if "project_id" in out and "tenant_id" in out and out["project_id"] != out["tenant_id"]:
         raise HTTPBadRequest("project_id and tenant_id do not match")
     return out
-
-
-def openapi_body(spec: Spec, method: str) -> dict:
-    """A loose JSON schema of the request body, for the OpenAPI document."""
-    props = {k: {} for k, a in spec.attrs.items() if (a.post if method == "POST" else a.put)}
-    inner = {"type": "object", "properties": props, "additionalProperties": False,
-             "required": [k for k, a in spec.attrs.items() if a.required and method == "POST"]}
-    return {"requestBody": {"required": True, "content": {"application/json": {"schema": {
-        "type": "object", "properties": {spec.singular: inner}, "required": [spec.singular]}}}}}

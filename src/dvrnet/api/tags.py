@@ -23,10 +23,11 @@ from fastapi import APIRouter, Request, Response
 from starlette.concurrency import run_in_threadpool
 
 from ..model.errors import DvrnetError
-from ..model.resources import check_tag
+from ..model.resources import MAX_TAG_LEN, check_tag
+from . import openapi as doc
 from . import policy
 from .auth import Auth
-from .schema import parse_json
+from .schema import STRS, parse_json
 from .service import Service
 
 
@@ -45,6 +46,11 @@ def _tag_list(body: Any) -> list[str]:
     return [check_tag(t) for t in body["tags"]]
 
 
+TAGS = {"type": "object", "required": ["tags"], "additionalProperties": False, "properties": {"tags": STRS}}
+TAG_BODY = {"type": "object", "required": ["tags"], "additionalProperties": False, "properties": {"tags": {
+    "type": "array", "items": {"type": "string", "minLength": 1, "maxLength": MAX_TAG_LEN}}}}
+
+
 def routes(svc: Service, auth: Auth) -> APIRouter:
     r = APIRouter(tags=["neutron"])
     base = "/v2.0/networks/{id_}/tags"
@@ -58,31 +64,35 @@ def routes(svc: Service, auth: Auth) -> APIRouter:
         _, state = svc.write(op)
         return list(state.cloud.networks[id_].tags)
 
-    @r.get(base, name="list_network_tags", summary="Tags of a network")
+    @r.get(base, name="list_network_tags", summary="Tags of a network", openapi_extra=doc.op(200, TAGS, (404,)))
     async def list_(id_: str, request: Request):
         ctx = auth.context(request)
         state = await run_in_threadpool(svc.state)
         return {"tags": list(policy.get(ctx, state.cloud, "networks", id_).tags)}
 
-    @r.put(base, name="replace_network_tags", summary="Replace the tags of a network")
+    @r.put(base, name="replace_network_tags", summary="Replace the tags of a network",
+           openapi_extra=doc.op(200, TAGS, (403, 404), body=TAG_BODY))
     async def replace(id_: str, request: Request):
         ctx = auth.context(request)
         tags = _tag_list(parse_json(await request.body()))
         return {"tags": await run_in_threadpool(_set, ctx, id_, lambda _old: tags)}
 
-    @r.post(base, status_code=201, name="add_network_tags", summary="Add tags to a network")
+    @r.post(base, status_code=201, name="add_network_tags", summary="Add tags to a network",
+            openapi_extra=doc.op(201, TAGS, (403, 404), body=TAG_BODY))
     async def add(id_: str, request: Request):
         ctx = auth.context(request)
         tags = _tag_list(parse_json(await request.body()))
         return {"tags": await run_in_threadpool(_set, ctx, id_, lambda old: old + tags)}
 
-    @r.delete(base, status_code=204, name="remove_network_tags", summary="Remove every tag of a network")
+    @r.delete(base, status_code=204, name="remove_network_tags", summary="Remove every tag of a network",
+              openapi_extra=doc.op(204, None, (403, 404)))
     async def clear(id_: str, request: Request):
         ctx = auth.context(request)
         await run_in_threadpool(_set, ctx, id_, lambda _old: [])
         return Response(status_code=204)
 
-    @r.get(base + "/{tag}", status_code=204, name="check_network_tag", summary="Whether a network has a tag")
+    @r.get(base + "/{tag}", status_code=204, name="check_network_tag", summary="Whether a network has a tag",
+           openapi_extra=doc.op(204, None, (404,)))
     async def check(id_: str, tag: str, request: Request):
         ctx = auth.context(request)
         state = await run_in_threadpool(svc.state)
@@ -90,14 +100,16 @@ def routes(svc: Service, auth: Auth) -> APIRouter:
             raise TagNotFound(tag, id_)
         return Response(status_code=204)
 
-    @r.put(base + "/{tag}", status_code=201, name="add_network_tag", summary="Add one tag to a network")
+    @r.put(base + "/{tag}", status_code=201, name="add_network_tag", summary="Add one tag to a network",
+           openapi_extra=doc.op(201, None, (400, 403, 404)))
     async def add_one(id_: str, tag: str, request: Request):
         ctx = auth.context(request)
         check_tag(tag)
         await run_in_threadpool(_set, ctx, id_, lambda old: old + [tag])
         return Response(status_code=201)
 
-    @r.delete(base + "/{tag}", status_code=204, name="remove_network_tag", summary="Remove one tag of a network")
+    @r.delete(base + "/{tag}", status_code=204, name="remove_network_tag", summary="Remove one tag of a network",
+              openapi_extra=doc.op(204, None, (403, 404)))
     async def remove_one(id_: str, tag: str, request: Request):
         ctx = auth.context(request)
 
