@@ -33,7 +33,7 @@ def new_id() -> str:
 # Admin-only attributes, as Neutron's policy checks them: on POST only when set to something other
 # than their default; on PUT whenever they are in the body (an update may set the default).
 _DEFAULTS = {"router:external": False, "shared": False, "service_types": [], "distributed": True,
-             "binding:host_id": ""}
+             "binding:host_id": "", "connection_limit": None}
 
 
 def check_admin_attrs(ctx: Context, spec, attrs: dict[str, Any], method: str) -> None:
@@ -248,7 +248,7 @@ def create_port(ctx: Context, txn: Txn, a: dict[str, Any]) -> str:
     _check_port_device(ctx, txn, "create", net, project_id, a.get("device_owner", ""), a.get("device_id", ""), a)
     id_ = new_id()
     kw: dict[str, Any] = {}
-    for k in ("device_owner", "device_id", "name", "mac_address"):
+    for k in ("device_owner", "device_id", "name", "mac_address", "connection_limit"):
         if k in a:
             kw[k] = a[k]
     if "binding:host_id" in a:
@@ -265,7 +265,7 @@ def update_port(ctx: Context, txn: Txn, id_: str, a: dict[str, Any]) -> None:
     _check_port_device(ctx, txn, "update", txn.cloud.networks[port.network_id], port.project_id,
                        a.get("device_owner", port.device_owner), a.get("device_id", port.device_id), a)
     kw: dict[str, Any] = {}
-    for k in ("device_owner", "device_id", "name"):
+    for k in ("device_owner", "device_id", "name", "connection_limit"):
         if k in a:
             kw[k] = a[k]
     if "binding:host_id" in a:

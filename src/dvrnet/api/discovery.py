@@ -23,6 +23,8 @@ EXTENSIONS = {
     "subnet-service-types": ("Subnet service types", "Provides ability to set the subnet service_types field."),
     "binding": ("Port Binding", "Expose port bindings of a virtual port to external application."),
     "agent": ("agent", "The agent management extension."),
+    "dvrnet-connection-limit": ("Port connection limit", ("Adds connection_limit to ports: the new connections "
+                                "the port's fixed IPs may hold through their router (null: the agent's default).")),
     "project-id": ("project_id field enabled", "Extension that indicates that project_id field is enabled."),
     "standard-attr-description": ("standard-attr-description", "Extension to add descriptions to standard attributes."),
     "standard-attr-revisions": ("Resource revision numbers", "This extension will display the revision number of neutron resources."),

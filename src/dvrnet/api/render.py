@@ -71,6 +71,7 @@ def port(state: State, p: Port) -> dict[str, Any]:
             "binding:profile": {}, "admin_state_up": p.admin_state_up,
             "status": "ACTIVE" if p.host else "DOWN", "security_groups": [],
             "port_security_enabled": False, "allowed_address_pairs": [], "extra_dhcp_opts": [],
+            "connection_limit": p.connection_limit,
             **_std(state, "ports", p.id, p.project_id)}
 
 

@@ -314,12 +314,17 @@ PORT = Spec("port", "ports", {
     "description": Attr(string(), put=True),
     "security_groups": Attr(only([]), put=True),
     "port_security_enabled": Attr(only(False), put=True),
+    # dvrnet-connection-limit: new connections the port's fixed IPs may hold through their router
+    # (null: the agent's default, 0: no per-VM limit); admin only, like binding:host_id.
+    "connection_limit": Attr(Conv(lambda n, v: None if v is None else integer(0, 2**31 - 1)(n, v),
+                                  nullable(integer(0, 2**31 - 1).schema)), put=True,
+                             admin_rule="create_port:connection_limit"),
 }, {"id": STR, "name": STR, "network_id": STR, "mac_address": STR, "fixed_ips": FIXED_IPS, "device_id": STR,
     "device_owner": STR, "binding:host_id": STR, "binding:vnic_type": {"enum": ["normal"]},
     "binding:vif_type": {"enum": ["ovs", "unbound"]}, "binding:vif_details": EMPTY_OBJ,
     "binding:profile": EMPTY_OBJ, "admin_state_up": BOOL, "status": {"enum": ["ACTIVE", "DOWN"]},
     "security_groups": EMPTY_LIST, "port_security_enabled": BOOL, "allowed_address_pairs": EMPTY_LIST,
-    "extra_dhcp_opts": EMPTY_LIST, **_STD}, kind="Port")
+    "extra_dhcp_opts": EMPTY_LIST, "connection_limit": nullable(INT), **_STD}, kind="Port")
 
 FLOATINGIP = Spec("floatingip", "floatingips", {
     **_PROJECT,

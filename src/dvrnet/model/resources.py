@@ -214,8 +214,16 @@ class Port:
     name: str = ""
     project_id: str = ""
     admin_state_up: bool = True
+    # New connections its fixed IPs may hold through their router (plan/connlimit.py): None the
+    # agent's default, 0 no per-VM limit. API attribute `connection_limit` (an extension of ours).
+    connection_limit: int | None = None
 
     def __post_init__(self) -> None:
+        if self.connection_limit is not None and (isinstance(self.connection_limit, bool)
+                                                  or not isinstance(self.connection_limit, int)
+                                                  or not 0 <= self.connection_limit <= 2**31 - 1):
+            raise InvalidInput("connection_limit", f"{self.connection_limit!r} is not null or an integer "
+                               "from 0 to 2147483647")
         if self.mac_address and not _mac_ok(self.mac_address):
             raise InvalidInput("mac_address", f"{self.mac_address!r} is not a lower-case MAC address")
         ips = [f.ip_address for f in self.fixed_ips]

@@ -471,19 +471,20 @@ class Workspace:
     @_mutating
     def create_port(self, network_id: str, device_owner: str = "", device_id: str = "", host: str = "",
                     fixed_ips: Sequence | None = None, mac_address: str | None = None, name: str = "",
-                    project_id: str = "", id: str | None = None) -> Port:
+                    project_id: str = "", id: str | None = None, connection_limit: int | None = None) -> Port:
         net = self._network(network_id)
         self._check_owner_settable(device_owner)
         pid = self._new_id("port", name, id)
         fixed = self._st.allocator.pick(net.id, device_owner, self._requests(fixed_ips))
         mac = mac_address.lower() if mac_address else self._mac_for(pid)
-        port = Port(pid, net.id, device_owner, device_id, host, fixed, mac, name, project_id)
+        port = Port(pid, net.id, device_owner, device_id, host, fixed, mac, name, project_id,
+                    connection_limit=connection_limit)
         self._st.put("port", port)
         return port
 
     @_mutating
     def update_port(self, id: str, host: Any = UNSET, device_id: Any = UNSET, device_owner: Any = UNSET,
-                    fixed_ips: Any = UNSET, name: Any = UNSET) -> Port:
+                    fixed_ips: Any = UNSET, name: Any = UNSET, connection_limit: Any = UNSET) -> Port:
         old = self._port(id)
         st = self._st
         changes: dict[str, Any] = {}
@@ -491,6 +492,8 @@ class Workspace:
                              ("name", name)):
             if value is not UNSET:
                 changes[field] = value or ""
+        if connection_limit is not UNSET:
+            changes["connection_limit"] = connection_limit
         new = replace(old, **changes)
         managed = self._manager(old)
         if managed is not None:

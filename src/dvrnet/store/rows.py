@@ -69,7 +69,8 @@ def to_row(kind: str, obj: Any, meta: Meta) -> dict[str, Any]:
     elif kind == "ports":
         row.update(id=obj.id, network_id=obj.network_id, device_owner=obj.device_owner,
                    device_id=obj.device_id, host=obj.host, mac_address=obj.mac_address, name=obj.name,
-                   project_id=obj.project_id, admin_state_up=obj.admin_state_up)
+                   project_id=obj.project_id, admin_state_up=obj.admin_state_up,
+                   connection_limit=obj.connection_limit)
     elif kind == "floatingips":
         row.update(id=obj.id, floating_network_id=obj.floating_network_id,
                    floating_ip_address=str(obj.floating_ip_address), subnet_id=obj.subnet_id,
@@ -119,7 +120,7 @@ def from_row(kind: str, row: Any, fixed_ips: tuple[FixedIP, ...] = ()) -> Any:
         return Port(id=row.id, network_id=row.network_id, device_owner=row.device_owner,
                     device_id=row.device_id, host=row.host, fixed_ips=fixed_ips,
                     mac_address=row.mac_address, name=row.name, project_id=row.project_id,
-                    admin_state_up=row.admin_state_up)
+                    admin_state_up=row.admin_state_up, connection_limit=row.connection_limit)
     if kind == "floatingips":
         return FloatingIP(id=row.id, floating_network_id=row.floating_network_id,
                           floating_ip_address=IPv4Address(row.floating_ip_address),

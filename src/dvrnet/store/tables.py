@@ -1,4 +1,4 @@
-"""The relational schema (SQLAlchemy Core). Migrations 0001 and 0002 create exactly these tables.
+"""The relational schema (SQLAlchemy Core). Migrations 0001 to 0004 create exactly these tables.
 
 One table per resource with a column per scalar model field; list-valued fields that nothing
 queries (allocation pools, service types, DNS servers, a gateway's requested fixed IPs) are JSON
@@ -81,6 +81,7 @@ ports = sa.Table(
     sa.Column("name", sa.String(255), nullable=False),
     sa.Column("project_id", sa.String(255), nullable=False),
     sa.Column("admin_state_up", sa.Boolean, nullable=False),
+    sa.Column("connection_limit", sa.Integer, nullable=True),       # migration 0004
     *_meta_columns(),
 )
 
