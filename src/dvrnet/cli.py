@@ -99,6 +99,19 @@ def _plan_options(fn):
                       help="Database of the node's Open vSwitch (in the bridge namespace); default "
                            f"{OVS_DB_DEFAULT} with an OVS port kind. Given with another kind, OVS ports "
                            "dvrnet plugged earlier are removed.")(fn)
+    fn = click.option("--conn-limits/--no-conn-limits", "conn_limits", default=True, show_default=True,
+                      help="Connection limits per VM and per router in qrouter-/snat- namespaces "
+                           "(docs/dataplane.md).")(fn)
+    fn = click.option("--conn-limit-router", "router_conn_limit", type=click.IntRange(min=0), default=None,
+                      help="New connections per router namespace (default: 7/8 of nf_conntrack_max; 0: off).")(fn)
+    fn = click.option("--conn-limit-vm", "vm_conn_limit", type=click.IntRange(min=0), default=None,
+                      help="Connections per fixed IP (default: a quarter of the router limit; 0: off); "
+                           "a port's connection_limit overrides it.")(fn)
+    fn = click.option("--stateless-fips", "stateless_fips", is_flag=True, default=None,
+                      help="FIP NAT without conntrack (rewrites every packet from the same maps; no "
+                           "connection limits, TCP MSS clamped, remote path-MTU discovery lost: docs/dataplane.md).")(fn)
+    fn = click.option("--stateless-mss", "stateless_mss", type=click.IntRange(536, 65495), default=None,
+                      help="MSS that TCP SYNs through a stateless FIP are clamped to (default 1360).")(fn)
     return fn
 
 
@@ -247,13 +260,20 @@ def _bridge_mappings(items) -> tuple[tuple[str, str], ...]:
 
 def _plan_config(netns_prefix: str, bridge_netns: str, external_bridge: str, bridge_mappings=(),
                  port_kind: str = "veth", dvr_mac: str | None = None, uplinks=(), bgp=None,
-                 integration_bridge: str = "br-int"):
+                 integration_bridge: str = "br-int", **dataplane):
+    """DATAPLANE: the connection-limit and stateless-FIP options of `_plan_options`; the conntrack
+    limit the defaults derive from is read from this kernel."""
+    from .kernel.connlimit import conntrack_max
     from .plan import PlanConfig
     from .plan.config import BgpConfig
+    extra = {k: v for k, v in dataplane.items() if v is not None}
+    cmax = conntrack_max()
+    if cmax:
+        extra["conntrack_max"] = cmax
     return PlanConfig(netns_prefix=netns_prefix, bridge_netns=bridge_netns, external_bridge=external_bridge,
                       bridge_mappings=_bridge_mappings(bridge_mappings), port_kind=port_kind,
                       dvr_mac=_dvr_mac(dvr_mac), uplinks=tuple(u.strip() for u in uplinks or () if u.strip()),
-                      bgp=bgp or BgpConfig(), integration_bridge=integration_bridge)
+                      bgp=bgp or BgpConfig(), integration_bridge=integration_bridge, **extra)
 
 
 @main.command()
@@ -270,7 +290,7 @@ def _plan_config(netns_prefix: str, bridge_netns: str, external_bridge: str, bri
 @_l2_options
 def agent(host, mode, server, token, resync_interval, once, ready_file, log_level, netns_prefix, bridge_netns, external_bridge,
           bridge_mappings, port_kind, dvr_mac, uplinks, bgp_local_as, bgp_peers, bgp_peer_as, bfd_ms,
-          bfd_multiplier, blackhole_seconds, integration_bridge, ovs_db):
+          bfd_multiplier, blackhole_seconds, integration_bridge, ovs_db, **dataplane):
     """Run the node agent: follow the server's view of HOST and make the kernel match it."""
     import logging
     import signal
@@ -280,7 +300,7 @@ def agent(host, mode, server, token, resync_interval, once, ready_file, log_leve
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s")
     cfg = _plan_config(netns_prefix, bridge_netns, external_bridge, bridge_mappings, port_kind, dvr_mac, uplinks,
                        _bgp_config(bgp_local_as, bgp_peers, bgp_peer_as, bfd_ms, bfd_multiplier, blackhole_seconds),
-                       integration_bridge)
+                       integration_bridge, **dataplane)
     a = Agent(host, Feed(server, host, mode, token=token), cfg, resync_interval=resync_interval,
               ready_file=ready_file, progress=_agent_progress(), switch=_switch(port_kind, ovs_db, bridge_netns))
     def _terminate(*_):
@@ -325,14 +345,17 @@ def neutron_agent(config_files, host, once, ready_file, log_level):
 @click.option("--config-file", "config_files", multiple=True, type=click.Path(dir_okay=False),
               help="Neutron mode: the node's Neutron configuration (as for `neutron-agent`); repeatable. "
                    "A lab built with --control neutron supplies it.")
+@click.option("--limits", "what", flag_value="limits",
+              help="Connection limits: per router and per VM its connections, limit and drops.")
 @_plan_options
 @_l2_options
 @_picture_options
 @_one_line_errors
 def show(host, server, token, what, config_files, netns_prefix, bridge_netns, external_bridge, bridge_mappings,
          port_kind, dvr_mac, uplinks, svg, trace_path, inbound, src, bgp_local_as, bgp_peers, bgp_peer_as, bfd_ms,
-         bfd_multiplier, blackhole_seconds, integration_bridge, ovs_db):
-    """Print HOST's namespace state: desired, actual, or the difference; or draw it (--svg)."""
+         bfd_multiplier, blackhole_seconds, integration_bridge, ovs_db, **dataplane):
+    """Print HOST's namespace state: desired, actual, the difference, or connection-limit usage
+    (--limits); or draw it (--svg)."""
     from .agent.loop import desired_state
     from .kernel import Reconciler
     from .plan.render import render
@@ -366,8 +389,11 @@ def show(host, server, token, what, config_files, netns_prefix, bridge_netns, ex
         cloud, revision = view.cloud, view.revision
         cfg = _plan_config(netns_prefix, bridge_netns, external_bridge, bridge_mappings, port_kind, dvr_mac, uplinks,
                            _bgp_config(bgp_local_as, bgp_peers, bgp_peer_as, bfd_ms, bfd_multiplier, blackhole_seconds),
-                           integration_bridge)
+                           integration_bridge, **dataplane)
         rec = Reconciler(prefix=netns_prefix, switch=_switch(port_kind, ovs_db, bridge_netns))
+    if what == "limits":
+        _show_limits(cloud, host, cfg)
+        return
     desired, observed = desired_state(cloud, host, cfg, rec)
     if svg is not None:
         _show_svg(svg, host, cloud, cfg, desired, observed, trace_path, inbound, src, lab_mode)
@@ -404,6 +430,33 @@ def _lab_neutron_config(host: str) -> tuple[str, ...]:
         return ()
     path = lab.agent_configs.get(host) if lab is not None else None
     return (path,) if path else ()
+
+
+def _show_limits(cloud, host: str, cfg) -> None:
+    from .kernel import netns
+    from .kernel.connlimit import usage
+    from .model.placement import routers_on_host, snat_routers_on_host
+    from .plan import names, plan_host
+    from .plan.connlimit import vm_limits
+    from .plan.numbers import NFT_TABLE
+    desired = plan_host(cloud, host, cfg)
+    vms = {names.qrouter_ns(cfg.netns_prefix, r.id): vm_limits(cloud, r, host) for r in routers_on_host(cloud, host)}
+    vms |= {names.snat_ns(cfg.netns_prefix, r.id): vm_limits(cloud, r, None) for r in snat_routers_on_host(cloud, host)}
+    shown = 0
+    for name, ns in desired.namespaces.items():
+        table = ns.nft.get(("ip", NFT_TABLE))
+        if table is None or not any(c.name == "conn_limit" for c in table.chains) or not netns.exists(name):
+            continue
+        u = usage(name, table, [ip for ip, _ in vms.get(name, ())])
+        lim = f"{u.router_limit:,}" if u.router_limit else "none"
+        click.echo(f"{name}: {u.connections:,} connections (conntrack max {u.conntrack_max:,}), router limit {lim}, "
+                   f"{u.router_drops:,} dropped")
+        for v in u.vms:
+            vlim = f"{v.limit:,}" if v.limit else "none"
+            click.echo(f"  {v.ip:<15} {v.connections:>9,} connections  limit {vlim:>9}  {v.drops:>9,} dropped")
+        shown += 1
+    if not shown:
+        click.echo(f"{host}: no namespace with connection limits")
 
 
 @main.command()
@@ -565,7 +618,7 @@ Tear it down with `make lab-down` (or `.venv/bin/dvrnet lab down`).""")
 @_one_line_errors
 def trace(vm, dst, fip, src, host, server, token, state_dir, as_json, netns_prefix, bridge_netns, external_bridge,
           bridge_mappings, port_kind, dvr_mac, uplinks, bgp_local_as, bgp_peers, bgp_peer_as, bfd_ms, bfd_multiplier,
-          blackhole_seconds, integration_bridge, ovs_db) -> None:
+          blackhole_seconds, integration_bridge, ovs_db, **dataplane) -> None:
     """Walk a packet namespace by namespace (model) and check each hop against the kernel: `trace VM DST`
     (outbound from VM: a lab VM name, a fixed IP or a port id) or `trace --inbound FIP` (in from the
     external segment: who answers ARP for the FIP, then to the VM and back out).
@@ -577,7 +630,8 @@ def trace(vm, dst, fip, src, host, server, token, state_dir, as_json, netns_pref
                                                                                    else None), uplinks,
                                                           _bgp_config(bgp_local_as, bgp_peers, bgp_peer_as, bfd_ms,
                                                                       bfd_multiplier, blackhole_seconds),
-                                                          integration_bridge),
+                                                          integration_bridge,
+                                                          **dataplane),
                    netns_prefix, bridge_netns)
     click.echo(t.to_json() if as_json else t.text())
     if not t.agree:

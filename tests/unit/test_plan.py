@@ -32,7 +32,11 @@ def test_qrouter_rule_count_same_with_1_and_10000_fips():
     many = _qrouters(plan_host(scale_cloud(routers=1, fips=10_000), "compute1"))[0]
     assert len(one.rules) == len(many.rules) == 2
     (table,) = many.nft.values()
-    assert sum(len(m.elements) for m in table.maps) == 20_000
+    nat = {m.name: len(m.elements) for m in table.maps if m.name in ("fip2fixed", "fixed2fip")}
+    assert nat == {"fip2fixed": 10_000, "fixed2fip": 10_000}
+    assert len({m.name: m for m in table.maps}["vms"].elements) == 10_000     # connection limits
+    (small,) = one.nft.values()
+    assert [c.rules for c in small.chains] == [c.rules for c in table.chains]  # FIPs and VMs: elements only
 
 
 def test_fip_main_table_holds_exactly_the_local_fips():

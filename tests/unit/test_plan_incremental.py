@@ -186,6 +186,9 @@ class Walk:
             self.ws.create_subnet(e, "192.0.2.0/24")
             self.ext.append(e)
 
+    def conn_limit(self):
+        self.ws.update_port(self.pick(self.vms()), connection_limit=self.rnd.choice((None, 0, 3, 5000)))
+
     def snat_host(self):
         if "network2" not in self.c().hosts:
             self.ws.register_host("network2", "dvr_snat")
@@ -194,7 +197,7 @@ class Walk:
            (fip_move, 3), (fip_delete, 3), (gateway, 2), (snat_off, 1), (interface, 2),
            (remove_interface, 1), (new_router, 2), (delete_router, 1), (new_tenant, 1),
            (tenant_subnet, 1), (ext_subnet, 1), (delete_subnet, 1), (subnet_gateway, 1), (mtu, 1),
-           (second_ext, 1), (snat_host, 1)]
+           (second_ext, 1), (snat_host, 1), (conn_limit, 2)]
 
     def step(self) -> str:
         fns, weights = zip(*self.OPS)

@@ -53,7 +53,10 @@ def _typ(t) -> str:
     return t if isinstance(t, str) else " . ".join(t)
 
 
-def parse_table(items: list[dict], known_rules: dict[str, str]) -> NftTable | None:
+def parse_table(items: list[dict], known_rules: dict[str, str],
+                dynamic: frozenset[str] = frozenset()) -> NftTable | None:
+    """DYNAMIC: names of the sets whose elements the packet path owns (desired `NftMap.dynamic`):
+    read back as declarations only (nft's JSON does not print `flags dynamic`)."""
     table, chains, rules, maps = None, {}, {}, []
     for it in items:
         if "table" in it:
@@ -68,9 +71,11 @@ def parse_table(items: list[dict], known_rules: dict[str, str]) -> NftTable | No
             rules.setdefault(r["chain"], []).append(text)
         elif "map" in it or "set" in it:
             m = it.get("map") or it["set"]
-            elems = frozenset((_value(e[0]), _value(e[1])) if "map" in it else (_value(e), None)
-                              for e in m.get("elem", []))
-            maps.append(NftMap(m["name"], _typ(m["type"]), _typ(m["map"]) if "map" in it else None, elems))
+            dyn = m["name"] in dynamic
+            elems = frozenset() if dyn else frozenset(
+                (_value(e[0]), _value(e[1])) if "map" in it else (_value(e), None) for e in m.get("elem", []))
+            maps.append(NftMap(m["name"], _typ(m["type"]), _typ(m["map"]) if "map" in it else None, elems,
+                               dynamic=dyn, size=m.get("size")))
     if table is None:
         return None
     return NftTable(table["family"], table["name"],
@@ -164,8 +169,16 @@ def list_tables(ns: str) -> list[tuple[str, str]]:
 # (namespace, family, table) -> (version, known rule tags, parsed table); see `snapshot`
 _CACHE: dict[tuple[str, str, str], tuple[tuple[int, int], frozenset, NftTable | None]] = {}
 _CACHE_MAX = 4096
-# Rules that change sets from the packet path do so without a new generation: never cached.
-_DYNAMIC = re.compile(r"\b(add|update|delete)\s+@")
+# Rules that change sets from the packet path do so without a new generation: a table is cached
+# only when every set its rules change is one whose elements are not compared (`NftMap.dynamic`).
+_DYNAMIC = re.compile(r"\b(?:add|update|delete)\s+@(\w+)")
+
+
+def _cacheable(want: NftTable | None) -> bool:
+    if want is None:
+        return True
+    dyn = {m.name for m in want.maps if m.dynamic}
+    return all(name in dyn for c in want.chains for r in c.rules for name in _DYNAMIC.findall(r))
 
 
 def read_tables(ns: str, desired: dict[tuple[str, str], NftTable]) -> dict[tuple[str, str], NftTable]:
@@ -179,16 +192,17 @@ def read_tables(ns: str, desired: dict[tuple[str, str], NftTable]) -> dict[tuple
             continue
         want = desired.get((fam, name))
         known = {rule_tag(r): r for c in (want.chains if want else ()) for r in c.rules}
-        tags = frozenset(known.items())
+        dynamic = frozenset(m.name for m in want.maps if m.dynamic) if want else frozenset()
+        tags = frozenset(known.items()) | {("dynamic set", n) for n in dynamic}
         hit = _CACHE.get((ns, fam, name))
-        cacheable = snap.version is not None and not any(_DYNAMIC.search(r) for r in known.values())
+        cacheable = snap.version is not None and _cacheable(want)
         if cacheable and hit is not None and hit[0] == snap.version and hit[1] == tags:
             t = hit[2]
         else:
             p = _run(ns, ["-j", "list", "table", fam, name])
             if p.returncode != 0:
                 raise ReadError(f"{ns}: nft list table {fam} {name}: {p.stderr.strip()}")
-            t = parse_table(json.loads(p.stdout)["nftables"], known)
+            t = parse_table(json.loads(p.stdout)["nftables"], known, dynamic)
             if cacheable and not (t is not None and any(r.startswith("<untagged") for c in t.chains
                                                           for r in c.rules)):
                 if len(_CACHE) >= _CACHE_MAX:

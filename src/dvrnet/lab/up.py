@@ -128,12 +128,12 @@ def start_ovs_l2(spec: WorldSpec, url: str, topo: resources.Topology, nets: list
             for n, i in zip(spec.nodes, insts)}
 
 
-def converge_once(spec: WorldSpec, url: str, timeout: float = 60) -> dict[str, int]:
+def converge_once(spec: WorldSpec, url: str, timeout: float = 60, extra: tuple[str, ...] = ()) -> dict[str, int]:
     """One `agent --once` per node in parallel; returns exit codes."""
     procs = {}
     for n in spec.nodes:
         with open(os.path.join(spec.state_dir, f"agent-once-{n.name}.log"), "ab") as log:
-            procs[n.name] = subprocess.Popen(_dvrnet(*_agent_args(spec, n, url), "--once"),
+            procs[n.name] = subprocess.Popen(_dvrnet(*_agent_args(spec, n, url, extra), "--once"),
                                              stdout=subprocess.DEVNULL, stderr=log)
     return {h: p.wait(timeout) for h, p in procs.items()}
 
@@ -166,7 +166,8 @@ def start_agents(spec: WorldSpec, url: str, extra: tuple[str, ...] = (), wait: f
 def up(prefix: str = "dvl-", state_dir: str = "/var/lib/dvrnet/lab", scenario: ScenarioSpec = SEED,
        progress: Say | None = None, agents: bool = True, gateways: bool = True, fips: bool = True,
        extra_fips: int = 0, reporter: Progress | None = None, routed: bool = False,
-       port_kind: str = "veth", control: str = "dvrnet") -> LabInfo:
+       port_kind: str = "veth", control: str = "dvrnet",
+       agent_args: tuple[str, ...] = ()) -> LabInfo:
     """gateways=False: routers without an external gateway (and then no FIPs either: a FIP needs
     its router's gateway); fips=False: VM ports without floating IPs. The T1-T6 tests start there.
     extra_fips: that many more FIPs, on ports without VMs (`resources.create_extra_fips`).
@@ -174,7 +175,8 @@ def up(prefix: str = "dvl-", state_dir: str = "/var/lib/dvrnet/lab", scenario: S
     port_kind: the agents' --port-kind; "ovs"/"ovs-veth" also run Open vSwitch on every node
     (`ovs_world.py`).
     control="neutron": a real neutron-server instead of `dvrnet server` (lab/neutron.py); its
-    agents start before the topology, since Neutron schedules SNAT only to a live dvr_snat agent."""
+    agents start before the topology, since Neutron schedules SNAT only to a live dvr_snat agent.
+    agent_args: more `dvrnet agent` options for every node (e.g. `--stateless-fips`)."""
     if control not in ("dvrnet", "neutron"):
         raise ValueError(f"control {control!r}: dvrnet or neutron")
     if control == "neutron" and extra_fips:
@@ -280,12 +282,12 @@ def up(prefix: str = "dvl-", state_dir: str = "/var/lib/dvrnet/lab", scenario: S
             n.agent_pid = neutron_pids.get(n.name)
         step(f"agents converged on what Neutron sends ({secs:.1f}s after the last change)")
     elif agents:
-        codes = converge_once(spec, url)
+        codes = converge_once(spec, url, extra=agent_args)
         bad = {h: rc for h, rc in codes.items() if rc != 0}
         if bad:
             raise RuntimeError(f"agents did not converge: {bad}; see {state_dir}/agent-once-*.log")
         step("agents converged (one pass per node)")
-        pids = start_agents(spec, url)
+        pids = start_agents(spec, url, extra=agent_args)
         for n in info.nodes:
             n.agent_pid = pids.get(n.name)
         step("agents running")

@@ -65,6 +65,10 @@ class PlanConfig:
     uplinks: names (nft wildcards allowed) of bridge ports that lead off the node besides those
     whose kind says so (plan/l2.py `UPLINK_KINDS`), e.g. a physical NIC of a flat network.
     bgp: routed mode's settings (used by external networks tagged `dvrnet:routed` only).
+    conn_limits: connection limits on (plan/connlimit.py); conntrack_max: the namespaces' conntrack
+    limit (net.netfilter.nf_conntrack_max; the agent reads it at start, this default is the kernel's
+    for a host of this size); router_conn_limit / vm_conn_limit: None derives them from
+    conntrack_max (7/8 of it per router, a quarter of that per VM), 0 turns that limit off.
     """
     netns_prefix: str = ""
     bridge_netns: str = "dvrnet-bridges"
@@ -75,6 +79,35 @@ class PlanConfig:
     dvr_mac: str | None = None
     uplinks: tuple[str, ...] = ()
     bgp: BgpConfig = field(default_factory=BgpConfig)
+    conn_limits: bool = True
+    conntrack_max: int = 262144
+    router_conn_limit: int | None = None
+    vm_conn_limit: int | None = None
+    stateless_fips: bool = False
+    stateless_mss: int = 1360
+
+    # stateless_fips: FIP NAT without conntrack (plan/qrouter.py `fip_nat_table`, docs/dataplane.md);
+    # stateless_mss: the TCP MSS SYNs through a stateless FIP are clamped to (1360: a 1400-byte path).
+
+    def __post_init__(self) -> None:
+        for name in ("conntrack_max", "router_conn_limit", "vm_conn_limit", "stateless_mss"):
+            v = getattr(self, name)
+            if v is not None and (not isinstance(v, int) or isinstance(v, bool) or v < 0):
+                raise ValueError(f"{name}: {v!r} is not a non-negative integer")
+
+    def router_limit(self) -> int:
+        """New connections allowed per router namespace (0: no limit)."""
+        if not self.conn_limits:
+            return 0
+        return self.conntrack_max * 7 // 8 if self.router_conn_limit is None else self.router_conn_limit
+
+    def vm_limit(self) -> int:
+        """The agent's limit per fixed IP (0: no limit); a port's connection_limit overrides it."""
+        if not self.conn_limits:
+            return 0
+        if self.vm_conn_limit is not None:
+            return self.vm_conn_limit
+        return (self.router_limit() or self.conntrack_max * 7 // 8) // 4
 
     def bridge_for(self, network_id: str) -> str:
         """The bridge the fg-/qg- ports of external network NETWORK_ID plug into."""

@@ -14,12 +14,15 @@ Invariants:
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from ..model import DeviceOwner, Router
 from ..model.cloud import CloudView
 from ..model.placement import local_fips
 from . import names
 from .builder import NsBuilder
 from .config import PlanConfig
+from .connlimit import JUMP, limit_parts, vm_limits
 from .linklocal import pair, veth_mac
 from .numbers import (
     FIP_MARK,
@@ -87,20 +90,50 @@ def qrouter_namespace(cloud: CloudView, host: str, router: Router, slot: int | N
         ns.sysctl(f"net.ipv4.conf.{rfp}.rp_filter", 0)
         ns.sysctl(f"net.ipv4.conf.{rfp}.send_redirects", 0)
         fips = local_fips(cloud, host, router)
-        ns.table(fip_nat_table(rfp, [(ipstr(f.floating_ip_address), ipstr(f.fixed_ip_address)) for f in fips]))
+        ns.table(fip_nat_table(rfp, [(ipstr(f.floating_ip_address), ipstr(f.fixed_ip_address)) for f in fips],
+                               vm_limits(cloud, router, host), cfg))
     return ns
 
 
-def fip_nat_table(rfp: str, fip_fixed: list[tuple[str, str]]) -> NftTable:
-    """The FIP NAT of one qrouter: structure fixed, FIPs only as map elements."""
-    return NftTable("ip", NFT_TABLE, chains=(
-        NftChain("pre_mangle", "filter", "prerouting", -150,
-                 (f'iifname != "{rfp}" ip saddr @fixed2fip meta mark set meta mark | {FIP_MARK:#x}',)),
-        NftChain("pre_nat", "nat", "prerouting", -100,
-                 (f'iifname "{rfp}" dnat to ip daddr map @fip2fixed',)),
-        NftChain("post_nat", "nat", "postrouting", 100,
-                 (f'oifname "{rfp}" snat to ip saddr map @fixed2fip',)),
-    ), maps=(
+def fip_nat_table(rfp: str, fip_fixed: list[tuple[str, str]], vm_limits: Sequence[tuple[str, int | None]] = (),
+                  cfg: PlanConfig | None = None) -> NftTable:
+    """The FIP NAT of one qrouter: structure fixed, FIPs only as map elements; with CFG, the
+    connection limits of VM_LIMITS (plan/connlimit.py) in the same table, and the stateless
+    variant of the NAT when `cfg.stateless_fips` (docs/dataplane.md):
+    - stateful (default): conntrack NAT from the maps (`dnat to`/`snat to ... map`), decided on a
+      connection's first packet, ICMP errors translated by conntrack (inner header included);
+    - stateless: every packet rewritten from the same maps without conntrack: inbound `ip daddr
+      set ... map` + `notrack` in a raw-priority chain (before routing), outbound `notrack` + mark
+      there and `ip saddr set ... map` after routing (a strict rp_filter on qr- sees the fixed
+      IP); TCP SYN/SYN-ACKs through a FIP get their MSS clamped (ICMP errors from beyond the node keep
+      the FIP as inner source, so the VM never learns the path MTU: docs/dataplane.md)."""
+    stateless = cfg is not None and cfg.stateless_fips
+    limit_chains, limit_maps = (limit_parts(rfp, vm_limits, cfg, inbound_dnat=True, base=stateless)
+                                if cfg else ((), ()))
+    mark = f'iifname != "{rfp}" ip saddr @fixed2fip meta mark set meta mark | {FIP_MARK:#x}'
+    if stateless:
+        assert cfg is not None
+        mss = cfg.stateless_mss
+        clamp = f"tcp flags & syn == syn tcp option maxseg size > {mss}"      # cheap tests first
+        nat: tuple[NftChain, ...] = (
+            NftChain("raw_pre", "filter", "prerouting", -300, (
+                f'{clamp} iifname "{rfp}" ip daddr @fip2fixed tcp option maxseg size set {mss}',
+                f'{clamp} iifname != "{rfp}" ip saddr @fixed2fip tcp option maxseg size set {mss}',
+                f'iifname "{rfp}" ip daddr set ip daddr map @fip2fixed notrack',
+                f'iifname != "{rfp}" ip saddr @fixed2fip notrack meta mark set meta mark | {FIP_MARK:#x}')),
+            NftChain("post_stateless", "filter", "postrouting", 100, (
+                f'oifname "{rfp}" ip saddr set ip saddr map @fixed2fip',)),
+        )
+    else:
+        # after DNAT (-100), before routing: the mark, then the limits of new connections
+        nat = (
+            NftChain("pre_mangle", "filter", "prerouting", -90, (mark, JUMP) if limit_chains else (mark,)),
+            NftChain("pre_nat", "nat", "prerouting", -100,
+                     (f'iifname "{rfp}" dnat to ip daddr map @fip2fixed',)),
+            NftChain("post_nat", "nat", "postrouting", 100,
+                     (f'oifname "{rfp}" snat to ip saddr map @fixed2fip',)),
+        )
+    return NftTable("ip", NFT_TABLE, chains=nat + limit_chains, maps=(
         NftMap("fip2fixed", "ipv4_addr", "ipv4_addr", frozenset(fip_fixed)),
         NftMap("fixed2fip", "ipv4_addr", "ipv4_addr", frozenset((b, a) for a, b in fip_fixed)),
-    ))
+    ) + limit_maps)

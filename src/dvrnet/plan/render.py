@@ -101,11 +101,13 @@ def neighbour_line(n: Neighbour) -> str:
 def nft_lines(t: NftTable) -> list[str]:
     out = [f"nft table {t.family} {t.name}"]
     for c in sorted(t.chains, key=lambda c: c.name):
-        out.append(f"  chain {c.name} {{ type {c.type} hook {c.hook} priority {c.priority}; policy {c.policy}; }}")
+        out.append(f"  chain {c.name} {{ type {c.type} hook {c.hook} priority {c.priority}; policy {c.policy}; }}"
+                   if c.hook else f"  chain {c.name} {{ }}")
         out.extend(f"    {r}" for r in c.rules)
     for m in sorted(t.maps, key=lambda m: m.name):
         typ = f"{m.key_type} : {m.data_type}" if m.data_type else m.key_type
-        out.append(f"  {'map' if m.data_type else 'set'} {m.name} {{ type {typ}; }}")
+        extra = (f" size {m.size};" if m.size is not None else "") + (" flags dynamic;" if m.dynamic else "")
+        out.append(f"  {'map' if m.data_type else 'set'} {m.name} {{ type {typ};{extra} }}")
         for k, v in sorted(m.elements, key=lambda e: (_addr_key(e[0]), e[1] or "")):
             out.append(f"    element {k} : {v}" if v is not None else f"    element {k}")
     return out

@@ -19,6 +19,7 @@ from ..model.cloud import CloudView
 from . import names
 from .builder import NsBuilder
 from .config import PlanConfig
+from .connlimit import limit_parts, vm_limits
 from .numbers import MAIN_TABLE_ID, NFT_TABLE, SNAT_DEFAULT_PRIO, SNAT_SRC_PRIO, subnet_table
 from .plug import plug
 from .routed import routed_snat_upstream
@@ -83,4 +84,6 @@ def _tenant_side(ns: NsBuilder, cloud: CloudView, router: Router, bridges: NsBui
     if router.gateway.enable_snat and snat_ip is not None and tenant_cidrs:
         cidrs = ", ".join(str(c) for c in sorted(tenant_cidrs))
         rules = (f'oifname "{qg}" ip saddr {{ {cidrs} }} snat to {snat_ip}',)
-    ns.table(NftTable("ip", NFT_TABLE, chains=(NftChain("post_nat", "nat", "postrouting", 100, rules),)))
+    limit_chains, limit_maps = limit_parts(qg, vm_limits(cloud, router, None), cfg, inbound_dnat=False)
+    ns.table(NftTable("ip", NFT_TABLE, chains=(NftChain("post_nat", "nat", "postrouting", 100, rules),)
+                      + limit_chains, maps=limit_maps))

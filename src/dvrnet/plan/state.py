@@ -131,8 +131,9 @@ class Neighbour:
 @dataclass(frozen=True, slots=True)
 class NftChain:
     name: str
-    type: str                    # "filter" | "nat"
-    hook: str                    # "prerouting" | "postrouting" | "output" | "forward"
+    type: str                    # "filter" | "nat" ("" for a regular chain)
+    hook: str                    # "prerouting" | "postrouting" | "output" | "forward" ("": a regular
+                                 # chain, reached only by `jump`; priority 0, policy accept)
     priority: int
     rules: tuple[str, ...] = ()  # nft syntax, one statement each, in order
     policy: str = "accept"
@@ -143,11 +144,17 @@ class NftMap:
     """A named map (`data_type` set) or set (`data_type` None) with its elements.
 
     elements: frozenset of (key, value) for maps, of (key, None) for sets; strings as nft prints them.
+    dynamic: the packet path owns the elements (`flags dynamic`, filled by `add @set` / `update
+    @set` rules: connection counts, drop counters). Such a set is planned without elements and read
+    back without them: only its declaration (types, size) is compared.
+    size: the set's `size` (its maximum number of elements), None for nft's default.
     """
     name: str
-    key_type: str                # "ipv4_addr"
+    key_type: str                # "ipv4_addr", "ipv4_addr . mark"
     data_type: str | None = None
     elements: frozenset[tuple[str, str | None]] = frozenset()
+    dynamic: bool = False
+    size: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

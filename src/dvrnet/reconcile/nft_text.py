@@ -49,6 +49,10 @@ def _map_decl(m: NftMap) -> str:
     typ = f"type {m.key_type}" + (f" : {m.data_type}" if m.data_type else "")
     kind = "map" if m.data_type else "set"
     body = f"    {kind} {m.name} {{\n        {typ};\n"
+    if m.size is not None:
+        body += f"        size {m.size};\n"
+    if m.dynamic:
+        body += "        flags dynamic;\n"
     if m.elements:
         body += "        elements = { " + ", ".join(_elem(k, v) for k, v in sorted_elements(m.elements)) + " }\n"
     return body + "    }\n"
@@ -62,7 +66,8 @@ def table_script(t: NftTable, replace: bool = True) -> str:
     out += [_map_decl(m) for m in t.maps]
     for c in t.chains:
         out.append(f"    chain {c.name} {{\n")
-        out.append(f"        type {c.type} hook {c.hook} priority {c.priority}; policy {c.policy};\n")
+        if c.hook:                               # a base chain; without a hook: a regular chain (jump target)
+            out.append(f"        type {c.type} hook {c.hook} priority {c.priority}; policy {c.policy};\n")
         out += [f'        {r} comment "{rule_tag(r)}"\n' for r in c.rules]
         out.append("    }\n")
     out.append("}\n")
