@@ -5,14 +5,19 @@ VENV := .venv
 PY := $(VENV)/bin/python
 # Debian packages the data plane, the lab and the tests use.
 DEB_PKGS := iproute2 nftables iptables iputils-ping arping tcpdump ethtool procps postgresql rabbitmq-server bird2 \
-            openvswitch-switch openvswitch-common
+            openvswitch-switch openvswitch-common iperf3 gcc libc6-dev
 # neutron-server (Neutron mode's lab and tests) in a venv of its own: its pins conflict with dvrnet's.
 NEUTRON_VENV := .venv-neutron
 
-.PHONY: all setup deb venv neutron-venv test test-unit demo clean lab-down
+.PHONY: all setup deb venv flowgen neutron-venv test test-unit demo clean lab-down
 all: test
 
-setup: deb venv
+setup: deb venv flowgen
+
+# The data-plane benchmark's traffic generator (C, src/dvrnet/bench/dvrflow.c), next to the venv's python.
+flowgen: $(VENV)/bin/dvrflow
+$(VENV)/bin/dvrflow: src/dvrnet/bench/dvrflow.c $(VENV)/.stamp
+	gcc -O2 -Wall -Wextra -o $@ $<
 
 # Install only what is missing; `apt-get update` first, as the machine needs it.
 deb:

@@ -7,7 +7,7 @@ from html import escape
 
 W, H, M = 440, 300, 56
 COLORS = {"dvrnet": "#1f77b4", "raw floor": "#2ca02c", "Neutron's way": "#d62728", "floor": "#2ca02c",
-          "neutron": "#d62728"}
+          "neutron": "#d62728", "stateless": "#9467bd"}
 
 
 def _ticks(lo: float, hi: float) -> list[float]:
@@ -62,11 +62,12 @@ def plot(path: str, rows, dp, ee) -> None:
             "Neutron's way": [(r.n, r.neutron_cold) for r in rows]})
     if dp:
         floor = next((d.pps_med for d in dp if d.name == "floor"), float("nan"))
-        ns = sorted({d.n for d in dp if d.name != "floor"})
+        ns = sorted({d.n for d in dp if d.name not in ("floor", "direct")})
         parts += _panel(W, "Data plane: ping -f through qrouter", "FIPs in the qrouter (N)",
                         "round trips per second", {
                             "dvrnet": [(d.n, d.pps_med) for d in dp if d.name == "dvrnet"],
                             "neutron": [(d.n, d.pps_med) for d in dp if d.name == "neutron"],
+                            "stateless": [(d.n, d.pps_med) for d in dp if d.name == "stateless"],
                             "floor": [(n, floor) for n in ns]})
     if ee is not None and ee.latencies:
         parts.append(f'<text x="{W}" y="{H - 2}" text-anchor="middle">end to end, {len(ee.latencies)} FIPs: '
