@@ -311,6 +311,9 @@ def agent(host, mode, server, token, resync_interval, once, ready_file, log_leve
         report = a.run(once=once)
     except KeyboardInterrupt:
         report = a.last
+    finally:
+        a.close()
+        a.feed.close()
     if once:
         sys.exit(0 if report is not None and report.ok else 1)
 
@@ -374,7 +377,7 @@ def show(host, server, token, what, config_files, netns_prefix, bridge_netns, ex
         snap = snapshot(nconf.host, nconf.mode, timeout=nconf.rpc_timeout)
         cloud, revision, refused, cfg = snap.cloud, snap.revision, snap.refused, nconf.plan
         netns_prefix = cfg.netns_prefix
-        rec = Reconciler(prefix=netns_prefix)
+        rec = Reconciler(prefix=netns_prefix, register_proto=False)
     else:
         from .agent.feed import Feed
         if lab_mode and dvr_mac is None:
@@ -390,7 +393,7 @@ def show(host, server, token, what, config_files, netns_prefix, bridge_netns, ex
         cfg = _plan_config(netns_prefix, bridge_netns, external_bridge, bridge_mappings, port_kind, dvr_mac, uplinks,
                            _bgp_config(bgp_local_as, bgp_peers, bgp_peer_as, bfd_ms, bfd_multiplier, blackhole_seconds),
                            integration_bridge, **dataplane)
-        rec = Reconciler(prefix=netns_prefix, switch=_switch(port_kind, ovs_db, bridge_netns))
+        rec = Reconciler(prefix=netns_prefix, register_proto=False, switch=_switch(port_kind, ovs_db, bridge_netns))
     if what == "limits":
         _show_limits(cloud, host, cfg)
         return

@@ -119,3 +119,15 @@ def test_agent_converges_and_follows_the_feed(server, netns_prefix):
             agent.wait(10)
         except subprocess.TimeoutExpired:
             agent.kill()
+
+
+def test_once_with_an_unreachable_server_is_one_line_and_fails_within_seconds(netns_prefix):
+    url = f"http://127.0.0.1:{_free_port()}"          # nothing listens there
+    t0 = time.monotonic()
+    p = subprocess.run(_agent_cmd(url, netns_prefix, f"{netns_prefix}node", "--once"), capture_output=True,
+                       text=True, timeout=60, check=False)
+    elapsed = time.monotonic() - t0
+    assert p.returncode == 1, (p.returncode, p.stderr)
+    lines = p.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("dvrnet: ") and url in lines[0], p.stderr
+    assert elapsed < 10, f"--once took {elapsed:.1f} s to give up"

@@ -231,3 +231,39 @@ def test_eperm_is_reported_per_object(netns_prefix):
     assert "EPERM" in out.stdout or "not permitted" in out.stdout, out.stdout
     res = Reconciler(p).sync(changed)
     assert res.ok, str(res)
+
+
+@pytest.mark.parametrize("watch", [False, True], ids=["full-reads", "watch"])
+def test_a_namespace_unreadable_when_read_back_is_an_error(netns_prefix, watch):
+    """The verify read fails for one namespace (it stops being a namespace mount right after the
+    apply; an open fd keeps it alive): the result names it and is not ok, though everything else
+    converged (the namespace has no veth to another one, so nothing else shows it)."""
+    from dataclasses import replace
+
+    from dvrnet.plan.state import Namespace, Route
+    p = netns_prefix
+    lone = f"{p}qrouter-lone"
+    make_bridge_ns(p)
+    base = desired(p)
+    want = replace(base, namespaces={**base.namespaces, lone: Namespace(
+        lone, routes=frozenset({Route(254, "192.0.2.0/24", type="blackhole")}))})
+    r = Reconciler(p, watch=watch)
+    held: list[int] = []
+    real_apply = r.apply
+
+    def apply_then_unmount(plan, done=None):
+        errors = real_apply(plan, done=done)
+        held.append(os.open(f"/run/netns/{lone}", os.O_RDONLY))
+        subprocess.run(["umount", "--lazy", f"/run/netns/{lone}"], check=True)
+        return errors
+    r.apply = apply_then_unmount
+    try:
+        res = r.sync(want)
+    finally:
+        r.close()
+        for fd in held:
+            os.close(fd)
+    assert held and len(res.applied) == len(res.plan) > 40
+    assert not res.differences, res.differences
+    assert not res.ok, str(res)
+    assert [e for e in res.errors if isinstance(e, str) and e.startswith(f"reading back {lone}:")], str(res)

@@ -57,7 +57,7 @@ def host_diff(info: LabInfo, host: str, port_kind: str = "veth"):
     """(plan, desired, observed) of HOST now: the server's view against the kernel."""
     view = Feed(info.server_url, host, "dvr", max_backoff=0).fetch_once()
     c = cfg(info, host, port_kind)
-    desired, observed = desired_state(view.cloud, host, c, Reconciler(prefix=c.netns_prefix,
+    desired, observed = desired_state(view.cloud, host, c, Reconciler(prefix=c.netns_prefix, register_proto=False,
                                                                        switch=switch_of(info.node(host))))
     return diff(desired, observed, c.netns_prefix), desired, observed
 
