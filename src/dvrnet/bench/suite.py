@@ -13,9 +13,9 @@ import os
 import sys
 import time
 
-from rich.console import Console
 from rich.table import Table
 
+from ..console import Text, console, styled
 from ..progress import Progress
 from . import control, dataplane, e2e
 from .svg import plot
@@ -42,8 +42,8 @@ def _ms(s: float) -> str:
     return f"{s * 1000:,.0f} ms" if s >= 0.1 else f"{s * 1000:,.1f} ms"
 
 
-def _verdict(ok: bool) -> str:
-    return "[green]met[/]" if ok else "[red]missed[/]"
+def _verdict(ok: bool) -> tuple[str, str]:
+    return ("met", "green") if ok else ("missed", "red")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -56,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
         print("dvrnet bench needs root: it creates network namespaces", file=sys.stderr)
         return 2
     k = QUICK if a.quick else FULL
-    out = Console(width=150) if not sys.stdout.isatty() else Console()
+    out = console(width=150) if not sys.stdout.isatty() else console()
     prog = Progress.for_stream(sys.stderr)
     say = prog.say
     top = f"dvb{os.getpid()}"
@@ -92,8 +92,8 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         control.cleanup(top + "-")
 
-    out.print(f"[bold]dvrnet bench{' --quick' if a.quick else ''}[/]  ({os.cpu_count()} CPUs, load "
-              f"{load:.2f} at start, {time.perf_counter() - t_start:.0f} s)")
+    out.print(styled((f"dvrnet bench{' --quick' if a.quick else ''}", "bold"),
+                     f"  ({os.cpu_count()} CPUs, load {load:.2f} at start, {time.perf_counter() - t_start:.0f} s)"))
     if rows:
         t = Table(title="1. Control plane, one node: N FIPs over 100 routers (101 namespaces)")
         for col in ("N", "row", "cold", "no change", "+1 FIP", "+1 external subnet", "processes", "vs dvrnet"):
@@ -135,24 +135,25 @@ def main(argv: list[str] | None = None) -> int:
                       f"per process ({sample.failures} failed); other N = their exact process count × that cost "
                       "(gratuitous ARP processes left out)")
         big = rows[-1]
-        out.print(f"  targets at N={big.n:,}: dvrnet ≤ 2× floor: {_verdict(big.cold <= 2 * big.floor_cold)} "
-                  f"({big.cold / big.floor_cold:.2f}×); ≥ 20× faster than Neutron's way: "
-                  f"{_verdict(big.neutron_cold >= 20 * big.cold)} ({big.neutron_cold / big.cold:.0f}×); "
-                  f"near-linear (exponent ≤ 1.1): {_verdict(e_d <= 1.1)}")
+        out.print(styled(f"  targets at N={big.n:,}: dvrnet ≤ 2× floor: ", _verdict(big.cold <= 2 * big.floor_cold),
+                         f" ({big.cold / big.floor_cold:.2f}×); ≥ 20× faster than Neutron's way: ",
+                         _verdict(big.neutron_cold >= 20 * big.cold), f" ({big.neutron_cold / big.cold:.0f}×); "
+                         "near-linear (exponent ≤ 1.1): ", _verdict(e_d <= 1.1)))
     if dp:
         t = Table(title="2. Data plane: per-packet cost through a qrouter- namespace (medians of interleaved runs)")
         for col in ("layout", "reachable", "ip route get µs/lookup", "ping -f round trips/s", "runs (pps)"):
             t.add_column(col, justify="left" if col in ("layout", "runs (pps)") else "right")
         for d in dp:
-            t.add_row(d.label, "yes" if d.ok else "[red]NO[/]", f"{d.route_get_med:.1f}",
+            t.add_row(d.label, "yes" if d.ok else Text("NO", style="red"), f"{d.route_get_med:.1f}",
                       f"{d.pps_med:,.0f}", " ".join(f"{x / 1000:.0f}k" for x in d.pps))
         out.print(t)
         dv = {d.n: d for d in dp if d.name == "dvrnet"}
         lo, hi = min(dv), max(dv)
         rg = dv[hi].route_get_med / dv[lo].route_get_med - 1
         pp = dv[lo].pps_med / dv[hi].pps_med - 1
-        out.print(f"  target: dvrnet at N={hi:,} within 10% of N={lo} (cost per packet, + = slower): "
-                  f"route get {rg:+.0%} {_verdict(abs(rg) <= 0.10)}, ping -f {pp:+.0%} {_verdict(abs(pp) <= 0.10)}")
+        out.print(styled(f"  target: dvrnet at N={hi:,} within 10% of N={lo} (cost per packet, + = slower): "
+                         f"route get {rg:+.0%} ", _verdict(abs(rg) <= 0.10), f", ping -f {pp:+.0%} ",
+                         _verdict(abs(pp) <= 0.10)))
     if ee is not None:
         t = Table(title="3. End to end: API call → first ping reply from the internet host")
         for col in ("FIPs", "p50", "p99", "max", "failures"):
@@ -161,8 +162,8 @@ def main(argv: list[str] | None = None) -> int:
                   _ms(max(ee.latencies)) if ee.latencies else "—", str(ee.failures))
         out.print(t)
         if ee.error:
-            out.print(f"  [red]error:[/] {ee.error}")
-        out.print(f"  target p99 ≤ 1 s: {_verdict(ee.p99 <= 1.0 and not ee.failures and not ee.error)}")
+            out.print(styled("  ", ("error:", "red"), f" {ee.error}"))
+        out.print(styled("  target p99 ≤ 1 s: ", _verdict(ee.p99 <= 1.0 and not ee.failures and not ee.error)))
     plot(a.plot, rows, dp, ee)
     out.print(f"plot: {a.plot}")
     return 0
