@@ -131,3 +131,37 @@ def test_once_with_an_unreachable_server_is_one_line_and_fails_within_seconds(ne
     lines = p.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("dvrnet: ") and url in lines[0], p.stderr
     assert elapsed < 10, f"--once took {elapsed:.1f} s to give up"
+
+
+
+def test_show_writes_nothing_and_says_when_it_needs_root(server, netns_prefix):
+    """`dvrnet show` is inspection: run where /etc/iproute2/rt_protos.d is an empty read-only
+    directory (a private mount namespace) it still works — it registers nothing; run as nobody,
+    where reading the namespaces needs root, it says so in one line."""
+    import os
+    import pathlib
+    import site
+
+    import dvrnet
+    _c, _ext, net, _red, _ports, _fip = _build(server)
+    node = _bridges(netns_prefix, net["id"])
+    once = subprocess.run(_agent_cmd(server, netns_prefix, node, "--once"), capture_output=True, text=True,
+                          timeout=60, check=False)
+    assert once.returncode == 0, once.stderr
+    show = ["-m", "dvrnet.cli", "show", "compute1", "--server", server, "--netns-prefix", netns_prefix,
+            "--bridge-netns", node]
+    private_ro = 'mount --make-rprivate / && mount -t tmpfs -o ro tmpfs /etc/iproute2/rt_protos.d && exec "$@"'
+    ro = subprocess.run(["unshare", "--mount", "sh", "-c", private_ro, "sh", sys.executable, *show],
+                        capture_output=True, text=True, timeout=60, check=False)
+    assert ro.returncode == 0 and "kernel matches the model" in ro.stdout, ro.stdout + ro.stderr
+    if not os.path.exists("/usr/bin/python3"):
+        pytest.skip("no /usr/bin/python3 to run dvrnet as nobody (the venv's interpreter is under /root)")
+    src = str(pathlib.Path(dvrnet.__file__).parent.parent)
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": "/nonexistent",
+           "PYTHONPATH": os.pathsep.join([src, *site.getsitepackages()])}
+    p = subprocess.run(["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", "/usr/bin/python3", *show],
+                       capture_output=True, text=True, timeout=60, check=False, env=env, cwd="/")
+    assert p.returncode == 1, (p.returncode, p.stdout, p.stderr)
+    lines = p.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("dvrnet: ") and "root" in lines[0], p.stderr
+    assert "Traceback" not in p.stderr
