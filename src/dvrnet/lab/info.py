@@ -152,7 +152,8 @@ class LabInfo:
 def info_text(info: LabInfo) -> str:
     """`lab info` for people: one line per server, host, gateway, node, router and VM."""
     def table(rows: list[list[str]]) -> list[str]:
-        widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))] if rows else []
+        n = max((len(r) for r in rows), default=0)
+        widths = [max(len(r[i]) for r in rows if i < len(r)) for i in range(n)]
         return ["  " + "  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
     out = [f"lab {info.prefix} (state in {info.state_dir})",
            f"server: {info.server_url or 'not running'}",
@@ -161,9 +162,13 @@ def info_text(info: LabInfo) -> str:
            f"probe: {info.probe_netns} " + ", ".join(sorted(info.probe_addresses.values()))
            + f"; sink: {info.sink_netns} " + ", ".join(sorted(info.sink_addresses.values())),
            "gateways:"]
+    if info.tor:
+        out.insert(-1, f"top-of-rack router (routed mode): {info.tor.get('address')} AS {info.tor.get('asn')} "
+                       f"in {info.tor.get('netns')}")
     out += table([[g.name, g.subnet, f"via {g.address}", g.netns] for g in info.gateways])
     out.append("nodes:")
     out += table([[n.name, n.mode, f"prefix {n.prefix}", f"bridges {n.bridge_netns}", f"underlay {n.underlay_ip}",
+                   *([f"private {n.private_address}"] if n.private_address else []),
                    f"agent pid {n.agent_pid}" if n.agent_pid else "agent not running"] for n in info.nodes])
     out.append("routers:")
     out += table([[r.name, r.id, f"snat on {r.snat_node or '-'}", "as " + (", ".join(r.snat_ips) or "-"),
