@@ -1,13 +1,25 @@
-"""The one `dvrnet` command. Bad input: one line on stderr naming the field and the reason, exit 1."""
+"""The one `dvrnet` command.
+
+Errors (`run`): what an operator can cause or fix — bad input, a server that cannot be reached, no
+lab, not root, a refused API call — is one line on stderr and a non-zero exit (2 for a malformed
+command line, 1 otherwise). Anything else is a bug in dvrnet (e.g. the planner's `PlanConflict`,
+the reconciler's `NotOwned`): its traceback, then one line saying it is a bug, exit 70.
+Inspection commands (`show`, `trace`, `lab info`) write nothing; reading a namespace needs root,
+and a non-root run that would have to says so in one line.
+"""
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import sys
+import traceback
 
 import click
 
 from .model.errors import DvrnetError
+
+EXIT_BUG = 70                  # EX_SOFTWARE: an internal error
 
 SCENARIOS = ("seed",)
 
@@ -65,8 +77,39 @@ def server(bind: str, db: str | None, auth: str, tokens: str | None, state_dir: 
     """Run the Neutron-compatible API server."""
     if auth == "token" and not tokens:
         raise click.BadParameter("--auth token needs --tokens FILE", param_hint="--tokens")
-    from .api.serve import run
+    from .api.serve import parse_bind, run
+    try:
+        parse_bind(bind)
+    except ValueError as e:
+        raise click.BadParameter(str(e), param_hint="--bind") from None
+    if db is not None:
+        import sqlalchemy
+        try:
+            sqlalchemy.engine.make_url(db).get_dialect()
+        except (sqlalchemy.exc.ArgumentError, sqlalchemy.exc.NoSuchModuleError) as e:
+            raise click.BadParameter(f"{db!r}: {e}", param_hint="--db") from None
+    try:
+        os.makedirs(state_dir, exist_ok=True)
+    except OSError as e:
+        raise click.BadParameter(f"{state_dir}: {e.strerror}", param_hint="--state-dir") from None
     run(bind=bind, db=db, auth=auth, state_dir=state_dir, tokens=tokens, change_log_revisions=change_log_revisions)
+
+
+@contextlib.contextmanager
+def _reading_namespaces(what: str):
+    """Namespaces that cannot be read: one line (as non-root: that it needs root), never a traceback."""
+    from .kernel.iproute import ReadError
+    try:
+        yield
+    except ReadError as e:
+        if os.geteuid() != 0:
+            raise click.ClickException(f"{what} reads network namespaces: run it as root ({e})") from None
+        raise click.ClickException(f"{what}: {e}") from None
+
+
+def _need_root(what: str) -> None:
+    if os.geteuid() != 0:
+        raise click.ClickException(f"{what}: run it as root")
 
 
 def _plan_options(fn):
@@ -297,6 +340,7 @@ def agent(host, mode, server, token, resync_interval, once, ready_file, log_leve
 
     from .agent.feed import Feed
     from .agent.loop import Agent
+    _need_root("the agent changes network namespaces")
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s")
     cfg = _plan_config(netns_prefix, bridge_netns, external_bridge, bridge_mappings, port_kind, dvr_mac, uplinks,
                        _bgp_config(bgp_local_as, bgp_peers, bgp_peer_as, bfd_ms, bfd_multiplier, blackhole_seconds),
@@ -311,6 +355,9 @@ def agent(host, mode, server, token, resync_interval, once, ready_file, log_leve
         report = a.run(once=once)
     except KeyboardInterrupt:
         report = a.last
+    finally:
+        a.close()
+        a.feed.close()
     if once:
         sys.exit(0 if report is not None and report.ok else 1)
 
@@ -374,7 +421,7 @@ def show(host, server, token, what, config_files, netns_prefix, bridge_netns, ex
         snap = snapshot(nconf.host, nconf.mode, timeout=nconf.rpc_timeout)
         cloud, revision, refused, cfg = snap.cloud, snap.revision, snap.refused, nconf.plan
         netns_prefix = cfg.netns_prefix
-        rec = Reconciler(prefix=netns_prefix)
+        rec = Reconciler(prefix=netns_prefix, register_proto=False)
     else:
         from .agent.feed import Feed
         if lab_mode and dvr_mac is None:
@@ -385,16 +432,21 @@ def show(host, server, token, what, config_files, netns_prefix, bridge_netns, ex
             given = click.get_current_context().get_parameter_source("port_kind")
             if lab_kind and given is click.core.ParameterSource.DEFAULT:
                 port_kind = lab_kind
-        view = Feed(server, host, "dvr", token=token, max_backoff=0).fetch_once()
+        feed = Feed(server, host, "dvr", token=token, max_backoff=0)
+        try:
+            view = feed.fetch_once()
+        finally:
+            feed.close()
         cloud, revision = view.cloud, view.revision
         cfg = _plan_config(netns_prefix, bridge_netns, external_bridge, bridge_mappings, port_kind, dvr_mac, uplinks,
                            _bgp_config(bgp_local_as, bgp_peers, bgp_peer_as, bfd_ms, bfd_multiplier, blackhole_seconds),
                            integration_bridge, **dataplane)
-        rec = Reconciler(prefix=netns_prefix, switch=_switch(port_kind, ovs_db, bridge_netns))
+        rec = Reconciler(prefix=netns_prefix, register_proto=False, switch=_switch(port_kind, ovs_db, bridge_netns))
     if what == "limits":
         _show_limits(cloud, host, cfg)
         return
-    desired, observed = desired_state(cloud, host, cfg, rec)
+    with _reading_namespaces(f"dvrnet show {host}"):
+        desired, observed = desired_state(cloud, host, cfg, rec)
     if svg is not None:
         _show_svg(svg, host, cloud, cfg, desired, observed, trace_path, inbound, src, lab_mode)
         return
@@ -471,21 +523,49 @@ LAB_STATE = os.environ.get("DVRNET_LAB_STATE", "/var/lib/dvrnet/lab")
 LAB_PREFIX = os.environ.get("DVRNET_LAB_PREFIX", "dvl-")
 
 
+def _lab_prefix(_ctx, _param, value: str | None) -> str | None:
+    from .lab.world import PREFIX_RE
+    if value is not None and not PREFIX_RE.match(value):
+        raise click.BadParameter(f"{value!r}: a lab prefix is 2-12 lowercase letters or digits, starting with "
+                                 "a letter, then '-' (e.g. dvl-)")
+    return value
+
+
 def _lab_options(fn):
     fn = click.option("--state-dir", default=LAB_STATE, show_default=True, help="Where the lab keeps its state.")(fn)
-    fn = click.option("--prefix", default=LAB_PREFIX, show_default=True,
+    fn = click.option("--prefix", default=LAB_PREFIX, show_default=True, callback=_lab_prefix,
                       help="Name prefix of everything the lab creates.")(fn)
     return fn
+
+
+def _existing_lab_options(fn):
+    """--state-dir and --prefix of commands that use a running lab: the lab is the one in the
+    state directory; --prefix, when given, must be that lab's."""
+    fn = click.option("--state-dir", default=LAB_STATE, show_default=True, help="The lab's state directory.")(fn)
+    fn = click.option("--prefix", default=None, callback=_lab_prefix,
+                      help="The lab's name prefix: refuse a lab in --state-dir with another one "
+                           f"(default: whichever lab is there; `lab up` uses {LAB_PREFIX}).")(fn)
+    return fn
+
+
+def _load_lab(state_dir: str, prefix: str | None = None):
+    """The LabInfo in STATE_DIR (and of PREFIX, when given): one line when there is none."""
+    from .lab.info import LabInfo
+    try:
+        info = LabInfo.load(state_dir)
+    except FileNotFoundError:
+        raise click.ClickException(f"no lab in {state_dir}: run `dvrnet lab up` first") from None
+    except (OSError, ValueError, TypeError) as e:
+        raise click.ClickException(f"cannot read the lab in {state_dir}: {e}") from None
+    if prefix is not None and info.prefix != prefix:
+        raise click.ClickException(f"the lab in {state_dir} has prefix {info.prefix}, not {prefix}: "
+                                   f"give the --state-dir of the lab {prefix}")
+    return info
 
 
 @main.group()
 def lab() -> None:
     """The article's figure on this machine, built from network namespaces, checked with packets."""
-
-
-def _need_root() -> None:
-    if os.geteuid() != 0:
-        raise click.ClickException("the lab creates network namespaces: run it as root")
 
 
 def _lab_up(prefix: str, state_dir: str, extra_fips: int = 0, routed: bool = False, port_kind: str = "veth",
@@ -497,13 +577,10 @@ def _lab_up(prefix: str, state_dir: str, extra_fips: int = 0, routed: bool = Fal
               port_kind=port_kind, control=control)
 
 
-def _lab_check(state_dir: str, as_json: bool) -> bool:
+def _lab_check(state_dir: str, as_json: bool, prefix: str | None = None) -> bool:
     from .lab.checks import render_table, rows_json, run_checks
-    from .lab.info import LabInfo
-    try:
-        info = LabInfo.load(state_dir)
-    except FileNotFoundError:
-        raise click.ClickException(f"no lab in {state_dir}: run `dvrnet lab up` first") from None
+    info = _load_lab(state_dir, prefix)
+    _need_root("lab check sends packets from the lab's namespaces")
     if info.tor is not None:
         from .lab.routed_checks import run_routed_checks
         rows = run_routed_checks(info)
@@ -532,46 +609,46 @@ def _lab_check(state_dir: str, as_json: bool) -> bool:
                    "RabbitMQ; `make neutron-venv`) whose L3 agents are `dvrnet neutron-agent`.")
 def lab_up(prefix: str, state_dir: str, extra_fips: int, routed: bool, port_kind: str, control: str) -> None:
     """Build the lab: external segment, gateways, internet host, nodes, server, agents, the seed's resources."""
-    _need_root()
+    _need_root("the lab creates network namespaces")
     if port_kind in ("ovs", "ovs-veth"):
         import shutil
         missing = [t for t in ("ovsdb-tool", "ovsdb-server", "ovs-vswitchd", "ovs-vsctl") if shutil.which(t) is None]
         if missing:
             raise click.ClickException(f"--port-kind {port_kind}: Open vSwitch is not installed ({', '.join(missing)} "
                                        "missing; `make deb` installs openvswitch-switch)")
-    try:
+    with _lab_failures():
         _lab_up(prefix, state_dir, extra_fips, routed, port_kind, control)
-    except RuntimeError as e:
-        raise click.ClickException(str(e)) from None
 
 
 @lab.command("check")
-@_lab_options
+@_existing_lab_options
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable rows.")
-def lab_check(prefix: str, state_dir: str, as_json: bool) -> None:
+def lab_check(prefix: str | None, state_dir: str, as_json: bool) -> None:
     """Run the traffic checks; exit 1 when any fails."""
-    _need_root()
-    if not _lab_check(state_dir, as_json):
+    if not _lab_check(state_dir, as_json, prefix):
         sys.exit(1)
 
 
 @lab.command("info")
-@_lab_options
-@click.option("--json", "as_json", is_flag=True, default=True, help="JSON (the only format).")
-def lab_info(prefix: str, state_dir: str, as_json: bool) -> None:
-    """Where everything is: VMs, FIPs, gateways, the internet host, node prefixes, agent PIDs, server URL."""
-    from .lab.info import LabInfo
-    try:
-        click.echo(LabInfo.load(state_dir).to_json())
-    except FileNotFoundError:
-        raise click.ClickException(f"no lab in {state_dir}: run `dvrnet lab up` first") from None
+@_existing_lab_options
+@click.option("--json/--text", "as_json", default=False, show_default=True,
+              help="JSON (every field) or text for people (the default).")
+def lab_info(prefix: str | None, state_dir: str, as_json: bool) -> None:
+    """Where everything is: VMs, FIPs, gateways, the internet host, node prefixes, agent PIDs, server URL.
+
+    Agent PIDs are those of the agents running now (found by their command line), also after an
+    agent was restarted."""
+    from .lab.agents import with_running_agents
+    from .lab.info import info_text
+    info = with_running_agents(_load_lab(state_dir, prefix))
+    click.echo(info.to_json() if as_json else info_text(info), nl=as_json)
 
 
 @lab.command("down")
 @_lab_options
 def lab_down(prefix: str, state_dir: str) -> None:
     """Remove everything the lab created (namespaces, links, processes, files), also after a crash."""
-    _need_root()
+    _need_root("the lab's namespaces and processes belong to root")
     from .lab.down import down
     r = down(prefix, state_dir)
     click.echo(f"lab down: removed {len(r.namespaces)} namespaces, stopped {len(r.killed)} processes")
@@ -581,12 +658,10 @@ def lab_down(prefix: str, state_dir: str) -> None:
 @_lab_options
 def demo(prefix: str, state_dir: str) -> None:
     """What `make demo` runs: lab up, lab check, and how to look around."""
-    _need_root()
-    try:
+    _need_root("the lab creates network namespaces")
+    with _lab_failures():
         info = _lab_up(prefix, state_dir)
-    except RuntimeError as e:
-        raise click.ClickException(str(e)) from None
-    ok = _lab_check(state_dir, False)
+    ok = _lab_check(state_dir, False, prefix)
     c1 = info.node("compute1")
     click.echo(f"""
 The lab is up and stays up (API server: {info.server_url}). Look around:
@@ -624,15 +699,16 @@ def trace(vm, dst, fip, src, host, server, token, state_dir, as_json, netns_pref
     external segment: who answers ARP for the FIP, then to the VM and back out).
 
     Exit 1 when any hop is wrong; the first wrong hop is named."""
-    t = _run_trace(vm, dst, fip, src, host, server, token, state_dir,
-                   lambda h, prefix, bridge: _plan_config(prefix, bridge, external_bridge, bridge_mappings, port_kind,
-                                                          dvr_mac if dvr_mac else (_lab_node_mac(h) if server is None
-                                                                                   else None), uplinks,
-                                                          _bgp_config(bgp_local_as, bgp_peers, bgp_peer_as, bfd_ms,
-                                                                      bfd_multiplier, blackhole_seconds),
-                                                          integration_bridge,
-                                                          **dataplane),
-                   netns_prefix, bridge_netns)
+    with _reading_namespaces("dvrnet trace"):
+        t = _run_trace(vm, dst, fip, src, host, server, token, state_dir,
+                       lambda h, prefix, bridge: _plan_config(prefix, bridge, external_bridge, bridge_mappings,
+                                                              port_kind, dvr_mac if dvr_mac else (
+                                                                  _lab_node_mac(h) if server is None else None),
+                                                              uplinks,
+                                                              _bgp_config(bgp_local_as, bgp_peers, bgp_peer_as, bfd_ms,
+                                                                          bfd_multiplier, blackhole_seconds),
+                                                              integration_bridge, **dataplane),
+                       netns_prefix, bridge_netns)
     click.echo(t.to_json() if as_json else t.text())
     if not t.agree:
         sys.exit(1)
@@ -671,9 +747,22 @@ def _run_trace(vm, dst, fip, src, host, server, token, state_dir, config, netns_
         raise click.ClickException(str(e)) from None
 
 
+@contextlib.contextmanager
+def _lab_failures():
+    """What `lab up` reports when the lab cannot be built (a command, the server or an agent
+    failed; the lab's API calls refused): one line. Bugs stay bugs."""
+    import httpx
+    try:
+        yield
+    except (NotImplementedError, RecursionError):
+        raise
+    except (RuntimeError, httpx.HTTPError) as e:        # LabError, ApiError, DaemonError, start failures
+        raise click.ClickException(str(e)) from None
+
+
 def run() -> None:
-    """Entry point: every error an operator can cause is one line on stderr and a non-zero exit
-    (2 for a malformed command line, 1 otherwise); only bugs print a traceback."""
+    """Entry point: operator errors are one line on stderr and a non-zero exit (2 for a malformed
+    command line, 1 otherwise); anything else is a bug: its traceback, one line saying so, exit 70."""
     try:
         main(standalone_mode=False)
     except click.exceptions.Abort:
@@ -682,12 +771,17 @@ def run() -> None:
     except click.ClickException as e:
         click.echo(f"dvrnet: {e.format_message()}", err=True)
         sys.exit(e.exit_code)
-    except DvrnetError as e:
+    except DvrnetError as e:                            # bad input, unreachable server, refused call
         click.echo(f"dvrnet: {e}", err=True)
         sys.exit(1)
-    except (ValueError, OSError) as e:
-        click.echo(f"dvrnet: {e}", err=True)
+    except PermissionError as e:                        # not root
+        click.echo(f"dvrnet: {e} (run it as root)", err=True)
         sys.exit(1)
+    except Exception as e:  # noqa: BLE001 - reported as what it is: a bug, with its traceback
+        traceback.print_exc()
+        click.echo(f"dvrnet: internal error, a bug in dvrnet (not in how it was called): "
+                   f"{type(e).__name__}: {e}", err=True)
+        sys.exit(EXIT_BUG)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -9,7 +9,8 @@ bar on a terminal (rich), plain lines otherwise — one when a task starts, at m
             advance()          # thread-safe; advance(n) for n at once
 
 `Progress.plain(say)` writes its lines through SAY (a logger, print) and never draws; a task
-with total 0 says nothing. Each task's last line gives its count and duration.
+with total 0 says nothing. Each task's last line gives its count and duration. The live bar prints
+through `dvrnet.console` (text as it is: no markup, no emoji codes).
 """
 from __future__ import annotations
 
@@ -33,8 +34,8 @@ class Progress:
         self.every = every
         self._console = None
         if live:
-            from rich.console import Console
-            self._console = Console(file=stream or sys.stderr)
+            from .console import console
+            self._console = console(file=stream or sys.stderr)
 
     @classmethod
     def for_stream(cls, stream: TextIO | None = None, every: float = 2.0, prefix: str = "") -> Progress:
@@ -49,8 +50,8 @@ class Progress:
 
     def say(self, msg: str) -> None:
         if self._console is not None:
-            from rich.markup import escape
-            self._console.print(f"[dim]{escape(self.prefix + msg)}[/dim]")
+            from .console import Text
+            self._console.print(Text(self.prefix + msg, style="dim"))
         else:
             self._say(msg)
 
@@ -61,14 +62,13 @@ class Progress:
             return
         t0 = time.monotonic()
         if self._console is not None:
-            from rich.markup import escape
             from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
             from rich.progress import Progress as Bar
-            bar = Bar(
-                TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+            bar = Bar(                                      # the description is printed as it is
+                TextColumn("{task.description}", markup=False), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                 TimeRemainingColumn(), console=self._console, transient=False)
             with bar:
-                tid = bar.add_task(escape(what), total=total)
+                tid = bar.add_task(what, total=total)
                 yield lambda n=1: bar.advance(tid, n)
             return
         lock = threading.Lock()

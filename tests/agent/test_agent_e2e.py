@@ -11,6 +11,8 @@ import time
 import httpx
 import pytest
 
+from waiting import wait_for
+
 pytestmark = pytest.mark.root
 
 
@@ -27,13 +29,9 @@ def server(tmp_path):
     proc = subprocess.Popen([sys.executable, "-m", "dvrnet.cli", "server", "--bind", f"127.0.0.1:{port}",
                              "--state-dir", str(tmp_path)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
-        for _ in range(100):
-            try:
-                if httpx.get(url + "/", timeout=0.5).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.1)
-        else:
+        wait_for(lambda: proc.poll() is not None or httpx.get(url + "/", timeout=0.5).status_code == 200, 30,
+                 f"the server to answer on {url}")
+        if proc.poll() is not None:
             raise RuntimeError("server did not start: " + proc.stderr.read().decode()[-2000:])
         yield url
     finally:
@@ -82,7 +80,7 @@ def _agent_cmd(url, prefix, node, *extra):
             "--netns-prefix", prefix, "--bridge-netns", node, "--log-level", "WARNING", *extra]
 
 
-def test_agent_converges_and_follows_the_feed(server, netns_prefix):
+def test_agent_converges_and_follows_the_feed(server, netns_prefix, tmp_path):
     c, ext, net, _red, ports, fip = _build(server)
     node = _bridges(netns_prefix, net["id"])
     once = subprocess.run(_agent_cmd(server, netns_prefix, node, "--once"), capture_output=True, text=True, timeout=60, check=False)
@@ -97,20 +95,20 @@ def test_agent_converges_and_follows_the_feed(server, netns_prefix):
     assert show.returncode == 0 and "kernel matches the model" in show.stdout, show.stdout + show.stderr
 
     # a running agent applies a new FIP within a second
-    agent = subprocess.Popen(_agent_cmd(server, netns_prefix, node), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    ready = tmp_path / "agent.ready"
+    agent = subprocess.Popen(_agent_cmd(server, netns_prefix, node, "--ready-file", str(ready)),
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
-        time.sleep(1.5)         # let it finish its start-up pass and wait on the feed
+        # its start-up pass converged: it follows the feed now
+        wait_for(lambda: ready.exists() or agent.poll() is not None, 30, "the agent's first converged pass")
+        assert agent.poll() is None, agent.stderr.read().decode()[-2000:]
         t0 = time.monotonic()
         new = _post(c, "/v2.0/floatingips", {"floatingip": {"floating_network_id": ext["id"], "port_id": ports[1]["id"]}})
         addr = new["floating_ip_address"]
-        latency = None
-        while time.monotonic() - t0 < 5:
-            out = subprocess.run(["ip", "-n", fip_ns, "route", "show", f"{addr}/32"], capture_output=True, text=True, check=False).stdout
-            if addr in out:
-                latency = time.monotonic() - t0
-                break
-            time.sleep(0.01)
-        assert latency is not None, "the FIP never reached the kernel"
+        wait_for(lambda: addr in subprocess.run(["ip", "-n", fip_ns, "route", "show", f"{addr}/32"],
+                                                capture_output=True, text=True, check=False).stdout,
+                 5, "the FIP's /32 in the kernel", step=0.01)
+        latency = time.monotonic() - t0
         print(f"FIP API->kernel latency: {latency * 1000:.0f} ms")
         assert latency < 1.0, f"FIP took {latency:.2f} s from API call to kernel"
     finally:
@@ -119,3 +117,49 @@ def test_agent_converges_and_follows_the_feed(server, netns_prefix):
             agent.wait(10)
         except subprocess.TimeoutExpired:
             agent.kill()
+
+
+def test_once_with_an_unreachable_server_is_one_line_and_fails_within_seconds(netns_prefix):
+    url = f"http://127.0.0.1:{_free_port()}"          # nothing listens there
+    t0 = time.monotonic()
+    p = subprocess.run(_agent_cmd(url, netns_prefix, f"{netns_prefix}node", "--once"), capture_output=True,
+                       text=True, timeout=60, check=False)
+    elapsed = time.monotonic() - t0
+    assert p.returncode == 1, (p.returncode, p.stderr)
+    lines = p.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("dvrnet: ") and url in lines[0], p.stderr
+    assert elapsed < 10, f"--once took {elapsed:.1f} s to give up"
+
+
+
+def test_show_writes_nothing_and_says_when_it_needs_root(server, netns_prefix):
+    """`dvrnet show` is inspection: run where /etc/iproute2/rt_protos.d is an empty read-only
+    directory (a private mount namespace) it still works — it registers nothing; run as nobody,
+    where reading the namespaces needs root, it says so in one line."""
+    import os
+    import pathlib
+    import site
+
+    import dvrnet
+    _c, _ext, net, _red, _ports, _fip = _build(server)
+    node = _bridges(netns_prefix, net["id"])
+    once = subprocess.run(_agent_cmd(server, netns_prefix, node, "--once"), capture_output=True, text=True,
+                          timeout=60, check=False)
+    assert once.returncode == 0, once.stderr
+    show = ["-m", "dvrnet.cli", "show", "compute1", "--server", server, "--netns-prefix", netns_prefix,
+            "--bridge-netns", node]
+    private_ro = 'mount --make-rprivate / && mount -t tmpfs -o ro tmpfs /etc/iproute2/rt_protos.d && exec "$@"'
+    ro = subprocess.run(["unshare", "--mount", "sh", "-c", private_ro, "sh", sys.executable, *show],
+                        capture_output=True, text=True, timeout=60, check=False)
+    assert ro.returncode == 0 and "kernel matches the model" in ro.stdout, ro.stdout + ro.stderr
+    if not os.path.exists("/usr/bin/python3"):
+        pytest.skip("no /usr/bin/python3 to run dvrnet as nobody (the venv's interpreter is under /root)")
+    src = str(pathlib.Path(dvrnet.__file__).parent.parent)
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": "/nonexistent",
+           "PYTHONPATH": os.pathsep.join([src, *site.getsitepackages()])}
+    p = subprocess.run(["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", "/usr/bin/python3", *show],
+                       capture_output=True, text=True, timeout=60, check=False, env=env, cwd="/")
+    assert p.returncode == 1, (p.returncode, p.stdout, p.stderr)
+    lines = p.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("dvrnet: ") and "root" in lines[0], p.stderr
+    assert "Traceback" not in p.stderr

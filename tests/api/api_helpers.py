@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import socket
 import threading
-import time
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -13,6 +12,8 @@ from contextlib import contextmanager
 import httpx
 import pytest
 import uvicorn
+
+from waiting import wait_for
 
 warnings.filterwarnings("ignore", category=DeprecationWarning)
 with warnings.catch_warnings():
@@ -38,11 +39,9 @@ def running_server(app) -> Iterator[str]:
                                            timeout_graceful_shutdown=1))
     t = threading.Thread(target=server.run, daemon=True)
     t.start()
-    deadline = time.monotonic() + 15
-    while not server.started:
-        if time.monotonic() > deadline or not t.is_alive():
-            raise RuntimeError("uvicorn did not start")
-        time.sleep(0.02)
+    wait_for(lambda: server.started or not t.is_alive(), 15, "uvicorn to start", step=0.02)
+    if not server.started:
+        raise RuntimeError("uvicorn did not start")
     try:
         yield f"http://127.0.0.1:{port}"
     finally:

@@ -10,10 +10,12 @@ from api_helpers import build_topology, ok, running_server
 
 from dvrnet.api.app import create_app
 from dvrnet.wire.codec import cloud_from_json
+from waiting import wait_for
 
 
 def test_long_poll(db_url):
-    with running_server(create_app(db_url, feed_poll_interval=0.2)) as url, httpx.Client(base_url=url, timeout=30) as c:
+    app = create_app(db_url, feed_poll_interval=0.2)
+    with running_server(app) as url, httpx.Client(base_url=url, timeout=30) as c:
         ids = build_topology(c)
         v = ok(c.get("/v2.0/dvrnet/hosts/compute1/view"))
         rev = v["revision"]
@@ -40,7 +42,8 @@ def test_long_poll(db_url):
         threads = [threading.Thread(target=waiter) for _ in range(20)]
         for t in threads:
             t.start()
-        time.sleep(0.5)
+        feed = app.state.feed
+        wait_for(lambda: feed._waiters == 20, 10, "20 long-polls waiting in the feed")
         t_change = time.monotonic()
         ok(c.post("/v2.0/floatingips", json={"floatingip": {"floating_network_id": ids["ext"], "port_id": ids["port"]}}))
         for t in threads:
@@ -59,7 +62,7 @@ def test_feed_notices_writes_by_another_server(db_url):
         out = {}
         t = threading.Thread(target=lambda: out.update(ok(ca.get(f"/v2.0/dvrnet/hosts/h1/view?since={rev}&wait=20"))))
         t.start()
-        time.sleep(0.3)
+        wait_for(lambda: a.state.feed._waiters == 1, 10, "the long-poll waiting on A")
         t0 = time.monotonic()
         ok(cb.post("/v2.0/networks", json={"network": {"name": "n"}}))
         t.join(30)

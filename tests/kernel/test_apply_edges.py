@@ -54,3 +54,34 @@ def test_conntrack_look_by_source(netns_prefix):
     assert A._conntrack_names(ns, ["127.0.0.1"])
     assert not A._conntrack_names(ns, ["127.0.0.10", "10.9.9.9"])
     assert A._conntrack_names(netns_prefix + "missing", ["10.9.9.9"])      # cannot look: maybe
+
+
+def test_conntrack_entries_stay_when_the_nat_transaction_fails(netns_prefix):
+    """A `fixed2fip` element change forgets the conntrack entries of its fixed IPs only when its
+    nft transaction committed: a failed one (here: the table does not exist) changed no NAT."""
+    from dvrnet.plan.state import NftMap
+    from dvrnet.reconcile import ops as O
+    ns = netns_prefix + "q"
+    sh("ip", "netns", "add", ns)
+    sh("ip", "-n", ns, "link", "set", "lo", "up")
+    sh("ip", "netns", "exec", ns, "nft", "add table ip t; add chain ip t o { type filter hook output priority 0; }; "
+       "add rule ip t o ct state new counter")
+    sh("ip", "netns", "exec", ns, "ping", "-c", "1", "-W", "1", "127.0.0.1")
+
+    def entries() -> str:
+        def body() -> str:
+            with open("/proc/thread-self/net/nf_conntrack") as f:
+                return f.read()
+        return netns.run_in(ns, body)
+    if not netns.run_in(ns, lambda: __import__("os").path.exists("/proc/thread-self/net/nf_conntrack")):
+        pytest.skip("no nf_conntrack procfs on this kernel")
+    assert "src=127.0.0.1 " in entries()
+    op = O.NftElements(ns, family="ip", table="dvrnet", add=(("fixed2fip", "127.0.0.1", "203.0.113.9"),),
+                       maps=(NftMap("fixed2fip", "ipv4_addr", "ipv4_addr"),))
+    errors = A.execute(O.Plan((op,)))
+    assert len(errors) == 1 and errors[0].op is op
+    assert "src=127.0.0.1 " in entries(), "conntrack entries deleted for a NAT change that did not happen"
+    # the same change, committed: the entries go
+    sh("ip", "netns", "exec", ns, "nft", "add table ip dvrnet; add map ip dvrnet fixed2fip { type ipv4_addr : ipv4_addr; }")
+    assert A.execute(O.Plan((op,))) == []
+    assert "src=127.0.0.1 " not in entries()

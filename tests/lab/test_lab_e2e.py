@@ -121,6 +121,16 @@ def test_kernel_log_stays_clean(lab, kernel_log):
     assert rewritten > 0, "no routed frame left a node by VXLAN: the rewrite was not exercised"
 
 
+def test_agents_log_each_pass_at_info_in_the_state_dir(lab):
+    import os
+    import re
+    info, _ = lab
+    for n in info.nodes:
+        with open(os.path.join(info.state_dir, f"agent-{n.name}.log"), errors="replace") as f:
+            text = f.read()
+        assert re.search(r"dvrnet.agent INFO revision \d+: \d+ ops in \d+ ms, converged", text), (n.name, text[-2000:])
+
+
 def test_a_broken_subnet_table_is_reported(lab):
     info, _ = lab
     green = next(g for g in info.gateways if g.name == "green")

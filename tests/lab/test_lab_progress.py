@@ -28,7 +28,7 @@ def test_lab_up_with_extra_fips_shows_progress(tmp_path):
         assert f"lab {N} more FIPs through the API: 0/{N}" in lines, lines
         assert any(x.startswith(f"lab {N} more FIPs through the API: {N}/{N} in ") for x in lines), lines
         assert not any("\x1b[" in x for x in lines)                  # plain lines, no terminal drawing
-        info = json.loads(subprocess.run([sys.executable, "-m", "dvrnet.cli", "lab", "info", "--state-dir", state],
+        info = json.loads(subprocess.run([sys.executable, "-m", "dvrnet.cli", "lab", "info", "--json", "--state-dir", state],
                                          capture_output=True, text=True, check=True).stdout)
         seed_fips = sum(1 for v in info["vms"] if v["fip"])
         c = httpx.Client(base_url=info["server_url"], timeout=30)

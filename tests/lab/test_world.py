@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from waiting import wait_for
+
 from .conftest import run_in, unique_prefix
 
 pytestmark = pytest.mark.root
@@ -99,12 +101,11 @@ def test_distributed_gateway_bridge_rules(world):
     spec, _info, nets, vms = world
     net1, mac = nets[0], "fa:16:3e:00:00:01"
     q1 = _add_qr(spec, "compute1", net1, mac, "10.0.1.1")
-    time.sleep(0.05)
+    wait_for(lambda: arp_replies(f"{spec.prefix}vm1", "10.0.1.1", vms[0].ip), 5, "vm1 to resolve its local gateway")
     # only compute1 has a qr: vm2 on compute2 must NOT resolve the gateway across VXLAN
     assert arp_replies(f"{spec.prefix}vm2", "10.0.1.1", vms[1].ip) == []
-    assert arp_replies(f"{spec.prefix}vm1", "10.0.1.1", vms[0].ip), "vm1 resolves its local gateway"
     q2 = _add_qr(spec, "compute2", net1, mac, "10.0.1.1")
-    time.sleep(0.05)
+    wait_for(lambda: arp_replies(f"{spec.prefix}vm2", "10.0.1.1", vms[1].ip), 5, "vm2 to resolve its local gateway")
     r1 = arp_replies(f"{spec.prefix}vm1", "10.0.1.1", vms[0].ip)
     r2 = arp_replies(f"{spec.prefix}vm2", "10.0.1.1", vms[1].ip)
     assert len(r1) == 3 and len(r2) == 3      # one reply per request: the local qr only
@@ -152,11 +153,12 @@ def test_kernel_log_names_a_mac_shared_between_nodes(world):
             subprocess.run(["ip", "-n", ns, "link", "set", "eth0", "up"], check=True)
         want = {"own address", "duplicate address"}
         seen: list = []
-        end = time.monotonic() + 6
-        while time.monotonic() < end and {c.kind for c in seen} != want:
+
+        def both_complaints() -> bool:
             run_in(made[0], "arping", "-c", "1", "-w", "0.2", "-I", "eth0", "-U", "10.0.2.99")
-            seen += l2_complaints(log.new(), {"eth0", net2.bridge, net2.vxlan})
-            time.sleep(0.2)
+            seen.extend(l2_complaints(log.new(), {"eth0", net2.bridge, net2.vxlan}))
+            return {c.kind for c in seen} == want
+        wait_for(both_complaints, 6, "the kernel to log both complaints", step=0.2)
         assert {c.kind for c in seen} == want, [c.text for c in seen]
         assert all(set(c.devices) & {"eth0", net2.bridge, net2.vxlan} for c in seen)
     finally:
@@ -196,14 +198,16 @@ def test_down_leaves_nothing(tmp_path):
     assert rep.leftover_namespaces == []
     names = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=False).stdout.split()
     assert not [n for n in names if n.startswith(prefix)]
-    time.sleep(0.05)
-    for p in pids:
+
+    def stopped(p: int) -> bool:
         try:
             os.waitpid(p, os.WNOHANG)
         except ChildProcessError:
             pass
         stat = Path(f"/proc/{p}/stat").read_text() if os.path.exists(f"/proc/{p}/stat") else ""
-        assert not stat or stat.rsplit(")", 1)[1].split()[0] == "Z", f"process {p} still running"
+        return not stat or stat.rsplit(")", 1)[1].split()[0] == "Z"
+    for p in pids:
+        wait_for(lambda p=p: stopped(p), 5, f"process {p} to stop")
     assert not os.path.exists(spec.state_dir)
     # down again (e.g. after a crash that already lost everything) is a no-op
     assert down(prefix, spec.state_dir).namespaces == []

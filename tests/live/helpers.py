@@ -6,7 +6,6 @@ import os
 import signal
 import subprocess
 import time
-from collections.abc import Callable
 
 import httpx
 
@@ -21,6 +20,7 @@ from dvrnet.plan import PlanConfig
 from dvrnet.plan.render import render
 from dvrnet.reconcile import diff
 from dvrnet.scenarios.seed import SEED
+from waiting import wait_for
 
 HOSTS = ("compute1", "compute2", "network1")
 
@@ -57,27 +57,13 @@ def host_diff(info: LabInfo, host: str, port_kind: str = "veth"):
     """(plan, desired, observed) of HOST now: the server's view against the kernel."""
     view = Feed(info.server_url, host, "dvr", max_backoff=0).fetch_once()
     c = cfg(info, host, port_kind)
-    desired, observed = desired_state(view.cloud, host, c, Reconciler(prefix=c.netns_prefix,
+    desired, observed = desired_state(view.cloud, host, c, Reconciler(prefix=c.netns_prefix, register_proto=False,
                                                                        switch=switch_of(info.node(host))))
     return diff(desired, observed, c.netns_prefix), desired, observed
 
 
 def actual(info: LabInfo, host: str, port_kind: str = "veth") -> str:
     return render(host_diff(info, host, port_kind)[2])
-
-
-def wait_for(pred: Callable[[], object], timeout: float, what: str, step: float = 0.05):
-    end = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < end:
-        try:
-            last = pred()
-        except Exception as e:     # noqa: BLE001 - keep polling; reported on timeout
-            last = e
-        if last and not isinstance(last, Exception):
-            return last
-        time.sleep(step)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
 
 
 def wait_converged(info: LabInfo, hosts=HOSTS, timeout: float = 15.0, port_kind: str = "veth") -> float:

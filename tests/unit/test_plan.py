@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dvrnet.plan import PlanConfig, plan_host, render
 from dvrnet.plan.fib import lookup
-from dvrnet.plan.linklocal import assign_slots, derived_slot, pair
+from dvrnet.plan.linklocal import assign_slots, derived_slot, hints_from_state, pair
 from dvrnet.plan.numbers import FIP_ONLINK_TABLE
 from dvrnet.scenarios.scale import scale_cloud
 
@@ -95,3 +95,34 @@ def test_link_local_slots_unique_and_sticky():
     assert again[victim] == slots[victim] and again[newcomer] != slots[victim]
     rfp, fpr = pair(slots[victim])
     assert int(rfp) % 2 == 0 and int(fpr) == int(rfp) + 1
+
+
+def test_link_local_hints_come_from_either_end():
+    """The kernel's slots are read from the fpr- end (fip- namespace), else from the rfp- end
+    (qrouter- namespace): a router whose fip- namespace was left out of a pass (unreadable) keeps
+    its pair instead of being renumbered on the side that could be read."""
+    from dataclasses import replace
+
+    from dvrnet.plan import names
+    from dvrnet.plan.state import Address, HostState
+    cloud = scale_cloud(routers=3, fips=3)
+    cfg = PlanConfig(netns_prefix="c1-", bridge_netns="c1-node")
+    ids = sorted(cloud.routers)
+    kept = {rid: 100 + i for i, rid in enumerate(ids)}         # slots no derivation would give
+    state = plan_host(cloud, "compute1", cfg, kept)
+    assert hints_from_state(state, ids) == kept
+    no_fip = HostState(state.host, {n: ns for n, ns in state.namespaces.items() if "-fip-" not in n})
+    assert hints_from_state(no_fip, ids) == kept
+    # both ends read, disagreeing: the fpr- end wins
+    rid = ids[0]
+    fip_name = next(n for n in state.namespaces if "-fip-" in n)
+    qr_name = next(n for n, ns in state.namespaces.items()
+                   if "-qrouter-" in n and any(a.dev == names.rfp_dev(rid) for a in ns.addresses))
+    qr = state.namespaces[qr_name]
+    rfp_other, _ = pair(7)
+    moved = replace(qr, addresses=frozenset(a for a in qr.addresses if a.dev != names.rfp_dev(rid))
+                    | {Address(names.rfp_dev(rid), f"{rfp_other}/31")})
+    odd = HostState(state.host, {**state.namespaces, qr_name: moved})
+    assert hints_from_state(odd, ids)[rid] == kept[rid]
+    assert hints_from_state(HostState(state.host, {qr_name: moved}), ids)[rid] == 7
+    assert hints_from_state(HostState(state.host, {fip_name: state.namespaces[fip_name]}), ids) == kept

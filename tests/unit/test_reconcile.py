@@ -4,7 +4,20 @@ from __future__ import annotations
 
 import pytest
 
-from dvrnet.plan.state import Address, HostState, Link, Namespace, NftChain, NftMap, NftTable, Route, Rule
+from dvrnet.plan.state import (
+    Address,
+    HostState,
+    Link,
+    Namespace,
+    Neighbour,
+    NftChain,
+    NftMap,
+    NftTable,
+    OvsPort,
+    Process,
+    Route,
+    Rule,
+)
 from dvrnet.reconcile import NotOwned, Ownership, describe_plan, diff
 from dvrnet.reconcile import ops as O
 
@@ -200,3 +213,106 @@ def test_plan_prints_one_line_per_op():
     text = str(plan)
     assert len(text.splitlines()) == len(plan)
     assert f"{FIP}: route add 203.0.113.50/32 via 169.254.64.0 dev fpr-r1 table 254 proto 94 onlink" in text
+
+
+# each op describes itself as a difference (what a verify plan reports): one sample of every shape
+DESCRIBED = [
+    (O.NetnsAdd("n-fip-x"),
+     'n-fip-x: namespace desired, found nothing'),
+    (O.NetnsDel("n-qrouter-old"),
+     'n-qrouter-old: namespace desired nothing, found it'),
+    (O.LinkAdd("n-fip-x", link=Link("fg-1", "veth", "n-br", "dv-1")),
+     'n-fip-x link fg-1: desired veth, found nothing'),
+    (O.LinkAdd("n-br", link=Link("fg-2", "macvlan", None, "eth0"), into="n-fip-x"),
+     'n-fip-x link fg-2: desired macvlan, found nothing'),
+    (O.LinkSet("n-fip-x", name="fg-1", mac="fa:16:3e:ab:e5:9c", mtu=1450, master="br-ex", up=True),
+     'n-fip-x link fg-1: desired mac fa:16:3e:ab:e5:9c mtu 1450 master br-ex up, found otherwise'),
+    (O.LinkSet("n-br", name="dv-1", master="nomaster", up=False),
+     'n-br link dv-1: desired master nomaster no up, found otherwise'),
+    (O.LinkDel("n-fip-x", name="fg-9"),
+     'n-fip-x link fg-9: desired nothing, found it'),
+    (O.LinkReplaceDel("n-fip-x", name="fg-1", why="kind veth, desired macvlan"),
+     'n-fip-x link fg-1: kind veth, desired macvlan'),
+    (O.AddrAdd("n-fip-x", addr=Address("fg-1", "100.64.0.11/24")),
+     'n-fip-x address 100.64.0.11 on fg-1: desired 100.64.0.11/24, found nothing'),
+    (O.AddrAdd("n-fip-x", addr=Address("fg-1", "100.64.0.11/24", True), old=Address("fg-1", "100.64.0.11/16")),
+     'n-fip-x address 100.64.0.11 on fg-1: desired cidr 100.64.0.11/24, found cidr 100.64.0.11/16'),
+    (O.AddrDel("n-fip-x", addr=Address("fg-1", "100.64.0.12/24")),
+     'n-fip-x address 100.64.0.12/24 on fg-1: desired nothing, found it'),
+    (O.RouteReplace("n-fip-x", route=Route(3405803776, "default", via="203.0.113.1", dev="fg-1", onlink=True)),
+     'n-fip-x table 3405803776 default: desired via 203.0.113.1 dev fg-1, found nothing'),
+    (O.RouteReplace("n-fip-x", route=Route(3405803776, "default", via="203.0.113.1", dev="fg-1", onlink=True),
+                   old=Route(3405803776, "default", via="198.51.100.1", dev="fg-1", onlink=True)),
+     'n-fip-x table 3405803776 default: desired via 203.0.113.1, found via 198.51.100.1'),
+    (O.RouteReplace("n-fip-x", route=Route(40005, "10.66.0.0/16", type="blackhole", metric=5)),
+     'n-fip-x table 40005 10.66.0.0/16 metric 5: desired blackhole metric 5, found nothing'),
+    (O.RouteDel("n-fip-x", route=Route(254, "203.0.113.50/32", via="169.254.64.0", dev="fpr-1", onlink=True)),
+     'n-fip-x table 254 203.0.113.50/32: desired nothing, found via 169.254.64.0 dev fpr-1'),
+    (O.RuleAdd("n-fip-x", rule=Rule(40010, "lookup", 3405803776, src="203.0.113.0/24")),
+     'n-fip-x rule priority 40010 from 203.0.113.0/24 lookup 3405803776: desired, found nothing'),
+    (O.RuleDel("n-fip-x", rule=Rule(40000, "blackhole", iif="fg-1")),
+     'n-fip-x rule priority 40000 iif fg-1 blackhole: desired nothing, found it'),
+    (O.NeighReplace("n-fip-x", neigh=Neighbour("fpr-1", "169.254.64.0", "fa:16:3e:aa:00:00")),
+     'n-fip-x neighbour 169.254.64.0 on fpr-1: desired lladdr fa:16:3e:aa:00:00, found nothing'),
+    (O.NeighReplace("n-fip-x", neigh=Neighbour("fpr-1", "169.254.64.0", "fa:16:3e:aa:00:00"),
+                   old=Neighbour("fpr-1", "169.254.64.0", "fa:16:3e:aa:00:01")),
+     'n-fip-x neighbour 169.254.64.0 on fpr-1: desired lladdr fa:16:3e:aa:00:00, found fa:16:3e:aa:00:01'),
+    (O.NeighDel("n-fip-x", neigh=Neighbour("fpr-1", "169.254.64.2", "fa:16:3e:aa:00:02")),
+     'n-fip-x neighbour 169.254.64.2 on fpr-1: desired nothing, found fa:16:3e:aa:00:02'),
+    (O.SysctlSet("n-fip-x", key="net.ipv4.ip_forward", value="1"),
+     'n-fip-x sysctl net.ipv4.ip_forward: desired 1, found nothing'),
+    (O.SysctlSet("n-fip-x", key="net.ipv4.ip_forward", value="1", old="0"),
+     'n-fip-x sysctl net.ipv4.ip_forward: desired 1, found 0'),
+    (O.NftReplaceTable("n-qrouter-x", table=NftTable("ip", "dvrnet")),
+     'n-qrouter-x nft table ip dvrnet: desired, found nothing'),
+    (O.NftReplaceTable("n-qrouter-x", table=NftTable("ip", "dvrnet"), exists=True),
+     'n-qrouter-x nft table ip dvrnet: structure differs (chains, rules or map declarations)'),
+    (O.EarlySysctlSet("n-fip-x", key="net.ipv4.conf.all.arp_ignore", value="1", old="0"),
+     'n-fip-x sysctl net.ipv4.conf.all.arp_ignore: desired 1, found 0'),
+    (O.EarlyNftTable("n-br", table=NftTable("bridge", "dvrnet")),
+     'n-br nft table bridge dvrnet: desired, found nothing'),
+    (O.NftDelTable("n-qrouter-x", family="inet", name="dvrnet"),
+     'n-qrouter-x nft table inet dvrnet: desired nothing, found it'),
+    (O.NftElements("n-qrouter-x", family="ip", table="dvrnet", add=(("fixed2fip", "10.0.0.5", "203.0.113.50"),),
+                  delete=(("fixed2fip", "10.0.0.6", "203.0.113.51"),), maps=(NftMap("fixed2fip", "ipv4_addr", "ipv4_addr"),)),
+     'n-qrouter-x nft table ip dvrnet: 1 elements missing, 1 unexpected: delete element ip dvrnet fixed2fip { 10.0.0.6 : 203.0.113.51 }; add element ip dvrnet fixed2fip { 10.0.0.5 : 203.0.113.50 }'),
+    (O.ProcStart("n-fip-x", proc=Process("bird", ("bird", "-c", "/run/x/bird.conf"))),
+     'n-fip-x process bird: desired running, found nothing'),
+    (O.ProcStart("n-fip-x", proc=Process("bird", ("bird", "-c", "new")), old=Process("bird", ("bird", "-c", "old"))),
+     'n-fip-x process bird: desired bird -c new, found bird -c old'),
+    (O.ProcReload("n-fip-x", proc=Process("bird", ("bird",), digest="d2"), old=Process("bird", ("bird",), digest="d1")),
+     'n-fip-x process bird: desired configuration d2, found d1'),
+    (O.ProcReload("n-fip-x", proc=Process("bird", ("bird",), digest="d2")),
+     'n-fip-x process bird: desired configuration d2, found an unknown one'),
+    (O.ProcStop("n-fip-x", proc=Process("bird", ("bird",), pid=4242)),
+     'n-fip-x process bird pid 4242: desired nothing, found it running'),
+    (O.OvsPlug("n-br", link=Link("qr-1", "ovs"), port=OvsPort("qr-1", "br-int", type="internal"), into="n-qrouter-x"),
+     'n-qrouter-x link qr-1: desired ovs (internal port of br-int in n-br), found nothing'),
+    (O.OvsPortSet("n-br", port=OvsPort("dv-1", "br-int", external_ids=(("iface-id", "p1"),))),
+     'n-br OVS port dv-1: desired on br-int, found nothing'),
+    (O.OvsPortSet("n-br", port=OvsPort("dv-1", "br-int", external_ids=(("iface-id", "p1"),), mtu_request=1450),
+                  old=OvsPort("dv-1", "br-int", external_ids=(("iface-id", "p0"),), mtu_request=1500)),
+     ("n-br OVS port dv-1: desired external_ids (('iface-id', 'p1'),) mtu_request 1450, "
+      "found external_ids (('iface-id', 'p0'),) mtu_request 1500")),
+    (O.OvsPortDel("n-br", bridge="br-int", name="qr-9"), 'n-br OVS port qr-9 on br-int: desired nothing, found it'),
+    (O.OvsPortDel("n-br", bridge="br-int", name="qr-1", why="kind veth, desired ovs"),
+     'n-br OVS port qr-1 on br-int: to be re-created (kind veth, desired ovs)'),
+    (O.EthtoolSet("n-qrouter-x", dev="qr-1", tx=False), 'n-qrouter-x link qr-1: desired tx-checksumming off, found otherwise'),
+    (O.Garp("n-fip-x", dev="fg-1", ip="203.0.113.50"),
+     None),
+]
+
+
+def test_every_op_class_owns_its_description():
+    from dvrnet.reconcile.ops import Op
+
+    def subclasses(c):
+        for s in c.__subclasses__():
+            yield s
+            yield from subclasses(s)
+    assert {c for c in subclasses(Op) if c.describe is Op.describe} == set()
+    assert {type(op) for op, _ in DESCRIBED} == set(subclasses(Op))
+    for op, text in DESCRIBED:
+        assert op.describe() == text, op
+    plan = O.Plan(tuple(op for op, _ in DESCRIBED), conflicts=("x: held by foreign device eth9",))
+    assert describe_plan(plan) == tuple(t for _, t in DESCRIBED if t is not None) + plan.conflicts

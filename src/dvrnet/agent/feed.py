@@ -3,7 +3,9 @@
 Invariants: a failed request never raises out of `next_view`; it returns None after waiting the
 current backoff (0.5 s doubling to `max_backoff`, 5 s by default, with jitter: a server
 that comes back is noticed within seconds), so the caller keeps the data plane
-as it is and simply asks again. A successful answer resets the backoff.
+as it is and simply asks again. A successful answer resets the backoff. `connect()` (the agent's
+`--once`) and `fetch_once()` (inspection) try once, within `ONCE_TIMEOUT`, and raise DvrnetError
+naming the server and the reason.
 """
 from __future__ import annotations
 
@@ -19,6 +21,7 @@ from ..model.errors import DvrnetError
 from ..wire import cloud_from_json
 
 log = logging.getLogger("dvrnet.agent")
+ONCE_TIMEOUT = 8.0        # seconds a one-shot request (no long-poll) may take, connecting included
 
 
 @dataclass
@@ -49,10 +52,14 @@ class Feed:
         log.warning("%s failed (%s); data plane left as it is, retrying in %.1f s", what, err, delay)
         time.sleep(delay)
 
+    def _register(self, timeout: float | None = None) -> None:
+        kw = {"timeout": timeout} if timeout is not None else {}
+        r = self.http.post("/v2.0/dvrnet/hosts", json={"host": {"name": self.host, "mode": self.mode}}, **kw)
+        r.raise_for_status()
+
     def register(self) -> bool:
         try:
-            r = self.http.post("/v2.0/dvrnet/hosts", json={"host": {"name": self.host, "mode": self.mode}})
-            r.raise_for_status()
+            self._register()
         except (httpx.HTTPError, ValueError) as e:
             self._failed("registering with the server", e)
             return False
@@ -60,10 +67,23 @@ class Feed:
         self.backoff = 0.0
         return True
 
-    def fetch_once(self) -> View:
+    def connect(self, timeout: float = ONCE_TIMEOUT) -> View:
+        """Register and read the current view, one try each (no backoff, nothing logged): raises
+        DvrnetError naming the server and the reason. What `dvrnet agent --once` does."""
+        try:
+            self._register(timeout)
+        except httpx.HTTPStatusError as e:
+            raise DvrnetError(f"the server at {self.server} refused to register {self.host}: "
+                              f"{e.response.status_code} {e.response.text[:200]}") from None
+        except httpx.HTTPError as e:
+            raise DvrnetError(f"cannot reach the server at {self.server}: {e or type(e).__name__}") from None
+        self.registered = True
+        return self.fetch_once(timeout)
+
+    def fetch_once(self, timeout: float = ONCE_TIMEOUT) -> View:
         """One request for the current view; raises DvrnetError with the reason on failure."""
         try:
-            r = self.http.get(f"/v2.0/dvrnet/hosts/{self.host}/view")
+            r = self.http.get(f"/v2.0/dvrnet/hosts/{self.host}/view", timeout=timeout)
             if r.status_code == 404:
                 raise DvrnetError(f"host {self.host} is not known to the server at {self.server}")
             r.raise_for_status()

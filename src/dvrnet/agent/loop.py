@@ -1,11 +1,15 @@
-"""The agent loop: full resync at start, then follow the change feed; a full resync also runs
-every `resync_interval` seconds, and sooner after a pass that left errors or differences.
+"""The agent: one class holding the host's view, running one `Reconciler.sync` per change.
 
-One pass (`Agent.reconcile`): plan the host view (incrementally: `plan.incremental.HostPlanner`
-re-plans only the namespaces whose inputs changed; the result equals `plan_host`), read the
-namespaces from the kernel, take the link-local /31s already there as hints (so a router never
-changes its pair), plan again with the hints when they differ from the ones planned with, diff,
-apply, read back and diff again.
+A full pass at start, then the change feed; a full resync also runs every `resync_interval`
+seconds, and sooner after a pass that left errors or differences.
+
+One pass (`Agent.reconcile(cloud)`): plan the host view (incrementally: `plan.incremental.HostPlanner`
+re-plans only the namespaces whose inputs changed; the result equals `plan_host`) and hand it to
+`Reconciler.sync` — the one reconciliation pass (kernel/reconciler.py): read; from what was read,
+re-plan with the link-local /31s already in the kernel when they differ from the ones planned with
+(so a router never changes its pair) and add routed mode's migration blackholes; diff, apply, read
+back, diff again. A namespace that cannot be read is left out of the pass and reported; the rest
+is reconciled.
 Nothing is stored on the node between passes but a cache of what was read (and, in routed mode,
 the expiry times of migration blackholes: plan/timed.py); the kernel and the server's view are
 the only truth.
@@ -23,10 +27,12 @@ events are looked at every `kernel_poll` seconds (0.25 s), also while a failed p
 retry: a change behind our back — a link losing carrier because ovs-vswitchd died, the taps a
 restarted one makes, a route someone deleted — runs a (cheap) pass at once with the view in hand,
 so it is repaired within a second, not at the next view or full resync.
-While the server cannot be reached the data plane is left exactly as it is.
+While the server cannot be reached the data plane is left exactly as it is; `run(once=True)`
+(`dvrnet agent --once`) tries once and raises `DvrnetError` naming the server instead.
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import threading
@@ -36,13 +42,13 @@ from dataclasses import dataclass
 
 from ..kernel import Reconciler
 from ..model import Cloud
+from ..model.errors import DvrnetError
 from ..model.placement import routers_on_host
 from ..plan import PlanConfig, plan_host, timed
 from ..plan.incremental import HostPlanner
 from ..plan.linklocal import hints_from_state
 from ..plan.state import HostState
 from ..progress import Progress
-from ..reconcile import describe_plan
 from .feed import Feed, View
 
 log = logging.getLogger("dvrnet.agent")
@@ -68,8 +74,11 @@ class PassReport:
 
 def desired_state(cloud: Cloud, host: str, cfg: PlanConfig, reconciler: Reconciler,
                   planner: HostPlanner | None = None) -> tuple[HostState, HostState]:
-    """(desired, observed) for this host, with link-local slots kept from the kernel. PLANNER
-    (for HOST and CFG): plan incrementally, as the agent does (the same result)."""
+    """(desired, observed) for this host as its agent plans it, with link-local slots kept from
+    the kernel, for inspection (`dvrnet show`, the lab's convergence checks): it reads only, so
+    pass a `Reconciler(..., register_proto=False)` (nothing written). PLANNER (for HOST and CFG):
+    plan incrementally, as the agent does (the same result). Raises `kernel.iproute.ReadError`
+    naming a namespace that cannot be read."""
     if planner is None:
         first = plan_host(cloud, host, cfg)
         observed = reconciler.observe(first)
@@ -80,6 +89,8 @@ def desired_state(cloud: Cloud, host: str, cfg: PlanConfig, reconciler: Reconcil
         observed = reconciler.observe(first)
         hints = hints_from_state(observed, planner.router_ids)
         desired = planner.plan(cloud, hints)
+    if desired != first:                # what is read depends on the desired state
+        observed = reconciler.observe(desired)
     # a reader without the agent's timers accepts the migration blackholes it finds (plan/timed.py)
     return timed.overlay(desired, timed.lenient_holds(desired, observed)), observed
 
@@ -124,7 +135,7 @@ class Agent:
         self.planner = HostPlanner(host, cfg)
         self.stop = threading.Event()
         self.last: PassReport | None = None
-        self._hints: dict[str, int] | None = None
+        self._hints: dict[str, int] | None = None   # the link-local slots the last plan used
         # routed mode's migration blackholes: (namespace, /32) -> expiry (time.monotonic(); plan/timed.py)
         self.holds: dict[tuple[str, str], float] = {}
         self.upkeep_interval = 1.0      # routed mode: how often a dead BIRD is noticed (no server change needed)
@@ -133,49 +144,38 @@ class Agent:
     def close(self) -> None:
         self.reconciler.close()
 
-    def _desired(self, cloud: Cloud, full: bool) -> tuple[HostState, HostState]:
-        """As `desired_state`, planning once when the hints planned with are still the kernel's:
-        the observed link-local addresses do not depend on the desired state read with."""
-        hints = self._hints
-        desired = self.planner.plan(cloud, hints)
-        observed = self.reconciler.observe(desired, full=full)
-        now = hints_from_state(observed, self.planner.router_ids)
-        if now != hints:
-            desired = self.planner.plan(cloud, now)
-            observed = self.reconciler.observe(desired)
-        self._hints = now
-        return desired, observed
+    def _apply_progress(self, ops: int):
+        """A big apply (at least BIG_APPLY ops: a cold start at scale) reports its progress."""
+        if ops >= BIG_APPLY:
+            return self.progress.task(f"applying {ops:,} ops", ops)
+        return contextlib.nullcontext(None)
 
     def reconcile(self, cloud: Cloud, full: bool = True) -> PassReport:
         """One pass; `full=False` reads only what changed since the last pass (watch mode)."""
         t0 = time.perf_counter()
-        r = self.reconciler
-        if r.observer is None:
-            desired, observed = desired_state(cloud, self.host, self.cfg, r, self.planner)
-        else:
-            try:
-                desired, observed = self._desired(cloud, full)
-            except Exception:
-                r.observer.invalidate()         # unsure what was read: everything next time
-                self._hints = None
-                raise
-        self.holds = timed.departures(self.holds, desired, observed, time.monotonic(), self.cfg.bgp.blackhole_s)
-        desired = timed.overlay(desired, self.holds)
-        plan = r.diff(desired, observed)
-        errors: list[str] = [f"conflict: {c}" for c in plan.conflicts]
-        differences: tuple[str, ...] = ()
-        if plan:
-            for op in plan:
-                log.debug("op %s", op)
-            if len(plan) >= BIG_APPLY:
-                with self.progress.task(f"applying {len(plan):,} ops", len(plan)) as done:
-                    errors += [str(e) for e in r.apply(plan, done=done)]
-            else:
-                errors += [str(e) for e in r.apply(plan)]
-            observed = r.observe(desired)
-            verify = r.diff(desired, observed)
-            differences = tuple(describe_plan(verify))
-        report = PassReport(cloud.revision, len(plan), tuple(errors), differences, time.perf_counter() - t0)
+        planned = self.planner.plan(cloud, self._hints)
+
+        def from_the_kernel(observed: HostState) -> HostState:
+            # the observed link-local addresses do not depend on the desired state read with:
+            # plan once more only when they are not the ones planned with
+            desired = planned
+            now = hints_from_state(observed, self.planner.router_ids)
+            if now != self._hints:
+                self._hints = now
+                desired = self.planner.plan(cloud, now)
+            self.holds = timed.departures(self.holds, desired, observed, time.monotonic(), self.cfg.bgp.blackhole_s)
+            return timed.overlay(desired, self.holds)     # DESIRED itself when there is no hold
+        try:
+            res = self.reconciler.sync(planned, full=full, replan=from_the_kernel, progress=self._apply_progress)
+        except Exception:
+            if self.reconciler.observer is not None:
+                self.reconciler.observer.invalidate()     # unsure what was read: everything next time
+            self._hints = None
+            raise
+        for op in res.applied:
+            log.debug("op %s", op)
+        report = PassReport(cloud.revision, len(res.plan), tuple(str(e) for e in res.errors), res.differences,
+                            time.perf_counter() - t0)
         for e in report.errors:
             log.error("%s", e)
         for d in report.differences:
@@ -183,7 +183,7 @@ class Agent:
         log.info("%s", report.line())
         self.last = report
         if self.on_pass is not None:
-            self.on_pass(report, desired, observed)
+            self.on_pass(report, res.desired or planned, res.observed or HostState(self.host, {}))
         return report
 
     # ---- timers of routed mode (plan/timed.py) and the liveness of owned processes ---------------
@@ -240,7 +240,31 @@ class Agent:
         with open(path, "w") as f:
             f.write(f"{os.getpid()}\n")
 
+    def run_once(self, timeout: float = 60.0) -> PassReport:
+        """One full pass on the current view. A dvrnet server that cannot be reached raises
+        `DvrnetError` (`Feed.connect`: one try, within seconds); a source without `connect` (Neutron
+        mode's) is asked until it has a view, for at most TIMEOUT seconds, then DvrnetError. A pass
+        that raises, raises."""
+        connect = getattr(self.feed, "connect", None)
+        if connect is not None:
+            view = connect()
+        else:
+            end = time.monotonic() + timeout
+            view = None
+            while view is None and not self.stop.is_set():
+                if time.monotonic() >= end:
+                    raise DvrnetError(f"no view of {self.host} after {timeout:.0f} s: its source cannot be reached")
+                view = self.feed.next_view(None)
+            if view is None:
+                raise DvrnetError("stopped before the first view")
+        report = self.reconcile(view.cloud, full=True)
+        if report.ok and self.ready_file:
+            self._announce_ready()
+        return report
+
     def run(self, once: bool = False) -> PassReport | None:
+        if once:
+            return self.run_once()
         revision: int | None = None
         cloud: Cloud | None = None
         next_full = 0.0
@@ -256,8 +280,6 @@ class Agent:
                 continue
             view, poll = poll.view, None
             if view is None:
-                if once and self.stop.wait(0):
-                    return None
                 continue
             now = time.monotonic()
             drift = (view.revision == revision and cloud is not None and self.reconciler.observer is not None
@@ -276,8 +298,6 @@ class Agent:
                 full_due = not ok
                 if full or not ok:
                     next_full = now + (self.resync_interval if ok else self.retry_interval)
-                if once:
-                    return report
                 if not ok:
                     revision = None     # ask for the view again at once after the retry delay
                     self._wait_retry()

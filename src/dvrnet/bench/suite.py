@@ -16,6 +16,7 @@ import time
 from rich.console import Console
 from rich.table import Table
 
+from ..console import Text, console, styled
 from ..kernel.connlimit import conntrack_max
 from ..progress import Progress
 from . import control, dataplane, e2e, noisy
@@ -44,8 +45,8 @@ def _ms(s: float) -> str:
     return f"{s * 1000:,.0f} ms" if s >= 0.1 else f"{s * 1000:,.1f} ms"
 
 
-def _verdict(ok: bool) -> str:
-    return "[green]met[/]" if ok else "[red]missed[/]"
+def _verdict(ok: bool) -> tuple[str, str]:
+    return ("met", "green") if ok else ("missed", "red")
 
 
 def _rate(v: float, what: str) -> str:
@@ -68,9 +69,10 @@ def _dataplane_tables(out: Console, dp: list[dataplane.DataRow]) -> None:
         for what in ("tcp", "udp", "crr"):
             cell = _rate(d.med(what), what)
             if dataplane.generator_limited(d, direct, what):
-                cell += " [yellow](gen)[/]"
-            cells.append(cell)
-        t.add_row(d.label, "yes" if d.ok else "[red]NO[/]", "—" if math.isnan(d.route_get_med)
+                cells.append(styled(cell, " ", ("(gen)", "yellow")))
+            else:
+                cells.append(Text(cell))
+        t.add_row(d.label, "yes" if d.ok else Text("NO", style="red"), "—" if math.isnan(d.route_get_med)
                   else f"{d.route_get_med:.1f}", f"{d.pps_med:,.0f}", *cells,
                   " ".join(f"{x / 1000:.0f}" for x in d.udp), end_section=d.name in ("direct", "floor"))
     out.print(t)
@@ -78,7 +80,7 @@ def _dataplane_tables(out: Console, dp: list[dataplane.DataRow]) -> None:
               "a lower bound of the path, not a comparison")
     for d in dp:
         for e in dict.fromkeys(d.errors):
-            out.print(f"  [red]error[/] {d.label}: {e}")
+            out.print(styled("  ", ("error", "red"), f" {d.label}: {e}"))
     by = {(d.name, d.n): d for d in dp}
     sizes = sorted({d.n for d in dp if d.name == "dvrnet"})
     if not sizes:
@@ -86,8 +88,8 @@ def _dataplane_tables(out: Console, dp: list[dataplane.DataRow]) -> None:
     lo, hi = sizes[0], sizes[-1]
     dv_lo, dv_hi = by[("dvrnet", lo)], by[("dvrnet", hi)]
     pp = dv_lo.pps_med / dv_hi.pps_med - 1
-    out.print(f"  target: dvrnet ping -f at N={hi:,} within 10% of N={lo} (+ = slower): {pp:+.0%} "
-              f"{_verdict(abs(pp) <= 0.10)}")
+    out.print(styled(f"  target: dvrnet ping -f at N={hi:,} within 10% of N={lo} (+ = slower): {pp:+.0%} ",
+                     _verdict(abs(pp) <= 0.10)))
     for what, name in (("tcp", "TCP"), ("udp", "UDP")):
         parts = []
         for n in sizes:
@@ -97,14 +99,17 @@ def _dataplane_tables(out: Console, dp: list[dataplane.DataRow]) -> None:
             ratio = dv.med(what) / ne.med(what) if ne.med(what) else float("nan")
             need = 0.97 if n == lo else 2.0
             gen = " (gen-limited)" if dataplane.generator_limited(dv, direct, what) else ""
-            parts.append(f"N={n:,} {ratio:.2f}× (≥ {need:g}×) {_verdict(ratio >= need)}{gen}")
-        out.print(f"  target {name}: dvrnet / Neutron's layout: " + "; ".join(parts))
+            if parts:
+                parts.append("; ")
+            parts += [f"N={n:,} {ratio:.2f}× (≥ {need:g}×) ", _verdict(ratio >= need), gen]
+        out.print(styled(f"  target {name}: dvrnet / Neutron's layout: ", *parts))
     fl, st = by.get(("floor", 0)), by.get(("stateless", hi))
     if fl and st:
         ratio = st.med("udp") / fl.med("udp") if fl.med("udp") else float("nan")
         gen = dataplane.generator_limited(st, direct, "udp") or dataplane.generator_limited(fl, direct, "udp")
-        out.print(f"  target: stateless UDP at N={hi:,} ≥ 0.95× the floor: {ratio:.2f}× "
-                  f"{_verdict(ratio >= 0.95 and not gen)}" + (" (generator-limited: not a measurement)" if gen else ""))
+        out.print(styled(f"  target: stateless UDP at N={hi:,} ≥ 0.95× the floor: {ratio:.2f}× ",
+                         _verdict(ratio >= 0.95 and not gen),
+                         " (generator-limited: not a measurement)" if gen else ""))
 
 
 def _noisy_table(out: Console, nn: list[noisy.NoisyResult]) -> None:
@@ -119,10 +124,10 @@ def _noisy_table(out: Console, nn: list[noisy.NoisyResult]) -> None:
     out.print(t)
     for r in nn:
         if r.error:
-            out.print(f"  [red]error[/] {r.label}: {r.error}")
+            out.print(styled("  ", ("error", "red"), f" {r.label}: {r.error}"))
     d = nn[0]
-    out.print(f"  target with default limits: 0 lost, 0 failed: "
-              f"{_verdict(not d.error and d.pings > 0 and d.lost == 0 and d.failed == 0)}")
+    out.print(styled("  target with default limits: 0 lost, 0 failed: ",
+                     _verdict(not d.error and d.pings > 0 and d.lost == 0 and d.failed == 0)))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -135,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
         print("dvrnet bench needs root: it creates network namespaces", file=sys.stderr)
         return 2
     k = QUICK if a.quick else FULL
-    out = Console(width=150) if not sys.stdout.isatty() else Console()
+    out = console(width=150) if not sys.stdout.isatty() else console()
     prog = Progress.for_stream(sys.stderr)
     say = prog.say
     top = f"dvb{os.getpid()}"
@@ -179,8 +184,8 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         control.cleanup(top + "-")
 
-    out.print(f"[bold]dvrnet bench{' --quick' if a.quick else ''}[/]  ({os.cpu_count()} CPUs, load "
-              f"{load:.2f} at start, {time.perf_counter() - t_start:.0f} s)")
+    out.print(styled((f"dvrnet bench{' --quick' if a.quick else ''}", "bold"),
+                     f"  ({os.cpu_count()} CPUs, load {load:.2f} at start, {time.perf_counter() - t_start:.0f} s)"))
     if rows:
         t = Table(title="1. Control plane, one node: N FIPs over 100 routers (101 namespaces)")
         for col in ("N", "row", "cold", "no change", "+1 FIP", "+1 external subnet", "processes", "vs dvrnet"):
@@ -222,10 +227,10 @@ def main(argv: list[str] | None = None) -> int:
                       f"per process ({sample.failures} failed); other N = their exact process count × that cost "
                       "(gratuitous ARP processes left out)")
         big = rows[-1]
-        out.print(f"  targets at N={big.n:,}: dvrnet ≤ 2× floor: {_verdict(big.cold <= 2 * big.floor_cold)} "
-                  f"({big.cold / big.floor_cold:.2f}×); ≥ 20× faster than Neutron's way: "
-                  f"{_verdict(big.neutron_cold >= 20 * big.cold)} ({big.neutron_cold / big.cold:.0f}×); "
-                  f"near-linear (exponent ≤ 1.1): {_verdict(e_d <= 1.1)}")
+        out.print(styled(f"  targets at N={big.n:,}: dvrnet ≤ 2× floor: ", _verdict(big.cold <= 2 * big.floor_cold),
+                         f" ({big.cold / big.floor_cold:.2f}×); ≥ 20× faster than Neutron's way: ",
+                         _verdict(big.neutron_cold >= 20 * big.cold), f" ({big.neutron_cold / big.cold:.0f}×); "
+                         "near-linear (exponent ≤ 1.1): ", _verdict(e_d <= 1.1)))
     if dp:
         _dataplane_tables(out, dp)
     if ee is not None:
@@ -236,8 +241,8 @@ def main(argv: list[str] | None = None) -> int:
                   _ms(max(ee.latencies)) if ee.latencies else "—", str(ee.failures))
         out.print(t)
         if ee.error:
-            out.print(f"  [red]error:[/] {ee.error}")
-        out.print(f"  target p99 ≤ 1 s: {_verdict(ee.p99 <= 1.0 and not ee.failures and not ee.error)}")
+            out.print(styled("  ", ("error:", "red"), f" {ee.error}"))
+        out.print(styled("  target p99 ≤ 1 s: ", _verdict(ee.p99 <= 1.0 and not ee.failures and not ee.error)))
     if nn:
         _noisy_table(out, nn)
     plot(a.plot, rows, dp, ee)

@@ -16,7 +16,7 @@ Invariants:
 - Every failure is an `OpError` naming the op (namespace and object) and a reason.
 - An nft element change of a `fixed2fip` map (a FIP added to or removed from a qrouter-) also
   deletes the conntrack entries of those fixed IPs (`conntrack.py`), so flows already running
-  are NATed by the new rules. The namespace's conntrack table is looked at first through
+  are NATed by the new rules — only when its transaction committed (a failed one changed no NAT). The namespace's conntrack table is looked at first through
   /proc/thread-self/net/nf_conntrack (a thread inside the namespace, < 1 ms); when it names none
   of those IPs as a source there is nothing to delete and the netlink dump (pyroute2, ~15 ms
   even on an empty table) is skipped. No procfs file: the dump, as before.
@@ -130,8 +130,15 @@ def _run_group(ns: str, tool: str, ops: list[Op]) -> list[OpError]:
                 out.append(OpError(op, reason(msg)))
         return out
     if tool == "nft":
-        errs = [OpError(op, reason(m)) for op in ops if (m := nft.apply_script(ns, op.script()))]
-        ips = sorted({k for op in ops if isinstance(op, NftElements)
+        errs, done = [], []
+        for op in ops:
+            m = nft.apply_script(ns, op.script())
+            if m:
+                errs.append(OpError(op, reason(m)))
+            else:
+                done.append(op)
+        # only a committed transaction changed the NAT: a failed one leaves the flows as they are
+        ips = sorted({k for op in done if isinstance(op, NftElements)
                       for name, k, _v in op.add + op.delete if name == NAT_SOURCE_MAP})
         if ips and _conntrack_names(ns, ips):
             conntrack.forget(ns, ips)

@@ -3,11 +3,17 @@
     r = Reconciler(prefix="n1-")          # "" in production
     result = r.sync(desired)              # desired: dvrnet.plan.state.HostState
     result.ok, result.applied, result.errors, result.differences
+    r.sync(desired, replan=fn)            # fn(observed) -> desired: re-plan from what is there
+
+`sync` is the one reconciliation pass: the agent runs it once per change (agent/loop.py).
 
 Invariants:
 - Level-triggered and stateless: every pass starts from what the kernel holds.
 - Errors in one part never stop the rest; the failed part shows up again in the verify diff and
   is retried by the next pass.
+- A namespace (or its nft ruleset) that cannot be read is left out of the pass — never treated as
+  empty — and reported in `result.errors`, whether the first read or the read back failed: a
+  result with a namespace it could not read is never ok.
 - `result.verify` is the diff after apply; empty means converged. `result.differences` renders it
   (`fip-X table 3405803776 default: desired via 203.0.113.1, found via 198.51.100.1`).
 
@@ -24,7 +30,10 @@ carrier, the ports themselves) and plans' OVS ops run against it.
 """
 from __future__ import annotations
 
+import contextlib
 import time
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field, replace
 from typing import Self
 
@@ -41,6 +50,10 @@ from .process import ProcessReader
 from .protocols import register_rt_proto
 from .read import Observation, observe, read_host
 
+Replan = Callable[[HostState], HostState]     # observed -> the desired state to reconcile
+# number of ops -> the context the apply runs in, yielding its progress callback (or None)
+ApplyProgress = Callable[[int], AbstractContextManager[Callable[[int], None] | None]]
+
 
 @dataclass
 class Result:
@@ -50,6 +63,8 @@ class Result:
     verify: Plan
     differences: tuple[str, ...]
     timings: dict[str, float] = field(default_factory=dict)
+    desired: HostState | None = None        # what was reconciled (after `replan`)
+    observed: HostState | None = None       # what the kernel held last: read back after an apply, else read first
 
     @property
     def ok(self) -> bool:
@@ -137,9 +152,9 @@ class Reconciler:
             if self.ovs is not None:
                 self.ovs.applied(plan)
 
-    def _scoped(self, desired: HostState, full: bool = False) -> tuple[HostState, HostState, list[str]]:
-        """Desired and observed state without what could not be read (never treated as empty)."""
-        obs: Observation = self._observe(desired, full)
+    def _scoped(self, desired: HostState, obs: Observation) -> tuple[HostState, HostState, list[str]]:
+        """Desired and observed state without what could not be read (never treated as empty),
+        and one error per namespace (or nft ruleset) left out."""
         errors = [f"{n}: {m}" for n, m in sorted({**obs.unreadable, **obs.nft_unreadable}.items())]
         if not errors:
             return desired, obs.state, errors       # same objects: the diff memo can match them
@@ -153,24 +168,45 @@ class Reconciler:
             return HostState(h.host, out, h.orphans)
         return trim(desired), trim(obs.state), errors
 
-    def sync(self, desired: HostState, verify: bool = True, full: bool = False) -> Result:
+    def sync(self, desired: HostState, verify: bool = True, full: bool = False,
+             replan: Replan | None = None, progress: ApplyProgress | None = None) -> Result:
+        """One pass: read, (re-plan,) diff, apply, read back and diff again.
+
+        REPLAN(observed) returns the desired state to reconcile, given what the kernel holds (the
+        agent keeps the link-local slots already there); returning DESIRED itself changes nothing,
+        anything else is read for again (what is read depends on the desired state). A namespace
+        or nft ruleset that cannot be read, before or after the apply, is left out of the pass and
+        named in `errors`: the result is not ok, the rest is reconciled. PROGRESS(number of ops)
+        gives the context of the apply, yielding the `done` callback of `apply` (or None)."""
         t = {"start": time.perf_counter()}
-        desired = self.intern(desired)
-        want, observed, read_errors = self._scoped(desired, full)
+        want = self.intern(desired)
+        obs = self._observe(want, full)
+        if replan is not None:
+            again = replan(obs.state)
+            if again is not desired:
+                want = self.intern(again)
+                obs = self._observe(want)
+        scoped, observed, read_errors = self._scoped(want, obs)
         t["read"] = time.perf_counter()
-        plan = self.diff(want, observed)
+        plan = self.diff(scoped, observed)
         t["diff"] = time.perf_counter()
-        errors = self.apply(plan) if plan else []
+        errors: list[OpError] = []
+        if plan:
+            with (progress(len(plan)) if progress is not None else contextlib.nullcontext(None)) as done:
+                errors = self.apply(plan, done=done)
         t["apply"] = time.perf_counter()
         failed = {id(e.op) for e in errors}
         applied = tuple(op for op in plan if id(op) not in failed)
         vplan = Plan()
+        verify_errors: list[str] = []
         if verify and (plan or plan.conflicts):
-            want2, observed2, _read_errors2 = self._scoped(desired)
-            vplan = self.diff(want2, observed2)
+            obs = self._observe(want)
+            scoped2, observed2, verify_errors = self._scoped(want, obs)
+            vplan = self.diff(scoped2, observed2)
         t["verify"] = time.perf_counter()
         timings = {k: t[k] - t[p] for p, k in zip(("start", "read", "diff", "apply"),
                                                   ("read", "diff", "apply", "verify"))}
         errs: tuple[OpError | str, ...] = (tuple(read_errors) + tuple(errors)
-                                            + tuple(f"conflict: {c}" for c in plan.conflicts))
-        return Result(plan, applied, errs, vplan, describe_plan(vplan), timings)
+                                            + tuple(f"conflict: {c}" for c in plan.conflicts)
+                                            + tuple(f"reading back {e}" for e in verify_errors))
+        return Result(plan, applied, errs, vplan, describe_plan(vplan), timings, want, obs.state)

@@ -2,8 +2,10 @@
 
 1. processes: every pid in `<state dir>/pids/*.pid` whose command line names the lab prefix (or
    `dvrnet`), every pid in `<state dir>/ovs-*/*.pid` (the nodes' Open vSwitch daemons) whose
-   command line names the state dir, and every process living in a namespace whose name starts
-   with the prefix (`ip netns pids`); SIGTERM, then SIGKILL after a grace period;
+   command line names the state dir, every running `dvrnet agent` of one of the lab's nodes
+   (`agents.agent_pids`: also one restarted without a pid file), and every process living in a
+   namespace whose name starts with the prefix (`ip netns pids`); SIGTERM, then SIGKILL after a
+   grace period;
 2. namespaces whose name starts with the prefix (the veths, bridges, VXLAN devices and nft tables die
    with them; the lab never creates anything in the root namespace);
 3. the state directory, if it carries the lab marker for this prefix.
@@ -19,6 +21,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .agents import agent_pids
 from .sh import Cmd, list_netns, netns_pids, netns_with_prefix, run
 from .world import MARKER, PREFIX_RE
 
@@ -99,6 +102,8 @@ def down(prefix: str, state_dir: str | None = None) -> DownReport:
                 continue
             if os.path.abspath(state_dir).encode() in _cmdline(pid):
                 pids.add(pid)
+    for node_pids in agent_pids(prefix).values():     # agents restarted by anyone, pid file or not
+        pids.update(node_pids)
     namespaces = netns_with_prefix(prefix)
     for ns in namespaces:
         pids.update(netns_pids(ns))

@@ -1,5 +1,6 @@
 """What the lab is, as data: every name and address a probe needs (issue 5, item 3), saved as JSON
-in the lab's state directory so `lab check`, `lab info --json` and outside tools read the same thing.
+in the lab's state directory so `lab check`, `lab info --json` and outside tools read the same thing
+(`info_text`: the same for people, `lab info`).
 
 Fields:
 - LabInfo: prefix (every namespace/link/file the lab creates is named with it), state_dir,
@@ -146,3 +147,34 @@ class LabInfo:
     def load(cls, state_dir: str) -> LabInfo:
         with open(os.path.join(state_dir, INFO_FILE)) as f:
             return cls.from_dict(json.load(f))
+
+
+def info_text(info: LabInfo) -> str:
+    """`lab info` for people: one line per server, host, gateway, node, router and VM."""
+    def table(rows: list[list[str]]) -> list[str]:
+        n = max((len(r) for r in rows), default=0)
+        widths = [max(len(r[i]) for r in rows if i < len(r)) for i in range(n)]
+        return ["  " + "  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
+    out = [f"lab {info.prefix} (state in {info.state_dir})",
+           f"server: {info.server_url or 'not running'}",
+           f"internet host: {info.internet_address} in {info.internet_netns} (TCP responder on port {info.tcp_port})",
+           f"external segment: {info.segment_netns}; service subnet {info.service_subnet}",
+           f"probe: {info.probe_netns} " + ", ".join(sorted(info.probe_addresses.values()))
+           + f"; sink: {info.sink_netns} " + ", ".join(sorted(info.sink_addresses.values())),
+           "gateways:"]
+    if info.tor:
+        out.insert(-1, f"top-of-rack router (routed mode): {info.tor.get('address')} AS {info.tor.get('asn')} "
+                       f"in {info.tor.get('netns')}")
+    out += table([[g.name, g.subnet, f"via {g.address}", g.netns] for g in info.gateways])
+    out.append("nodes:")
+    out += table([[n.name, n.mode, f"prefix {n.prefix}", f"bridges {n.bridge_netns}", f"underlay {n.underlay_ip}",
+                   *([f"private {n.private_address}"] if n.private_address else []),
+                   f"agent pid {n.agent_pid}" if n.agent_pid else "agent not running"] for n in info.nodes])
+    out.append("routers:")
+    out += table([[r.name, r.id, f"snat on {r.snat_node or '-'}", "as " + (", ".join(r.snat_ips) or "-"),
+                   "networks " + (", ".join(r.networks) or "-")] for r in info.routers])
+    out.append("vms:")
+    out += table([[v.name, v.node, f"{v.fixed_ip}/{v.prefixlen} on {v.network}",
+                   f"FIP {v.fip} ({v.fip_subnet})" if v.fip else "no FIP", f"router {v.router or '-'}", v.netns]
+                  for v in info.vms])
+    return "\n".join(out) + "\n"

@@ -103,7 +103,7 @@ def differences(info: LabInfo, bridge_mappings: tuple[tuple[str, str], ...] = ()
         cfg = PlanConfig(netns_prefix=n.prefix, bridge_netns=n.bridge_netns, external_bridge=external_bridge,
                          bridge_mappings=bridge_mappings, dvr_mac=n.node_mac,
                          port_kind=port_kind or info.port_kind)
-        desired, observed = desired_state(cloud, n.name, cfg, Reconciler(prefix=n.prefix, switch=switch_of(n)))
+        desired, observed = desired_state(cloud, n.name, cfg, Reconciler(prefix=n.prefix, register_proto=False, switch=switch_of(n)))
         plan = diff(desired, observed, n.prefix)
         return list(describe_plan(plan)) + [f"conflict: {x}" for x in plan.conflicts]
     with ThreadPoolExecutor(max_workers=len(info.nodes) or 1) as ex:

@@ -9,7 +9,7 @@ API, in the order the data plane needs:
    plan/l2.py, before it creates any qr- port);
 5. VM ports + FIPs through the API, VM namespaces plugged into their nodes' bridges;
 6. one `dvrnet agent --once` per node in parallel (converged when all exit 0), then the long-running
-   agents (pids in the state dir, logs beside them);
+   agents (pids in the state dir, logs at INFO beside them: one line per pass, `agent-<node>.log`);
 7. LabInfo saved to `<state dir>/lab.json`.
 Every process is started with the lab's prefix or `dvrnet` in its command line and a pid file, so
 `lab down` finds it.
@@ -108,7 +108,7 @@ def _agent_args(spec: WorldSpec, node: NodeSpec, url: str, extra: tuple[str, ...
         kind += ["--ovs-db", spec.ovs_instance(node).db]
     return ["agent", "--host", node.name, "--mode", node.mode, "--server", url,
             "--netns-prefix", spec.node_prefix(node), "--bridge-netns", spec.bridge_ns(node),
-            "--external-bridge", "br-ex", "--dvr-mac", spec.node_mac(node), "--log-level", "WARNING", *kind, *extra]
+            "--external-bridge", "br-ex", "--dvr-mac", spec.node_mac(node), "--log-level", "INFO", *kind, *extra]
 
 
 def start_ovs_l2(spec: WorldSpec, url: str, topo: resources.Topology, nets: list[TenantNet]) -> dict[str, int]:

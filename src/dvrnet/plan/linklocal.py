@@ -2,8 +2,9 @@
 
 A router's slot (0..8191) is derived from its id (sha256 mod 8192, probing upwards on collision,
 routers taken in id order), so a fresh host needs no state file. Once a pair is in the kernel it
-is kept: the agent reads the `fpr-` addresses back (`hints_from_state`) and passes them as hints,
-so adding a router whose derived slot collides never renumbers a router that already has a link.
+is kept: the agent reads the `fpr-` (else `rfp-`) addresses back (`hints_from_state`) and passes
+them as hints, so adding a router whose derived slot collides never renumbers a router that
+already has a link.
 Invariant: within one fip- namespace no two routers share a slot; even address on rfp-, odd on fpr-.
 """
 from __future__ import annotations
@@ -59,18 +60,25 @@ def slot_of(ip: IPv4Address) -> int | None:
 
 
 def hints_from_state(observed: HostState, router_ids: Iterable[str]) -> dict[str, int]:
-    """Slots of routers whose fpr- device already has a link-local address in the kernel."""
-    by_dev = {names.fpr_dev(rid): rid for rid in router_ids}
+    """Slots of routers whose link-local pair is already in the kernel: from the fpr- end's
+    address (fip- namespace), else from the rfp- end's (qrouter- namespace), so a router keeps its
+    pair also when its fip- namespace could not be read (the reconciler leaves it out)."""
+    ids = list(router_ids)
+    fpr = {names.fpr_dev(rid): rid for rid in ids}
+    rfp = {names.rfp_dev(rid): rid for rid in ids}
     out: dict[str, int] = {}
+    fallback: dict[str, int] = {}
     for ns in observed.namespaces.values():
         for a in ns.addresses:
-            rid = by_dev.get(a.dev)
+            rid, into = fpr.get(a.dev), out
+            if rid is None:
+                rid, into = rfp.get(a.dev), fallback
             if rid is None:
                 continue
             s = slot_of(IPv4Interface(a.cidr).ip)
             if s is not None:
-                out.setdefault(rid, s)
-    return out
+                into.setdefault(rid, s)
+    return {**fallback, **out}
 
 
 def veth_mac(router_id: str, side: str) -> str:

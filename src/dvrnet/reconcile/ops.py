@@ -6,6 +6,8 @@ Invariants:
   with `replace`; rule adds tolerate EEXIST; deletes tolerate ENOENT/ESRCH/ENODEV.
 - `line()` is the exact iproute2 batch command (the kernel layer feeds it to `ip -n NS -batch -`),
   so what the plan prints is what runs. nft ops render their `nft -f` script with `script()`.
+- `describe()` is the op as a difference (`NS object: desired X, found Y`), what a verify plan
+  reports (`verify.describe_plan`); each op class owns its own.
 - `stage` says when an op may run relative to other namespaces: 0 namespace creation (and what
   must hold before links exist: `EarlySysctlSet`, `EarlyNftTable`), 1 links
   (a veth add touches two namespaces) and Open vSwitch ports, 2 everything inside one namespace
@@ -38,6 +40,11 @@ class Op:
     def line(self) -> str:
         raise NotImplementedError
 
+    def describe(self) -> str | None:
+        """What this op would change, as a difference (`NS object: desired X, found Y`), one line;
+        None for an op that changes no state (an announcement). A verify plan renders with it."""
+        raise NotImplementedError
+
     def __str__(self) -> str:
         return f"{self.ns}: {self.line()}"
 
@@ -51,6 +58,9 @@ class NetnsAdd(Op):
     def line(self) -> str:
         return f"netns add {self.ns}"
 
+    def describe(self) -> str:
+        return f"{self.ns}: namespace desired, found nothing"
+
 
 @dataclass(frozen=True)
 class NetnsDel(Op):
@@ -59,6 +69,9 @@ class NetnsDel(Op):
 
     def line(self) -> str:
         return f"netns del {self.ns}"
+
+    def describe(self) -> str:
+        return f"{self.ns}: namespace desired nothing, found it"
 
 
 # --- links ------------------------------------------------------------------------------------
@@ -86,6 +99,9 @@ class LinkAdd(Op):
                 words += ["netns", lk.peer_netns]
         return " ".join(words)
 
+    def describe(self) -> str:
+        return f"{self.into or self.ns} link {self.link.name}: desired {self.link.kind}, found nothing"
+
 
 @dataclass(frozen=True)
 class LinkSet(Op):
@@ -110,6 +126,10 @@ class LinkSet(Op):
             words.append("up" if self.up else "down")
         return " ".join(words)
 
+    def describe(self) -> str:
+        parts = [_word(n, getattr(self, n)) for n in ("mac", "mtu", "master", "up") if getattr(self, n) is not None]
+        return f"{self.ns} link {self.name}: desired {' '.join(parts)}, found otherwise"
+
 
 @dataclass(frozen=True)
 class LinkDel(Op):
@@ -123,6 +143,9 @@ class LinkDel(Op):
     def __str__(self) -> str:
         why = "" if self.why == "obsolete" else f"  ({self.why})"
         return f"{self.ns}: {self.line()}{why}"
+
+    def describe(self) -> str:
+        return f"{self.ns} link {self.name}: " + ("desired nothing, found it" if self.why == "obsolete" else self.why)
 
 
 @dataclass(frozen=True)
@@ -166,6 +189,10 @@ class OvsPlug(Op):
     def line(self) -> str:
         return f"ovs-vsctl {' '.join(self.words())}; ip {self.move_line()}"
 
+    def describe(self) -> str:
+        return (f"{self.into} link {self.link.name}: desired ovs (internal port of {self.port.bridge} in {self.ns}), "
+                "found nothing")
+
 
 @dataclass(frozen=True)
 class OvsPortSet(Op):
@@ -180,6 +207,13 @@ class OvsPortSet(Op):
 
     def line(self) -> str:
         return "ovs-vsctl " + " ".join(self.words())
+
+    def describe(self) -> str:
+        p = self.port
+        if self.old is None:
+            return f"{self.ns} OVS port {p.name}: desired on {p.bridge}, found nothing"
+        d, f = _fieldwise(p, self.old, ("external_ids", "mtu_request"))
+        return f"{self.ns} OVS port {p.name}: desired {d}, found {f}"
 
 
 @dataclass(frozen=True)
@@ -197,6 +231,10 @@ class OvsPortDel(Op):
     def line(self) -> str:
         return "ovs-vsctl " + " ".join(self.words())
 
+    def describe(self) -> str:
+        return f"{self.ns} OVS port {self.name} on {self.bridge}: " + (
+            "desired nothing, found it" if self.why == "obsolete" else f"to be re-created ({self.why})")
+
 
 @dataclass(frozen=True)
 class EthtoolSet(Op):
@@ -207,6 +245,9 @@ class EthtoolSet(Op):
 
     def line(self) -> str:
         return f"ethtool -K {self.dev} tx {'on' if self.tx else 'off'}"
+
+    def describe(self) -> str:
+        return f"{self.ns} link {self.dev}: desired tx-checksumming {'on' if self.tx else 'off'}, found otherwise"
 
 
 # --- addresses, routes, rules, neighbours ----------------------------------------------------
@@ -219,6 +260,13 @@ class AddrAdd(Op):
         a = self.addr
         return f"address replace {a.cidr} dev {a.dev}" + (" noprefixroute" if a.noprefixroute else "")
 
+    def describe(self) -> str:
+        a = self.addr
+        if self.old is None:
+            return f"{self.ns} address {a.ip} on {a.dev}: desired {a.cidr}, found nothing"
+        d, f = _fieldwise(a, self.old, ("cidr", "noprefixroute"))
+        return f"{self.ns} address {a.ip} on {a.dev}: desired {d}, found {f}"
+
 
 @dataclass(frozen=True)
 class AddrDel(Op):
@@ -226,6 +274,9 @@ class AddrDel(Op):
 
     def line(self) -> str:
         return f"address del {self.addr.cidr} dev {self.addr.dev}"
+
+    def describe(self) -> str:
+        return f"{self.ns} address {self.addr.cidr} on {self.addr.dev}: desired nothing, found it"
 
 
 def route_words(r: Route) -> list[str]:
@@ -260,6 +311,14 @@ class RouteReplace(Op):
         verb = "replace" if self.old else "add"
         return f"{self.ns}: route {verb} " + " ".join(route_words(self.route))
 
+    def describe(self) -> str:
+        r = self.route
+        head = f"{self.ns} table {r.table} {r.dst}" + (f" metric {r.metric}" if r.metric else "")
+        if self.old is None:
+            return f"{head}: desired {_route_attrs(r)}, found nothing"
+        d, f = _fieldwise(r, self.old, _ROUTE_FIELDS)
+        return f"{head}: desired {d}, found {f}"
+
 
 @dataclass(frozen=True)
 class RouteDel(Op):
@@ -271,6 +330,10 @@ class RouteDel(Op):
         if r.metric:
             w += ["metric", str(r.metric)]
         return "route del " + " ".join(w + ["proto", str(RT_PROTO)])
+
+    def describe(self) -> str:
+        r = self.route
+        return f"{self.ns} table {r.table} {r.dst}: desired nothing, found {_route_attrs(r)}"
 
 
 def rule_words(r: Rule) -> list[str]:
@@ -294,6 +357,9 @@ class RuleAdd(Op):
     def line(self) -> str:
         return "rule add " + " ".join(rule_words(self.rule))
 
+    def describe(self) -> str:
+        return f"{self.ns} rule {' '.join(rule_words(self.rule)[:-2])}: desired, found nothing"
+
 
 @dataclass(frozen=True)
 class RuleDel(Op):
@@ -301,6 +367,9 @@ class RuleDel(Op):
 
     def line(self) -> str:
         return "rule del " + " ".join(rule_words(self.rule))
+
+    def describe(self) -> str:
+        return f"{self.ns} rule {' '.join(rule_words(self.rule)[:-2])}: desired nothing, found it"
 
 
 @dataclass(frozen=True)
@@ -312,6 +381,11 @@ class NeighReplace(Op):
         n = self.neigh
         return f"neigh replace {n.ip} lladdr {n.mac} dev {n.dev} nud permanent"
 
+    def describe(self) -> str:
+        n = self.neigh
+        found = self.old.mac if self.old else "nothing"
+        return f"{self.ns} neighbour {n.ip} on {n.dev}: desired lladdr {n.mac}, found {found}"
+
 
 @dataclass(frozen=True)
 class NeighDel(Op):
@@ -319,6 +393,10 @@ class NeighDel(Op):
 
     def line(self) -> str:
         return f"neigh del {self.neigh.ip} dev {self.neigh.dev}"
+
+    def describe(self) -> str:
+        n = self.neigh
+        return f"{self.ns} neighbour {n.ip} on {n.dev}: desired nothing, found {n.mac}"
 
 
 # --- sysctls, nftables, gratuitous ARP --------------------------------------------------------
@@ -332,6 +410,9 @@ class SysctlSet(Op):
     def line(self) -> str:
         was = "" if self.old is None else f" (was {self.old})"
         return f"sysctl {self.key}={self.value}{was}"
+
+    def describe(self) -> str:
+        return f"{self.ns} sysctl {self.key}: desired {self.value}, found {self.old if self.old is not None else 'nothing'}"
 
 
 @dataclass(frozen=True)
@@ -358,6 +439,11 @@ class NftReplaceTable(Op):
         return (f"nft {verb} table {t.family} {t.name} ({len(t.chains)} chains, "
                 f"{len(t.maps)} maps, {n} elements)")
 
+    def describe(self) -> str:
+        t = self.table
+        return f"{self.ns} nft table {t.family} {t.name}: " + (
+            "structure differs (chains, rules or map declarations)" if self.exists else "desired, found nothing")
+
 
 @dataclass(frozen=True)
 class EarlyNftTable(NftReplaceTable):
@@ -377,6 +463,9 @@ class NftDelTable(Op):
 
     def line(self) -> str:
         return f"nft delete table {self.family} {self.name}"
+
+    def describe(self) -> str:
+        return f"{self.ns} nft table {self.family} {self.name}: desired nothing, found it"
 
 
 @dataclass(frozen=True)
@@ -399,6 +488,10 @@ class NftElements(Op):
         more = f" … (+{len(lines) - 4} statements)" if len(lines) > 4 else ""
         return f"nft {shown}{more}"
 
+    def describe(self) -> str:
+        return (f"{self.ns} nft table {self.family} {self.table}: {len(self.add)} elements missing, "
+                f"{len(self.delete)} unexpected: " + self.line()[4:])
+
 
 @dataclass(frozen=True)
 class Garp(Op):
@@ -409,6 +502,9 @@ class Garp(Op):
 
     def line(self) -> str:
         return f"garp {self.ip} dev {self.dev}"
+
+    def describe(self) -> None:
+        return None                              # an announcement, not state
 
 
 # --- processes (plan/process.py) -----------------------------------------------------------
@@ -424,6 +520,12 @@ class ProcStart(Op):
         verb = "restart" if self.old is not None else "start"
         return f"process {verb} {self.proc.role} digest {self.proc.digest}: {' '.join(self.proc.argv)}"
 
+    def describe(self) -> str:
+        if self.old is not None:
+            return (f"{self.ns} process {self.proc.role}: desired {' '.join(self.proc.argv)}, "
+                    f"found {' '.join(self.old.argv)}")
+        return f"{self.ns} process {self.proc.role}: desired running, found nothing"
+
 
 @dataclass(frozen=True)
 class ProcReload(Op):
@@ -435,6 +537,10 @@ class ProcReload(Op):
     def line(self) -> str:
         was = self.old.digest if self.old is not None else "?"
         return f"process reload {self.proc.role} digest {self.proc.digest} (running {was or '?'})"
+
+    def describe(self) -> str:
+        return (f"{self.ns} process {self.proc.role}: desired configuration {self.proc.digest}, "
+                f"found {(self.old.digest if self.old else '') or 'an unknown one'}")
 
 
 @dataclass(frozen=True)
@@ -448,6 +554,9 @@ class ProcStop(Op):
     def line(self) -> str:
         return f"process stop {self.proc.role} pid {self.proc.pid}"
 
+    def describe(self) -> str:
+        return f"{self.ns} process {self.proc.role} pid {self.proc.pid}: desired nothing, found it running"
+
 
 def _mac_mtu(lk: Link) -> list[str]:
     w = []
@@ -460,6 +569,35 @@ def _mac_mtu(lk: Link) -> list[str]:
 
 def _clip(s: str, n: int = 160) -> str:
     return s if len(s) <= n else s[: n - 1] + "…"
+
+
+# --- descriptions (`describe`) ----------------------------------------------------------------
+_ROUTE_FIELDS = ("type", "via", "dev", "scope", "onlink", "src")
+
+
+def _route_attrs(r: Route) -> str:
+    words = route_words(r)
+    words = words[: words.index("table")]
+    words.remove(r.dst)
+    return " ".join(words) or "a route"
+
+
+def _fieldwise(want, have, names) -> tuple[str, str]:
+    d, f = [], []
+    for n in names:
+        a, b = getattr(want, n), getattr(have, n)
+        if a != b:
+            d.append(_word(n, a))
+            f.append(_word(n, b))
+    return " ".join(d), " ".join(f)
+
+
+def _word(name: str, v) -> str:
+    if isinstance(v, bool):
+        return name if v else f"no {name}"
+    if v is None:
+        return f"no {name}"
+    return f"{name} {v}"
 
 
 WRITE_TOOLS = ("ip", "nft", "netns", "sysctl", "ovs", "ethtool")

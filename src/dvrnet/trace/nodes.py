@@ -32,7 +32,7 @@ class Node:
 def plan_node(cloud: Cloud, host: str, cfg: PlanConfig) -> Node:
     from ..agent.loop import desired_state
     from ..kernel import Reconciler
-    desired, observed = desired_state(cloud, host, cfg, Reconciler(prefix=cfg.netns_prefix))
+    desired, observed = desired_state(cloud, host, cfg, Reconciler(prefix=cfg.netns_prefix, register_proto=False))
     return Node(host, cfg.netns_prefix, desired, cloud, observed, cfg)
 
 
