@@ -155,6 +155,10 @@ def _plan_options(fn):
                            "connection limits, TCP MSS clamped, remote path-MTU discovery lost: docs/dataplane.md).")(fn)
     fn = click.option("--stateless-mss", "stateless_mss", type=click.IntRange(536, 65495), default=None,
                       help="MSS that TCP SYNs through a stateless FIP are clamped to (default 1360).")(fn)
+    fn = click.option("--bgp-lease-seconds", type=click.FloatRange(0, 3600), default=5.0, show_default=True,
+                      help="Routed mode: when the agent has not renewed its lease for this long, each routed "
+                           "namespace's watchdog makes BIRD announce with a longer AS path, so a FIP that moved to "
+                           "another node meanwhile is won there (0: no watchdog; docs/routed-mode.md).")(fn)
     return fn
 
 
@@ -228,9 +232,11 @@ def _dvr_mac(value: str | None) -> str | None:
     return v
 
 
-def _bgp_config(bgp_local_as, bgp_peers, bgp_peer_as, bfd_ms, bfd_multiplier, blackhole_seconds):
+def _bgp_config(bgp_local_as, bgp_peers, bgp_peer_as, bfd_ms, bfd_multiplier, blackhole_seconds, bgp_lease_seconds):
+    """Routed mode's BgpConfig from the --bgp-*, --bfd-* and --blackhole-seconds options."""
     import ipaddress
 
+    from .kernel.watchdog import command as watchdog_command
     from .plan.config import BgpConfig, BgpPeer
     peers = []
     for item in bgp_peers or ():
@@ -246,7 +252,8 @@ def _bgp_config(bgp_local_as, bgp_peers, bgp_peer_as, bfd_ms, bfd_multiplier, bl
             raise click.BadParameter(f"{item!r}: AS must be 1-4294967294", param_hint="--bgp-peer")
         peers.append(BgpPeer(addr, n, password or None))
     return BgpConfig(local_as=bgp_local_as, peers=tuple(peers), peer_as=bgp_peer_as, bfd_ms=bfd_ms,
-                     bfd_multiplier=bfd_multiplier, blackhole_s=blackhole_seconds)
+                     bfd_multiplier=bfd_multiplier, blackhole_s=blackhole_seconds, lease_s=bgp_lease_seconds,
+                     watchdog=watchdog_command() if bgp_lease_seconds > 0 else ())
 
 
 def _lab_defaults(host: str, server: str | None, netns_prefix: str, bridge_netns: str):
@@ -333,7 +340,7 @@ def _plan_config(netns_prefix: str, bridge_netns: str, external_bridge: str, bri
 @_l2_options
 def agent(host, mode, server, token, resync_interval, once, ready_file, log_level, netns_prefix, bridge_netns, external_bridge,
           bridge_mappings, port_kind, dvr_mac, uplinks, bgp_local_as, bgp_peers, bgp_peer_as, bfd_ms,
-          bfd_multiplier, blackhole_seconds, integration_bridge, ovs_db, **dataplane):
+          bfd_multiplier, blackhole_seconds, bgp_lease_seconds, integration_bridge, ovs_db, **dataplane):
     """Run the node agent: follow the server's view of HOST and make the kernel match it."""
     import logging
     import signal
@@ -343,7 +350,7 @@ def agent(host, mode, server, token, resync_interval, once, ready_file, log_leve
     _need_root("the agent changes network namespaces")
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s")
     cfg = _plan_config(netns_prefix, bridge_netns, external_bridge, bridge_mappings, port_kind, dvr_mac, uplinks,
-                       _bgp_config(bgp_local_as, bgp_peers, bgp_peer_as, bfd_ms, bfd_multiplier, blackhole_seconds),
+                       _bgp_config(bgp_local_as, bgp_peers, bgp_peer_as, bfd_ms, bfd_multiplier, blackhole_seconds, bgp_lease_seconds),
                        integration_bridge, **dataplane)
     a = Agent(host, Feed(server, host, mode, token=token), cfg, resync_interval=resync_interval,
               ready_file=ready_file, progress=_agent_progress(), switch=_switch(port_kind, ovs_db, bridge_netns))
@@ -400,7 +407,7 @@ def neutron_agent(config_files, host, once, ready_file, log_level):
 @_one_line_errors
 def show(host, server, token, what, config_files, netns_prefix, bridge_netns, external_bridge, bridge_mappings,
          port_kind, dvr_mac, uplinks, svg, trace_path, inbound, src, bgp_local_as, bgp_peers, bgp_peer_as, bfd_ms,
-         bfd_multiplier, blackhole_seconds, integration_bridge, ovs_db, **dataplane):
+         bfd_multiplier, blackhole_seconds, bgp_lease_seconds, integration_bridge, ovs_db, **dataplane):
     """Print HOST's namespace state: desired, actual, the difference, or connection-limit usage
     (--limits); or draw it (--svg)."""
     from .agent.loop import desired_state
@@ -439,7 +446,7 @@ def show(host, server, token, what, config_files, netns_prefix, bridge_netns, ex
             feed.close()
         cloud, revision = view.cloud, view.revision
         cfg = _plan_config(netns_prefix, bridge_netns, external_bridge, bridge_mappings, port_kind, dvr_mac, uplinks,
-                           _bgp_config(bgp_local_as, bgp_peers, bgp_peer_as, bfd_ms, bfd_multiplier, blackhole_seconds),
+                           _bgp_config(bgp_local_as, bgp_peers, bgp_peer_as, bfd_ms, bfd_multiplier, blackhole_seconds, bgp_lease_seconds),
                            integration_bridge, **dataplane)
         rec = Reconciler(prefix=netns_prefix, register_proto=False, switch=_switch(port_kind, ovs_db, bridge_netns))
     if what == "limits":
@@ -452,16 +459,9 @@ def show(host, server, token, what, config_files, netns_prefix, bridge_netns, ex
         return
     if trace_path or inbound:
         raise click.UsageError("--trace and --inbound go with --svg FILE (the path is drawn on the picture)")
-    from .kernel.bird import BirdError, sessions
-    for name in sorted(n for n, ns in observed.namespaces.items() if "bird" in ns.processes):
-        try:
-            ss = sessions(name)
-        except BirdError as e:
-            click.echo(f"bgp {name}: BIRD not answering ({e})")
-            continue
-        for x in ss:
-            click.echo(f"bgp {name} {x.name}: {x.state} {x.info}".rstrip()
-                       + f", {x.exported if x.exported is not None else '?'} prefixes announced")
+    from .kernel.bird import bgp_lines
+    for line in bgp_lines(sorted(n for n, ns in observed.namespaces.items() if "bird" in ns.processes)):
+        click.echo(line)
     for rid, why in sorted(refused.items()):
         click.echo(f"# refused, left as it is: router {rid}: {why}")
     if what == "desired":
@@ -693,7 +693,7 @@ Tear it down with `make lab-down` (or `.venv/bin/dvrnet lab down`).""")
 @_one_line_errors
 def trace(vm, dst, fip, src, host, server, token, state_dir, as_json, netns_prefix, bridge_netns, external_bridge,
           bridge_mappings, port_kind, dvr_mac, uplinks, bgp_local_as, bgp_peers, bgp_peer_as, bfd_ms, bfd_multiplier,
-          blackhole_seconds, integration_bridge, ovs_db, **dataplane) -> None:
+          blackhole_seconds, bgp_lease_seconds, integration_bridge, ovs_db, **dataplane) -> None:
     """Walk a packet namespace by namespace (model) and check each hop against the kernel: `trace VM DST`
     (outbound from VM: a lab VM name, a fixed IP or a port id) or `trace --inbound FIP` (in from the
     external segment: who answers ARP for the FIP, then to the VM and back out).
@@ -706,7 +706,7 @@ def trace(vm, dst, fip, src, host, server, token, state_dir, as_json, netns_pref
                                                                   _lab_node_mac(h) if server is None else None),
                                                               uplinks,
                                                               _bgp_config(bgp_local_as, bgp_peers, bgp_peer_as, bfd_ms,
-                                                                          bfd_multiplier, blackhole_seconds),
+                                                                          bfd_multiplier, blackhole_seconds, bgp_lease_seconds),
                                                               integration_bridge, **dataplane),
                        netns_prefix, bridge_netns)
     click.echo(t.to_json() if as_json else t.text())

@@ -8,10 +8,13 @@ withdrawn; namespaces deleted -> no process left. And what is announced: exactly
 compute1's fg- address as next hop, never the default, the service subnet or a blackhole."""
 from __future__ import annotations
 
+import glob
 import json
 import os
+import shutil
 import signal
 import subprocess
+import threading
 import time
 from dataclasses import replace
 
@@ -25,6 +28,7 @@ from dvrnet.plan import PlanConfig, plan_host
 from dvrnet.plan.config import BgpConfig
 from dvrnet.plan.names import tenant_bridge
 from dvrnet.plan.numbers import MAIN_TABLE_ID
+from dvrnet.plan.process import RUN_DIR
 from dvrnet.plan.state import HostState, Route
 from dvrnet.reconcile.ownership import Ownership
 from dvrnet.scenarios.seed import ROUTED, build
@@ -55,6 +59,8 @@ def world(netns_prefix, tmp_path):
             os.kill(pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
+    for d in glob.glob(os.path.join(RUN_DIR, glob.escape(p) + "*")):
+        shutil.rmtree(d, ignore_errors=True)
 
 
 def tor_routes(tor_ns: str) -> dict[str, str]:
@@ -151,4 +157,90 @@ def test_bird_life_cycle_and_what_is_announced(world):
     assert len(scan(Ownership(p))) == 1
     res = r2.sync(HostState("compute1", {}))
     assert res.ok, str(res)
+    assert scan(Ownership(p)) == []
+
+
+def tor_paths(ctl: str) -> dict[str, str]:
+    """prefix -> BGP AS path on the ToR (its BIRD's `show route all`)."""
+    from dvrnet.kernel.bird import command
+    out, net = {}, None
+    for _code, text in command(ctl, "show route all"):
+        parts = text.split()
+        if parts and "/" in parts[0] and parts[0][0].isdigit():
+            net = parts[0]
+        elif text.strip().startswith("BGP.as_path:") and net:
+            out[net.removesuffix("/32")] = text.split(":", 1)[1].strip()
+    return out
+
+
+def test_watchdog_marks_announcements_stale_when_the_lease_lapses(world, tmp_path):
+    """The watchdog (plan/watchdog.py) of a routed namespace: while the lease is renewed nothing
+    changes; once it lapses its BIRD announces every FIP with the AS path prepended (nothing
+    withdrawn, same next hop); a pass with the lease renewed reloads the normal configuration."""
+    from dvrnet.kernel.bird import bgp_lines
+    from dvrnet.kernel.watchdog import command as watchdog_command
+    p, br, tor_ns = world
+    ctl = os.path.join(str(tmp_path), "tor", "ctl")
+    cloud = build(ROUTED)
+    cfg = PlanConfig(netns_prefix=p, bridge_netns=br,
+                     bgp=BgpConfig(local_as=65101, lease_s=1.0, watchdog=watchdog_command()))
+    want = plan_host(cloud, "compute1", cfg)
+    fip_name = bird_of(want)[0]
+    assert set(want.namespaces[fip_name].processes) == {"bird", "watchdog"}
+    fg_ip = next(a.ip for a in want.namespaces[fip_name].addresses if a.dev.startswith("fg-"))
+    expected = {r.dst.removesuffix("/32"): fg_ip for r in want.namespaces[fip_name].routes if r.table == MAIN_TABLE_ID}
+    for n in cloud.networks.values():
+        if not n.external:
+            sh("ip", "-n", br, "link", "add", tenant_bridge(n.id), "type", "bridge")
+    r = Reconciler(p)
+    stop = threading.Event()
+
+    def renew():                # what the agent does at every pass and upkeep wake-up
+        while not stop.wait(0.2):
+            r.processes.renew(time.monotonic())
+    renewer = threading.Thread(target=renew, daemon=True)
+    renewer.start()
+    try:
+        assert r.sync(want).ok
+        wait_routes(tor_ns, expected)
+        assert len([x for x in scan(Ownership(p)) if x[3]]) == 2         # BIRD and its watchdog
+        time.sleep(1.5)         # renewed: stays normal (one AS in the path)
+        assert set(tor_paths(ctl).values()) == {"65101"}
+        # what `dvrnet show` prints of it
+        (line,) = bgp_lines([fip_name])
+        assert line == f"bgp {fip_name} tor0_100_64_0_254: up Established, {len(expected)} prefixes announced", line
+    finally:
+        stop.set()
+        renewer.join()
+    # lapsed: within lease + a tick, every FIP prepended, none withdrawn, same next hop
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < 5 and set(tor_paths(ctl).values()) != {"65101 65101 65101 65101"}:
+        time.sleep(0.05)
+    took = time.monotonic() - t0
+    assert set(tor_paths(ctl).values()) == {"65101 65101 65101 65101"}, tor_paths(ctl)
+    assert tor_routes(tor_ns) == expected
+    (line,) = bgp_lines([fip_name])
+    assert line.startswith(f"bgp {fip_name} tor0_100_64_0_254: up Established, {len(expected)} prefixes announced, "
+                           "stale"), line
+    print(f"\nlease of 1 s lapsed: announcements stale on the ToR {took * 1000:.0f} ms after the last renewal")
+    assert took >= 0.75          # the last renewal was at most 0.2 s before t0
+    # the agent back: renews first, then its pass sees the stale digest and reloads
+    r2 = Reconciler(p)
+    r2.observe(want, full=True)
+    r2.processes.renew(time.monotonic())
+    plan = r2.plan(want)
+    assert [type(op).__name__ for op in plan] == ["ProcReload"], str(plan)
+    assert r2.sync(want).ok
+    r2.processes.renew(time.monotonic())
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < 5 and set(tor_paths(ctl).values()) != {"65101"}:
+        time.sleep(0.05)
+    assert set(tor_paths(ctl).values()) == {"65101"}
+    # a watchdog killed is started again; removing the namespaces stops both
+    dog = next(pid for _ns, pid, argv, _h in scan(Ownership(p)) if "--lease" in argv)
+    os.kill(dog, signal.SIGKILL)
+    time.sleep(0.1)
+    res = r2.sync(want)
+    assert res.ok and [type(op).__name__ for op in res.plan] == ["ProcStart"], str(res.plan)
+    assert r2.sync(HostState("compute1", {})).ok
     assert scan(Ownership(p)) == []

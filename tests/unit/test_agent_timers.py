@@ -10,11 +10,18 @@ from dvrnet.agent import loop
 from dvrnet.agent.feed import View
 from dvrnet.model import Cloud
 from dvrnet.plan import PlanConfig
+from dvrnet.plan.config import BgpConfig
 
 
 class _Procs:
     def __init__(self) -> None:
         self.up = True
+        self.dirty = False
+        self.renewed: list[float] = []
+
+    def renew(self, now: float) -> int:
+        self.renewed.append(now)
+        return 1
 
     def running(self) -> bool:
         return True
@@ -37,6 +44,7 @@ class _Feed:
     blocks until the test ends)."""
     def __init__(self, cloud: Cloud) -> None:
         self.cloud = cloud
+        self.backoff = 0.0                  # as Feed: > 0 while requests fail
         self.calls: list[int | None] = []
         self.release = threading.Event()
 
@@ -48,9 +56,9 @@ class _Feed:
         return None
 
 
-def _agent(monkeypatch, feed):
+def _agent(monkeypatch, feed, lease_s: float = 5.0):
     monkeypatch.setattr(loop, "Reconciler", _Reconciler)
-    a = loop.Agent("compute1", feed, PlanConfig())
+    a = loop.Agent("compute1", feed, PlanConfig(bgp=BgpConfig(lease_s=lease_s)))
     a.upkeep_interval = 0.05
     passes: list[tuple[Cloud, bool]] = []
 
@@ -112,6 +120,35 @@ def test_dead_daemon_replans_within_the_upkeep_interval(monkeypatch):
         assert _until(lambda: len(passes) >= 3)
         assert time.monotonic() - t1 < 1.0
         assert passes[2] == (cloud, False) and feed.calls == [None, 7]
+    finally:
+        a.stop.set()
+        feed.release.set()
+        t.join(5)
+
+
+def test_leases_renewed_while_the_feed_is_healthy(monkeypatch):
+    """The watchdogs' leases (plan/watchdog.py) are renewed at every upkeep wake-up, not while the
+    feed fails; renewed late (after more than the lease), the processes are read again (a watchdog
+    may have made a BIRD stale) and a pass runs from the held view."""
+    cloud = Cloud()
+    feed = _Feed(cloud)
+    a, passes = _agent(monkeypatch, feed, lease_s=0.3)
+    procs = a.reconciler.processes
+    t = _run(a)
+    try:
+        assert _until(lambda: len(passes) >= 2 and len(procs.renewed) >= 5)
+        gaps = [y - x for x, y in zip(procs.renewed[-5:], procs.renewed[-4:])]
+        assert max(gaps) < 0.3, gaps                      # every upkeep (0.05 s here)
+        feed.backoff = 1.0                                # the server is away
+        time.sleep(0.1)
+        n, p = len(procs.renewed), len(passes)
+        time.sleep(0.5)
+        assert len(procs.renewed) == n                    # no renewal meanwhile
+        procs.dirty = False
+        feed.backoff = 0.0                                # back: renewed late
+        assert _until(lambda: len(procs.renewed) > n and len(passes) > p)
+        assert procs.dirty and passes[-1] == (cloud, False)
+        assert feed.calls == [None, 7]
     finally:
         a.stop.set()
         feed.release.set()

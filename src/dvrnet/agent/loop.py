@@ -15,9 +15,10 @@ the expiry times of migration blackholes: plan/timed.py); the kernel and the ser
 the only truth.
 
 The long-poll runs in a thread of its own (`_Poll`), so the loop also wakes on its own timers
-without asking the server again: in routed mode every `upkeep_interval` (1 s) it checks that
-the owned daemons still run (microseconds: their pids' start times) and whether a migration
-blackhole has expired, and if so re-plans from the view it already holds.
+without asking the server again: in routed mode every `upkeep_interval` (1 s) it renews the
+watchdogs' leases (plan/watchdog.py), checks that the owned daemons still run (microseconds:
+their pids' start times) and whether a migration blackhole has expired, and if so re-plans from
+the view it already holds.
 
 Reads are incremental (`Reconciler(watch=True)`, docs/reconciler.md): netlink event sockets in
 every owned namespace say what changed since it was last read, and only that is read again. A
@@ -140,6 +141,7 @@ class Agent:
         self.holds: dict[tuple[str, str], float] = {}
         self.upkeep_interval = 1.0      # routed mode: how often a dead BIRD is noticed (no server change needed)
         self.kernel_poll = 0.25         # how often kernel events are looked at while the long-poll waits
+        self._renewed: float | None = None      # when the watchdogs' leases were last renewed
 
     def close(self) -> None:
         self.reconciler.close()
@@ -153,6 +155,7 @@ class Agent:
     def reconcile(self, cloud: Cloud, full: bool = True) -> PassReport:
         """One pass; `full=False` reads only what changed since the last pass (watch mode)."""
         t0 = time.perf_counter()
+        self._renew()                           # late: the processes are read again (digests asked)
         planned = self.planner.plan(cloud, self._hints)
 
         def from_the_kernel(observed: HostState) -> HostState:
@@ -163,6 +166,8 @@ class Agent:
             if now != self._hints:
                 self._hints = now
                 desired = self.planner.plan(cloud, now)
+            if not getattr(self.feed, "backoff", 0):   # the watchdogs just found, before anything is applied
+                self.reconciler.processes.renew(time.monotonic())
             self.holds = timed.departures(self.holds, desired, observed, time.monotonic(), self.cfg.bgp.blackhole_s)
             return timed.overlay(desired, self.holds)     # DESIRED itself when there is no hold
         try:
@@ -204,7 +209,24 @@ class Agent:
             waits.append(self.kernel_poll)
         return min(waits) if waits else None
 
+    def _renew(self) -> bool:
+        """Renew the watchdogs' leases (plan/watchdog.py) while the feed is healthy (its last
+        request did not fail: an agent cut off from the server cannot know that a FIP moved).
+        True when the previous renewal is older than the lease: a watchdog may have made its BIRD
+        announce as stale, so the processes are read again (digests asked) at the next pass."""
+        if getattr(self.feed, "backoff", 0):
+            return False
+        now = time.monotonic()
+        late = self._renewed is not None and now - self._renewed > self.cfg.bgp.lease_s
+        self.reconciler.processes.renew(now)
+        self._renewed = now
+        if late:
+            self.reconciler.processes.dirty = True
+        return late
+
     def _timer_due(self) -> bool:
+        if self._renew():
+            return True
         t = timed.next_expiry(self.holds)
         if t is not None and t <= time.monotonic():
             return True

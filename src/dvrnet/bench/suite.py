@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import shutil
 import sys
 import time
 
@@ -19,13 +20,14 @@ from rich.table import Table
 from ..console import Text, console, styled
 from ..kernel.connlimit import conntrack_max
 from ..progress import Progress
-from . import control, dataplane, e2e, noisy
+from . import control, dataplane, e2e, noisy, routed
 from .svg import plot
 
 FULL = {"sizes": (100, 1000, 10000), "neutron": (100, 100), "dp_sizes": (1, 1000, 10000), "rounds": 5,
-        "lookups": 5000, "e2e": 100, "flow_s": 2.0, "noisy_flows": 200_000, "noisy_s": 10.0, "noisy_over": None}
+        "lookups": 5000, "e2e": 100, "flow_s": 2.0, "noisy_flows": 200_000, "noisy_s": 10.0, "noisy_over": None,
+        "routed": (200, 10000, 100, 10)}
 QUICK = {"sizes": (100, 1000), "neutron": (5, 10), "dp_sizes": (1,), "rounds": 2, "lookups": 1000, "e2e": 5,
-         "flow_s": 0.5, "noisy_flows": 2000, "noisy_s": 1.0, "noisy_over": 2000}
+         "flow_s": 0.5, "noisy_flows": 2000, "noisy_s": 1.0, "noisy_over": 2000, "routed": (20, 1000, 5, 2)}
 
 
 def exponent(ns: list[int], ys: list[float]) -> float:
@@ -134,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="dvrnet bench", description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="smoke run (< 2 min): N up to 1,000, few rounds")
     ap.add_argument("--plot", default="dvrnet-bench.svg", help="where to write the SVG plot")
-    ap.add_argument("--skip", action="append", default=[], choices=["control", "dataplane", "noisy", "e2e"])
+    ap.add_argument("--skip", action="append", default=[], choices=["control", "dataplane", "noisy", "e2e", "routed"])
     a = ap.parse_args(argv)
     if os.geteuid() != 0:
         print("dvrnet bench needs root: it creates network namespaces", file=sys.stderr)
@@ -151,6 +153,7 @@ def main(argv: list[str] | None = None) -> int:
     dp: list[dataplane.DataRow] = []
     nn: list[noisy.NoisyResult] = []
     ee = None
+    rr = None
     try:
         if "control" not in a.skip:
             say(f"control plane: N = {', '.join(f'{n:,}' for n in k['sizes'])} FIPs over {control.ROUTERS} routers")
@@ -181,6 +184,12 @@ def main(argv: list[str] | None = None) -> int:
             say(f"end to end: a lab, {k['e2e']} FIPs")
             with prog.task("end to end FIPs", k["e2e"]) as tick:
                 ee = e2e.run(f"{top}e-", k["e2e"], say, tick)
+        if "routed" not in a.skip and shutil.which("bird"):
+            singles, bulk, count, moves = k["routed"]
+            say(f"routed mode: {singles} single /32s, {bulk:,} at once, {count} FIPs through the API, "
+                f"{moves} migrations")
+            with prog.task("routed FIPs", count) as tick:
+                rr = routed.run(f"{top}r", singles, bulk, count, moves, say, tick)
     finally:
         control.cleanup(top + "-")
 
@@ -245,9 +254,39 @@ def main(argv: list[str] | None = None) -> int:
         out.print(styled("  target p99 ≤ 1 s: ", _verdict(ee.p99 <= 1.0 and not ee.failures and not ee.error)))
     if nn:
         _noisy_table(out, nn)
+    if rr is not None:
+        _routed_table(out, rr)
     plot(a.plot, rows, dp, ee)
     out.print(f"plot: {a.plot}")
     return 0
+
+
+def _routed_table(out: Console, rr: routed.RoutedResult) -> None:
+    t = Table(title="5. Routed mode (BGP, BIRD 2, the agent's and the lab ToR's configurations)")
+    for col in ("what", "samples", "p50", "p99 / max", "target"):
+        t.add_column(col, justify="left" if col in ("what", "target") else "right")
+    k = rr.kernel_to_tor
+    t.add_row("kernel /32 → route on the ToR", str(len(k)), _ms(routed.p50(k)), _ms(routed.pct(k, 99)),
+              f"p99 ≤ 50 ms {_verdict(routed.pct(k, 99) <= 0.050)}" if k else "—")
+    a = rr.api_to_tor
+    t.add_row("API call → route on the ToR", str(len(a)), _ms(routed.p50(a)), _ms(routed.pct(a, 99)),
+              f"p99 ≤ 150 ms {_verdict(routed.pct(a, 99) <= 0.150)}" if a else "—")
+    g = rr.migration_gaps
+    t.add_row("VM migration under ping -i 0.01: longest gap", str(len(g)), _ms(routed.p50(g)),
+              _ms(max(g)) if g else "—", f"≤ 100 ms {_verdict(bool(g) and max(g) <= 0.100)}" if g else "—")
+    t.add_row(f"{rr.bulk_n:,} /32s at once → all on the ToR", "1", _ms(rr.bulk_announce), "",
+              f"≤ 1 s {_verdict(rr.bulk_announce <= 1.0)}" if rr.bulk_n else "—")
+    t.add_row(f"{rr.bulk_n:,} /32s deleted → all gone from the ToR", "1", _ms(rr.bulk_withdraw), "", "")
+    t.add_row("BIRD CPU per single change (node / ToR)", str(2 * len(k)),
+              f"{rr.cpu_node_per_change * 1000:.2f} / {rr.cpu_tor_per_change * 1000:.2f} ms", "", "measured")
+    t.add_row(f"BIRD CPU for {rr.bulk_n:,} at once (node / ToR)", "1",
+              f"{rr.cpu_node_bulk * 1000:.0f} / {rr.cpu_tor_bulk * 1000:.0f} ms", "", "measured")
+    out.print(t)
+    if rr.migration_lost:
+        out.print(f"  migrations: pings lost per move {rr.migration_lost}; failures (no route within 10 s): "
+                  f"{rr.failures}")
+    if rr.error:
+        out.print(f"  [red]error:[/] {rr.error}")
 
 
 if __name__ == "__main__":

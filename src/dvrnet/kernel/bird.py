@@ -7,7 +7,8 @@ sessions for `dvrnet show`. The plan side (configuration text) is `plan/bird.py`
   without a restart (no session drops, no FIP withdrawn);
 - `reload(proc)`: `configure "<conf>"`; BIRD re-reads it and reconfigures live, restarting only
   the protocols whose options changed (a FIP is never a configuration change);
-- `sessions(ns)`: each BGP protocol's state and the number of prefixes it exports.
+- `sessions(ns)`: each BGP protocol's state and the number of prefixes it exports;
+  `bgp_lines(namespaces)`: what `dvrnet show` prints of them (one line per session).
 """
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ import socket
 import time
 from dataclasses import dataclass
 
-from dvrnet.plan.bird import paths
+from dvrnet.plan.bird import STALE, paths
 from dvrnet.plan.state import Process
 
 
@@ -62,7 +63,7 @@ def digest(proc: Process, ns: str) -> str:
     except BirdError:
         return ""
     for _code, text in rows:
-        m = re.fullmatch(r'"?([0-9a-f]{16})"?', text.strip())
+        m = re.fullmatch(r'"?([0-9a-z-]+)"?', text.strip())     # "<digest>" or "stale-<digest>"
         if m:
             return m.group(1)
     return ""
@@ -118,4 +119,23 @@ def sessions(ns: str) -> list[Session]:
             s.exported = int(m.group(1)) if m else None
         except BirdError:
             s.exported = None
+    return out
+
+
+def bgp_lines(namespaces) -> list[str]:
+    """`bgp <namespace> <session>: <state> <info>, <n> prefixes announced[, stale ...]` per
+    session of each namespace's BIRD; one `bgp <namespace>: BIRD not answering (...)` line for
+    a BIRD that does not answer."""
+    out = []
+    for name in namespaces:
+        try:
+            ss = sessions(name)
+            stale = digest(Process("bird", ()), name).startswith(STALE)
+        except BirdError as e:
+            out.append(f"bgp {name}: BIRD not answering ({e})")
+            continue
+        note = ", stale: the agent's lease expired, AS path prepended (plan/watchdog.py)" if stale else ""
+        for x in ss:
+            out.append(f"bgp {name} {x.name}: {x.state} {x.info}".rstrip()
+                       + f", {x.exported if x.exported is not None else '?'} prefixes announced{note}")
     return out

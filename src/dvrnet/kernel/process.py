@@ -24,7 +24,8 @@ import subprocess
 import time
 from dataclasses import replace
 
-from dvrnet.plan.process import RUN_DIR, marker, runtime_dir
+from dvrnet.plan import watchdog
+from dvrnet.plan.process import RUN_DIR, argv_digest, marker, runtime_dir
 from dvrnet.plan.state import HostState, Namespace, Process
 from dvrnet.reconcile.ops import Op, ProcReload, ProcStart, ProcStop
 from dvrnet.reconcile.ownership import Ownership
@@ -40,6 +41,9 @@ class _Role:
 
 ROLES: dict[str, _Role] = {
     "bird": _Role(bird.digest, bird.reload, lambda ns: bird.wait_ready(ns)),
+    # its command line is its whole configuration: a new one is a restart, never a reload
+    watchdog.ROLE: _Role(lambda p, ns: argv_digest(p.argv), lambda p, ns: "a watchdog is restarted, not reloaded",
+                         lambda ns: None),
 }
 
 
@@ -100,6 +104,20 @@ class ProcessReader:
     def running(self) -> bool:
         """Some owned process was found at the last scan."""
         return bool(self._known)
+
+    def renew(self, now: float) -> int:
+        """Renew the lease of every watchdog found (plan/watchdog.py): its mtime := NOW, a
+        time.monotonic() value. Returns how many were renewed (a missing lease file is left to
+        its watchdog, which creates it)."""
+        n = 0
+        for ns, role, _p, home, _s in self._known.values():
+            if role == watchdog.ROLE and home:
+                try:
+                    os.utime(watchdog.lease_path(ns), (now, now))
+                    n += 1
+                except OSError:
+                    pass
+        return n
 
     def alive(self) -> bool:
         """Every known process still runs (pid with the same start time): microseconds."""

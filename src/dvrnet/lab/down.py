@@ -7,7 +7,8 @@
    namespace whose name starts with the prefix (`ip netns pids`); SIGTERM, then SIGKILL after a
    grace period;
 2. namespaces whose name starts with the prefix (the veths, bridges, VXLAN devices and nft tables die
-   with them; the lab never creates anything in the root namespace);
+   with them; the lab never creates anything in the root namespace), and the runtime directories
+   of their daemons (`/run/dvrnet/<prefix>*`, routed mode's BIRDs and watchdogs);
 3. the state directory, if it carries the lab marker for this prefix.
 Returns what it removed. Running it on nothing is a no-op.
 """
@@ -112,6 +113,9 @@ def down(prefix: str, state_dir: str | None = None) -> DownReport:
         run(Cmd(("ip", "-force", "-batch", "-"), "".join(f"netns del {n}\n" for n in namespaces), "root", check=False))
     rep.namespaces = namespaces
     rep.leftover_namespaces = [n for n in list_netns() if n.startswith(prefix)]
+    from ..plan.process import RUN_DIR  # the owned daemons' runtime directories (routed mode)
+    for d in glob.glob(os.path.join(RUN_DIR, glob.escape(prefix) + "*")):
+        shutil.rmtree(d, ignore_errors=True)
     if state_dir and os.path.isdir(state_dir):
         marker = os.path.join(state_dir, MARKER)
         try:

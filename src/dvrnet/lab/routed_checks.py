@@ -29,6 +29,24 @@ def tor_routes(info: LabInfo) -> dict[str, str]:
     return {r["dst"]: r.get("gateway", "") for r in json.loads(p.stdout or "[]")}
 
 
+def tor_paths(info: LabInfo) -> dict[str, str]:
+    """FIP (or SNAT address) -> the AS path of the ToR's best route for it (its BIRD's `show
+    route all`): one AS normally, the node's AS repeated when its watchdog marked it stale."""
+    import os
+
+    from ..kernel.bird import command
+    assert info.tor is not None
+    out: dict[str, str] = {}
+    net = None
+    for _code, text in command(os.path.join(info.state_dir, "tor", "ctl"), "show route all"):
+        parts = text.split()
+        if parts and "/" in parts[0] and parts[0][0].isdigit():
+            net = parts[0].removesuffix("/32")
+        elif text.strip().startswith("BGP.as_path:") and net:
+            out.setdefault(net, text.split(":", 1)[1].strip())     # the first route listed is the best
+    return out
+
+
 def port_addresses(info: LabInfo) -> list[tuple[str, str, str, list[str]]]:
     """(node, namespace, device, IPv4 addresses) of every fg-/qg- port of every node."""
     names = list_netns()

@@ -34,4 +34,20 @@ def build_tor(spec: WorldSpec, address: str, private: str, public: Iterable[str]
               ip_batch(inet, [f"route replace {c} via 10.255.100.1 dev tor src {spec.internet_address}"
                               for c in public], force=True)])
     start(ns, spec.state_dir, address, private, public)
-    return {"netns": ns, "address": address, "asn": TOR_ASN, "public": public}
+    return {"netns": ns, "address": address, "asn": TOR_ASN, "public": public, "private": private}
+
+
+def add_public_subnet(info, cidr: str) -> None:
+    """A public subnet added to the routed network (T5): the ToR accepts its /32s from now on
+    and the internet host routes it to the ToR. INFO (LabInfo) is updated and saved."""
+    from .tor import reconfigure
+    assert info.tor is not None
+    public = list(info.tor.get("public", []))
+    if cidr not in public:
+        public.append(cidr)
+    private = info.tor.get("private") or info.service_subnet
+    reconfigure(info.state_dir, info.tor["address"], private, public)
+    _batches([ip_batch(info.internet_netns, [f"route replace {cidr} via 10.255.100.1 dev tor src {info.internet_address}"],
+                       force=True)])
+    info.tor["public"] = public
+    info.save()

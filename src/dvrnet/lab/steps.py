@@ -102,7 +102,7 @@ def differences(info: LabInfo, bridge_mappings: tuple[tuple[str, str], ...] = ()
                 feed.close()
         cfg = PlanConfig(netns_prefix=n.prefix, bridge_netns=n.bridge_netns, external_bridge=external_bridge,
                          bridge_mappings=bridge_mappings, dvr_mac=n.node_mac,
-                         port_kind=port_kind or info.port_kind)
+                         port_kind=port_kind or info.port_kind, bgp=agent_bgp())
         desired, observed = desired_state(cloud, n.name, cfg, Reconciler(prefix=n.prefix, register_proto=False, switch=switch_of(n)))
         plan = diff(desired, observed, n.prefix)
         return list(describe_plan(plan)) + [f"conflict: {x}" for x in plan.conflicts]
@@ -116,6 +116,14 @@ def switch_of(node):
         return None
     from ..kernel.ovs import Switch
     return Switch(node.bridge_netns, node.ovs_db)
+
+
+def agent_bgp():
+    """The routed-mode settings the lab's agents run with (the agent's defaults: a watchdog
+    with a 5 s lease, plan/watchdog.py)."""
+    from ..kernel.watchdog import command
+    from ..plan.config import BgpConfig
+    return BgpConfig(watchdog=command())
 
 
 def wait_converged(info: LabInfo, timeout: float = 15.0, bridge_mappings: tuple[tuple[str, str], ...] = (),

@@ -17,6 +17,13 @@ shared/design/notes/routed-mode-bgp.md):
   resynced for seconds), and `learn` follows netlink events (`scan time` is the fallback).
 The configuration does not list FIPs, so adding or moving a FIP never reloads BIRD: it changes
 with the public subnets, the local address, the peers and the timers only.
+
+Beside it, the *stale* configuration (`paths(ns)["stale"]`): the same, except that every route is
+exported with the local AS prepended `BgpConfig.stale_prepend` times and the digest constant is
+`stale-<digest>`. The namespace's watchdog (plan/watchdog.py) loads it when the agent stops
+renewing its lease: the node keeps announcing its FIPs, but any node announcing one of them
+normally (the FIP moved while this node's agent was dead) has the shorter AS path and wins at the
+ToR. The agent, back, sees the stale digest and reloads the normal configuration.
 """
 from __future__ import annotations
 
@@ -33,7 +40,10 @@ KERNEL_PROTO = "dvrnet_krt"
 
 def paths(ns: str) -> dict[str, str]:
     d = runtime_dir(ns, ROLE)
-    return {"dir": d, "conf": f"{d}/bird.conf", "ctl": f"{d}/ctl", "pid": f"{d}/pid", "log": f"{d}/bird.log"}
+    return {"dir": d, "conf": f"{d}/bird.conf", "stale": f"{d}/bird-stale.conf", "ctl": f"{d}/ctl",
+            "pid": f"{d}/pid", "log": f"{d}/bird.log"}
+
+STALE = "stale-"     # the digest constant's prefix in the stale configuration
 
 
 def _quote(s: str) -> str:
@@ -45,7 +55,7 @@ def peer_name(i: int, p: BgpPeer) -> str:
 
 
 def config_body(ns: str, router_id: str, local_ip: str, local_as: int, peers: Iterable[BgpPeer],
-                public: Iterable[str], dev: str, bgp: BgpConfig) -> str:
+                public: Iterable[str], dev: str, bgp: BgpConfig, stale: bool = False) -> str:
     p = paths(ns)
     nets = ", ".join(f"{c}{{32,32}}" for c in sorted(public))
     accept = f"krt_source = {RT_PROTO} && dest = RTD_UNICAST && net ~ [ {nets} ]" if nets else "false"
@@ -73,7 +83,12 @@ def config_body(ns: str, router_id: str, local_ip: str, local_as: int, peers: It
         ]
         if peer.password:
             lines.append(f"  password {_quote(peer.password)};")
-        lines += [f"  ipv4 {{ import none; export where proto = {_quote(KERNEL_PROTO)}; next hop self; }};", "}"]
+        if stale:
+            prepend = " ".join([f"bgp_path.prepend({local_as});"] * max(1, bgp.stale_prepend))
+            export = f"export filter {{ if proto = {_quote(KERNEL_PROTO)} then {{ {prepend} accept; }} reject; }};"
+        else:
+            export = f"export where proto = {_quote(KERNEL_PROTO)};"
+        lines += [f"  ipv4 {{ import none; {export} next hop self; }};", "}"]
     return "\n".join(lines) + "\n"
 
 
@@ -81,9 +96,13 @@ def bird_process(ns: str, local_ip: str, local_as: int, peers: Iterable[BgpPeer]
                  dev: str, bgp: BgpConfig) -> Process:
     """The BIRD of routed namespace NS: BGP from LOCAL_IP (the fg-/qg- address on DEV) to PEERS,
     announcing the /32s of dvrnet's routes inside the PUBLIC subnets."""
+    peers = tuple(peers)
+    public = tuple(public)
     body = config_body(ns, local_ip, local_ip, local_as, peers, public, dev, bgp)
     d = digest(body)
     text = f'define DVRNET_DIGEST = "{d}";\n' + body
+    stale = (f'define DVRNET_DIGEST = "{STALE}{d}";\n'
+             + config_body(ns, local_ip, local_ip, local_as, peers, public, dev, bgp, stale=True))
     p = paths(ns)
     return Process(ROLE, (bgp.bird, "-c", p["conf"], "-s", p["ctl"], "-P", p["pid"]),
-                   ((p["conf"], text),), d)
+                   ((p["conf"], text), (p["stale"], stale)), d)

@@ -28,7 +28,10 @@ class BgpConfig:
     peer, the gateway of the subnet holding the fg-/qg- address, AS `peer_as`); BFD at
     `bfd_ms` x `bfd_multiplier`; BGP hold/keepalive in seconds; `graceful_restart` seconds the
     ToR keeps a restarting node's routes; `blackhole_s` how long a departed FIP stays a blackhole
-    on its old node (plan/timed.py); `bird`: the BIRD 2 binary."""
+    on its old node (plan/timed.py); `bird`: the BIRD 2 binary.
+    `lease_s`: a routed namespace's watchdog (plan/watchdog.py) makes its BIRD announce with the
+    AS path `stale_prepend` times longer when the agent has not renewed its lease for that long;
+    `watchdog`: the watchdog's command (the agent sets it; empty, or lease_s 0: no watchdog)."""
     local_as: int | None = None
     peers: tuple[BgpPeer, ...] = ()
     peer_as: int = 65000
@@ -39,6 +42,9 @@ class BgpConfig:
     graceful_restart: int = 5
     blackhole_s: float = 3.0
     bird: str = "bird"
+    lease_s: float = 5.0
+    stale_prepend: int = 3
+    watchdog: tuple[str, ...] = ()
 
     def asn(self, host: str) -> int:
         return self.local_as if self.local_as is not None else default_asn(host)

@@ -42,3 +42,8 @@ def digest(*texts: str) -> str:
         h.update(t.encode())
         h.update(b"\0")
     return h.hexdigest()[:16]
+
+
+def argv_digest(argv: tuple[str, ...]) -> str:
+    """The digest of a process whose command line is all its configuration."""
+    return digest(*argv)

@@ -14,7 +14,8 @@ fip-<net> invariants (beside those of fip.py that do not concern the segment's L
   the ToR that is not a local FIP is forwarded (no loop back to the ToR);
 - no proxy ARP on fg- (nobody ARPs for a FIP: the ToR routes it to the fg- address), hence no
   gratuitous ARP either (reconcile/diff.py sends one only where proxy ARP answers);
-- a BIRD process (plan/bird.py) announces the /32s of main inside the public subnets.
+- a BIRD process (plan/bird.py) announces the /32s of main inside the public subnets, and a
+  watchdog (plan/watchdog.py) makes it announce them as stale when the agent stops renewing a lease.
 snat-<router> invariants:
 - qg- holds only the gateway port's private address (connected route in main); its public SNAT
   address is held as the route `<address>/32 dev qg-`, which BIRD announces (no public address
@@ -43,6 +44,7 @@ from .numbers import (
 )
 from .plug import plug
 from .state import Address, NftChain, NftTable, Route, Rule
+from .watchdog import watchdog_process
 
 
 def is_private(s: Subnet) -> bool:
@@ -71,6 +73,9 @@ def _upstream(ns: NsBuilder, dev: str, cloud: CloudView, net: Network, local: IP
     if local is not None and peers:
         ns.process(bird_process(ns.name, str(local), cfg.bgp.asn(host), peers, public_cidrs(cloud, net.id),
                                 dev, cfg.bgp))
+        dog = watchdog_process(ns.name, cfg.bgp)
+        if dog is not None:
+            ns.process(dog)
 
 
 def routed_fip_base(cloud: CloudView, net: Network, fg: Port, bridges: NsBuilder,
