@@ -5,19 +5,10 @@ Invariants:
   the side effects; if anything raises, nothing has changed (nothing half-applied);
 - each successful change adds one to the revision; `snapshot()` is then a `Cloud` that passes
   `Cloud.validate` (with `check=True` this is verified after every change, and a failure rolls back);
-- side effects follow Neutron's DVR server:
-  * a router's external gateway is a `network:router_gateway` port (device_id = router id) whose
-    `host` is the router's SNAT host: the `dvr_snat` host with the fewest gateway ports, ties by
-    name; "" while there is none (such routers are scheduled when a `dvr_snat` host registers);
-  * a distributed router with a gateway has one `network:router_centralized_snat` port per
-    interface subnet (device_id = router id, host = SNAT host), made and removed with the gateway
-    and the interfaces;
-  * after every change the `network:floatingip_agent_gateway` ports (device_id = host = host name)
-    are exactly `placement.hosts_needing_agent_gateway`; an existing one keeps its addresses
-    (nothing is renumbered when subnets are added or another router goes), and one left with no
-    address by a subnet delete gets a new one when some subnet can serve it;
-  * deleting a port disassociates its floating IPs; a subnet goes only when `check_subnet_delete`
-    allows it, and agent-gateway/DHCP ports then lose their addresses in it.
+- the DVR side effects (router gateway ports, SNAT scheduling, centralized-SNAT ports, agent-gateway
+  ports, settled after every change) are Neutron's DVR server's, in `ops/dvr.py`;
+- deleting a port disassociates its floating IPs; a subnet goes only when `check_subnet_delete`
+  allows it, and agent-gateway/DHCP ports then lose their addresses in it.
 - the port API never sets an owner the server manages (`MANAGED_OWNERS`: router gateway, router
   interfaces, centralized SNAT, agent gateway, floating IP): those ports are made by the router,
   floating IP and agent operations only. A port the server made keeps its device_owner, device_id
@@ -52,7 +43,6 @@ from ..model import (
     FloatingIP,
     Host,
     InvalidInput,
-    IpAddressGenerationFailure,
     Network,
     NotFound,
     Port,
@@ -60,8 +50,8 @@ from ..model import (
     Subnet,
 )
 from ..model.errors import BadRequest as BadRequestError
-from ..model.placement import hosts_needing_agent_gateway
 from ..model.resources import DEFAULT_POOLS, ROUTER_INTERFACE_OWNERS, parse_cidr, parse_ip
+from .dvr import Dvr
 from .errors import (
     ExternalGatewayForFloatingIPNotFound,
     ExternalNetworkInUse,
@@ -74,7 +64,6 @@ from .errors import (
     NetworkInUse,
     PortInUse,
     ResourceExists,
-    RouterExternalGatewayInUseByFloatingIp,
     RouterInterfaceInUseByFloatingIP,
     RouterInterfaceNotFound,
     RouterInterfaceNotFoundForSubnet,
@@ -82,22 +71,6 @@ from .errors import (
     SubnetAlreadyAttached,
 )
 from .store import Store
-
-
-class _Tables:
-    """The Workspace's tables as `placement.PlacementSource` (the one placement reads them)."""
-
-    def __init__(self, ws: Workspace):
-        self.ws = ws
-        self.routers = ws._st.routers
-        self.hosts = ws._st.hosts
-        self.compute_subnets_by_host = ws._st.compute_subnets_by_host
-
-    def router_interfaces(self, router_id: str) -> tuple[Port, ...]:
-        return tuple(self.ws._interfaces(router_id))
-
-    def gateway_port(self, router_id: str) -> Port | None:
-        return self.ws._gateway_port(router_id)
 
 
 class _Unset:
@@ -139,7 +112,7 @@ def _mutating(fn):
     def run(self: Workspace, *args, **kwargs):
         with self._st.transaction():
             result = fn(self, *args, **kwargs)
-            self._settle()
+            self._dvr.settle_agent_gateways()
             if self._check:
                 self._build_cloud().validate()
         self._revision += 1
@@ -164,6 +137,7 @@ class Workspace:
                     self._st.put(kind, obj)
             self._revision = cloud.revision
         self._st.placement_dirty = True   # settle at the first change
+        self._dvr = Dvr(self._st, self._new_port)   # the DVR side effects (ops/dvr.py)
 
     # ---- reading ---------------------------------------------------------------------------
     @property
@@ -237,19 +211,6 @@ class Workspace:
                 return mac
             n += 1
 
-    def _ports_of(self, device_id: str, owners: Iterable[str]) -> list[Port]:
-        owners = set(owners)
-        st = self._st
-        return sorted((st.ports[i] for i in st.ports_by_device.get(device_id, ())
-                       if st.ports[i].device_owner in owners), key=lambda p: p.id)
-
-    def _gateway_port(self, router_id: str) -> Port | None:
-        ps = self._ports_of(router_id, (GW,))
-        return ps[0] if ps else None
-
-    def _interfaces(self, router_id: str) -> list[Port]:
-        return self._ports_of(router_id, ROUTER_INTERFACE_OWNERS)
-
     def _new_port(self, network_id: str, owner: str, device_id: str, host: str,
                   fixed: tuple[FixedIP, ...], hint: str, project_id: str = "") -> Port:
         """A port the server makes (gateway, interface, SNAT, agent gateway): named "" as in
@@ -268,24 +229,8 @@ class Workspace:
             raise InvalidInput("mode", f"{mode!r} is not one of dvr, dvr_snat") from None
         self._st.put("host", host)
         if host.mode is AgentMode.DVR_SNAT:
-            for gw in sorted((self._st.ports[i] for i in self._st.ports_by_owner.get(GW, ())),
-                             key=lambda p: p.device_id):
-                if not gw.host and gw.device_id in self._st.routers:
-                    self._st.put("port", replace(gw, host=self._pick_snat_host()))
-                    self._sync_snat_ports(gw.device_id)
+            self._dvr.schedule_unhosted()
         return host
-
-    def _pick_snat_host(self) -> str:
-        st = self._st
-        snat_hosts = sorted(h.name for h in st.hosts.values() if h.mode is AgentMode.DVR_SNAT)
-        if not snat_hosts:
-            return ""
-        load = {h: 0 for h in snat_hosts}
-        for i in st.ports_by_owner.get(GW, ()):
-            h = st.ports[i].host
-            if h in load:
-                load[h] += 1
-        return min(snat_hosts, key=lambda h: (load[h], h))
 
     # ---- networks --------------------------------------------------------------------------
     @_mutating
@@ -522,8 +467,8 @@ class Workspace:
         st.put("port", new)
         for rid in {old.device_id, new.device_id}:
             if rid in st.routers and (old.device_owner in ROUTER_OWNED or new.device_owner in ROUTER_OWNED):
-                self._sync_gateway_info(rid)
-                self._sync_snat_ports(rid)
+                self._dvr.sync_gateway_info(rid)
+                self._dvr.sync_snat_ports(rid)
         return new
 
     @staticmethod
@@ -578,59 +523,6 @@ class Workspace:
                         raise InvalidInput("external_fixed_ips", f"{ip} is the gateway address of subnet {sid}")
         return net.id, reqs, bool(info.get("enable_snat", True))
 
-    def _set_gateway(self, router: Router, info: Mapping) -> None:
-        net_id, reqs, snat = self._parse_gateway(info)
-        if reqs is None and self._st.networks[net_id].routed:
-            # routed mode (issue 15): qg-'s private address and the router's public SNAT /32
-            fixed: tuple[FixedIP, ...] = self._st.allocator.pick_routed_gateway(net_id)
-        else:
-            fixed = self._st.allocator.pick(net_id, GW, reqs, field="external_fixed_ips")
-        port = self._new_port(net_id, GW, router.id, self._pick_snat_host(), fixed, net_id)
-        self._st.put("router", replace(router, gateway=ExternalGateway(net_id, port.fixed_ips, snat)))
-        self._sync_snat_ports(router.id)
-
-    def _unset_gateway(self, router: Router) -> None:
-        st = self._st
-        fips = sorted(st.fips_by_router.get(router.id, ()))
-        if fips:
-            raise RouterExternalGatewayInUseByFloatingIp(
-                f"The gateway of router {router.id} cannot be removed or changed: floating IPs "
-                f"{', '.join(fips)} on external network {router.gateway.network_id} reach their ports through it.")
-        gw = self._gateway_port(router.id)
-        if gw is not None:
-            st.drop("port", gw.id)
-        st.put("router", replace(router, gateway=None))
-        self._sync_snat_ports(router.id)
-
-    def _sync_gateway_info(self, router_id: str) -> None:
-        r = self._st.routers[router_id]
-        gw = self._gateway_port(router_id)
-        if r.gateway is not None and gw is not None and gw.fixed_ips != r.gateway.external_fixed_ips:
-            self._st.put("router", replace(r, gateway=replace(r.gateway, external_fixed_ips=gw.fixed_ips)))
-
-    def _sync_snat_ports(self, router_id: str) -> None:
-        """One centralized-SNAT port per interface subnet of a distributed router with a gateway."""
-        st = self._st
-        r = st.routers.get(router_id)
-        gw = self._gateway_port(router_id)
-        want: set[str] = set()
-        if r is not None and r.distributed and r.gateway is not None:
-            want = {f.subnet_id for p in self._interfaces(router_id) for f in p.fixed_ips}
-        host = gw.host if gw is not None else ""
-        have: set[str] = set()
-        for p in self._ports_of(router_id, (SNAT,)):
-            sids = {f.subnet_id for f in p.fixed_ips}
-            if not sids or not sids <= want or sids & have:
-                st.drop("port", p.id)
-                continue
-            have |= sids
-            if p.host != host:
-                st.put("port", replace(p, host=host))
-        for sid in sorted(want - have):
-            s = st.subnets[sid]
-            fixed = st.allocator.pick(s.network_id, SNAT, [IpRequest(subnet_id=sid)])
-            self._new_port(s.network_id, SNAT, router_id, host, fixed, sid)
-
     @_mutating
     def create_router(self, name: str = "", distributed: bool = True,
                       external_gateway_info: Mapping | None = None, project_id: str = "",
@@ -638,7 +530,7 @@ class Workspace:
         r = Router(self._new_id("router", name, id), name, bool(distributed), None, project_id)
         self._st.put("router", r)
         if external_gateway_info:
-            self._set_gateway(r, external_gateway_info)
+            self._dvr.set_gateway(r, *self._parse_gateway(external_gateway_info))
         return r
 
     @_mutating
@@ -652,39 +544,31 @@ class Workspace:
             return r
         if not external_gateway_info:
             if r.gateway is not None:
-                self._unset_gateway(r)
+                self._dvr.unset_gateway(r)
             return r
         if r.gateway is None:
-            self._set_gateway(r, external_gateway_info)
+            self._dvr.set_gateway(r, *self._parse_gateway(external_gateway_info))
             return r
         net_id, reqs, snat = self._parse_gateway(external_gateway_info)
         if net_id != r.gateway.network_id:
-            self._unset_gateway(r)
-            self._set_gateway(st.routers[id], external_gateway_info)
+            self._dvr.unset_gateway(r)
+            self._dvr.set_gateway(st.routers[id], net_id, reqs, snat)
             return r
-        gw = self._gateway_port(id)
-        if gw is not None and reqs is not None:
-            fixed = st.allocator.pick(net_id, GW, reqs, field="external_fixed_ips",
-                                      keep=(f.ip_address for f in gw.fixed_ips))
-            gw = replace(gw, fixed_ips=fixed)
-            st.put("port", gw)
-        fixed = gw.fixed_ips if gw is not None else r.gateway.external_fixed_ips
-        st.put("router", replace(r, gateway=ExternalGateway(net_id, fixed, snat)))
+        self._dvr.change_gateway(r, net_id, reqs, snat)
         return r
 
     @_mutating
     def delete_router(self, id: str) -> None:
         self._router(id)
         st = self._st
-        ifs = self._interfaces(id)
+        ifs = self._dvr.interfaces(id)
         if ifs:
             raise RouterInUse(f"Router {id} still has interface ports {', '.join(p.id for p in ifs)}; "
                               f"remove them first.")
         for fid in sorted(st.fips_by_router.get(id, ())):   # cannot normally happen without interfaces
             f = st.floatingips[fid]
             st.put("floatingip", replace(f, port_id=None, fixed_ip_address=None, router_id=None))
-        for p in self._ports_of(id, (GW, SNAT)):
-            st.drop("port", p.id)
+        self._dvr.drop_router_ports(id)
         st.drop("router", id)
 
     @staticmethod
@@ -697,7 +581,7 @@ class Workspace:
         if net.external:
             raise BadRequestError(f"Subnet {subnet.id} is on external network {net.id}: set it as the "
                                   f"router's external gateway instead of adding an interface.")
-        for p in self._interfaces(router_id):
+        for p in self._dvr.interfaces(router_id):
             for f in p.fixed_ips:
                 if f.subnet_id == subnet.id:
                     raise SubnetAlreadyAttached(f"Router {router_id} already has an interface on subnet "
@@ -738,7 +622,7 @@ class Workspace:
             self._check_attachable(router_id, st.subnets[p.fixed_ips[0].subnet_id])
             port = replace(p, device_owner=owner, device_id=router_id)
             st.put("port", port)
-        self._sync_snat_ports(router_id)
+        self._dvr.sync_snat_ports(router_id)
         return port
 
     @_mutating
@@ -747,7 +631,7 @@ class Workspace:
         self._router(router_id)
         self._one_of(subnet_id, port_id)
         st = self._st
-        ifs = self._interfaces(router_id)
+        ifs = self._dvr.interfaces(router_id)
         if subnet_id is not None:
             self._subnet(subnet_id)
             found = [p for p in ifs if p.ip_on(subnet_id) is not None]
@@ -772,7 +656,7 @@ class Workspace:
                 f"The interface of router {router_id} on subnet(s) {', '.join(sorted(sids))} cannot be "
                 f"removed: floating IPs {', '.join(users)} need it.")
         st.drop("port", port.id)
-        self._sync_snat_ports(router_id)
+        self._dvr.sync_snat_ports(router_id)
         return port
 
     # ---- floating IPs ----------------------------------------------------------------------
@@ -865,37 +749,3 @@ class Workspace:
     def delete_floatingip(self, id: str) -> None:
         self._fip(id)
         self._st.drop("floatingip", id)
-
-    # ---- agent-gateway ports ---------------------------------------------------------------
-    def _needed_agent_gateways(self) -> set[tuple[str, str]]:
-        """`placement.hosts_needing_agent_gateway` over the tables of this transaction."""
-        return hosts_needing_agent_gateway(_Tables(self))
-
-    def _settle(self) -> None:
-        st = self._st
-        existing: dict[tuple[str, str], Port] = {}
-        for i in sorted(st.ports_by_owner.get(AGW, ())):
-            p = st.ports[i]
-            if (p.device_id, p.network_id) in existing:
-                st.drop("port", p.id)          # a duplicate (only possible in a loaded Cloud)
-            else:
-                existing[(p.device_id, p.network_id)] = p
-        if st.placement_dirty:
-            needed = self._needed_agent_gateways()
-            for key in sorted(set(existing) - needed):
-                st.drop("port", existing.pop(key).id)
-            for host, net in sorted(needed - set(existing)):
-                try:
-                    fixed = st.allocator.pick(net, AGW, None)
-                except IpAddressGenerationFailure as e:
-                    raise type(e)(f"Cannot make the agent gateway port of host {host} on external network "
-                                  f"{net}: {e.message}") from None
-                existing[(host, net)] = self._new_port(net, AGW, host, host, fixed, net)
-            st.placement_dirty = False
-        for (host, net), p in sorted(existing.items()):
-            if not p.fixed_ips:
-                try:
-                    fixed = st.allocator.pick(net, AGW, None)
-                except IpAddressGenerationFailure:
-                    continue   # stays without an address until a subnet can serve it
-                st.put("port", replace(p, fixed_ips=fixed))
