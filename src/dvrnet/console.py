@@ -25,4 +25,4 @@ def styled(*parts: Part) -> Text:
     return Text.assemble(*parts)
 
 
-__all__ = ["Text", "console", "styled"]
+__all__ = ["Console", "Text", "console", "styled"]

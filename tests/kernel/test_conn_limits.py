@@ -136,10 +136,17 @@ def test_vm_limit_drops_and_counts_while_the_neighbour_keeps_working(netns_prefi
         for s in more[:1]:
             rst_close(s)
         held.remove(more[0])
-        assert ping(vm, B)
+        # the reset crosses the router's conntrack asynchronously: a ping sent before it did is
+        # still over B's limit (and counted as a drop), so ping until one gets through
+        tries = 0
+        while True:
+            tries += 1
+            if ping(vm, B):
+                break
+            assert tries < 10, "B's ping never fitted after one of its connections was reset"
         u = by_ip(usage(qr, desired_table(cfg)))
         assert u[A].limit == 4 and u[A].connections == 4 and u[A].drops == 3 + 1
-        assert u[B].drops == 0 and u[B].connections == 4                  # 3 TCP + the ping
+        assert u[B].drops == tries - 1 and u[B].connections == 4          # 3 TCP + the ping
         # the packet path filled vm_conns and vm_drops: not a difference
         res = r.sync(HostState("h", {qr: Namespace(qr, nft={("ip", NFT_TABLE): desired_table(cfg)},
                                                    managed=False)}), full=True)

@@ -14,10 +14,9 @@ import shutil
 import sys
 import time
 
-from rich.console import Console
 from rich.table import Table
 
-from ..console import Text, console, styled
+from ..console import Console, Text, console, styled
 from ..kernel.connlimit import conntrack_max
 from ..progress import Progress
 from . import control, dataplane, e2e, noisy, routed
