@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 # Debian packages the data plane, the lab and the tests use.
 DEB_PKGS := iproute2 nftables iptables iputils-ping arping tcpdump ethtool procps postgresql rabbitmq-server bird2 \
-            openvswitch-switch openvswitch-common iperf3 gcc libc6-dev
+            openvswitch-switch openvswitch-common iperf3 gcc libc6-dev haproxy
 # neutron-server (Neutron mode's lab and tests) in a venv of its own: its pins conflict with dvrnet's.
 NEUTRON_VENV := .venv-neutron
 

@@ -41,6 +41,25 @@ def load_scenario(name: str):
     raise click.BadParameter(f"unknown scenario {name!r} (known: {', '.join(SCENARIOS)})", param_hint="--scenario")
 
 
+def _metadata_options(fn):
+    """The metadata proxies (plan/metadata.py); collected by `_metadata_config`."""
+    fn = click.option("--metadata-socket", default=None, metavar="PATH",
+                      help="neutron-metadata-agent's unix socket (Neutron's metadata_proxy_socket): run a metadata "
+                           "proxy for 169.254.169.254 in every router namespace with interfaces here (default: none).")(fn)
+    fn = click.option("--metadata-port", type=click.IntRange(1, 65535), default=9697, show_default=True,
+                      help="The proxy's port inside the router namespace (Neutron's metadata_port).")(fn)
+    fn = click.option("--metadata-user", default=None, help="User the proxy runs as once bound (default: the agent's).")(fn)
+    fn = click.option("--metadata-group", default=None, help="Group the proxy runs as once bound.")(fn)
+    return fn
+
+
+def _metadata_config(kw: dict):
+    """Take the `_metadata_options` out of a command's keyword arguments."""
+    from .plan.config import MetadataConfig
+    return MetadataConfig(socket=kw.pop("metadata_socket", None), port=kw.pop("metadata_port", 9697),
+                          user=kw.pop("metadata_user", None), group=kw.pop("metadata_group", None))
+
+
 @click.group()
 @click.version_option(package_name="dvrnet")
 def main() -> None:
@@ -52,15 +71,17 @@ def main() -> None:
               help="Built-in model to plan for.")
 @click.option("--host", required=True, help="Host whose namespaces to plan.")
 @click.option("--netns-prefix", default="", help="Prefix of every namespace name (per node in the lab).")
+@_metadata_options
 @_one_line_errors
-def plan(scenario: str, host: str, netns_prefix: str) -> None:
+def plan(scenario: str, host: str, netns_prefix: str, **more) -> None:
     """Print the desired kernel state of every namespace on HOST (canonical text form)."""
     from .plan import PlanConfig, plan_host, render
     cloud = load_scenario(scenario)
     if host not in cloud.hosts:
         raise click.BadParameter(f"no host {host!r} in scenario {scenario} (hosts: {', '.join(sorted(cloud.hosts))})",
                                  param_hint="--host")
-    click.echo(render(plan_host(cloud, host, PlanConfig(netns_prefix=netns_prefix))), nl=False)
+    cfg = PlanConfig(netns_prefix=netns_prefix, metadata=_metadata_config(more))
+    click.echo(render(plan_host(cloud, host, cfg)), nl=False)
 
 
 @main.command()
@@ -298,6 +319,15 @@ def _lab_node_mac(host: str) -> str | None:
         return None
 
 
+def _lab_metadata_socket(host: str) -> str | None:
+    """The stand-in metadata agent's socket of HOST (what the lab gives its agent), if a lab runs."""
+    try:
+        from .lab.info import LabInfo
+        return LabInfo.load(os.environ.get("DVRNET_LAB_STATE", "/var/lib/dvrnet/lab")).node(host).metadata_socket
+    except (FileNotFoundError, StopIteration, ValueError, OSError):
+        return None
+
+
 def _bridge_mappings(items) -> tuple[tuple[str, str], ...]:
     out = []
     for item in items or ():
@@ -310,12 +340,12 @@ def _bridge_mappings(items) -> tuple[tuple[str, str], ...]:
 
 def _plan_config(netns_prefix: str, bridge_netns: str, external_bridge: str, bridge_mappings=(),
                  port_kind: str = "veth", dvr_mac: str | None = None, uplinks=(), bgp=None,
-                 integration_bridge: str = "br-int", **dataplane):
+                 integration_bridge: str = "br-int", metadata=None, **dataplane):
     """DATAPLANE: the connection-limit and stateless-FIP options of `_plan_options`; the conntrack
     limit the defaults derive from is read from this kernel."""
     from .kernel.connlimit import conntrack_max
     from .plan import PlanConfig
-    from .plan.config import BgpConfig
+    from .plan.config import BgpConfig, MetadataConfig
     extra = {k: v for k, v in dataplane.items() if v is not None}
     cmax = conntrack_max()
     if cmax:
@@ -323,7 +353,8 @@ def _plan_config(netns_prefix: str, bridge_netns: str, external_bridge: str, bri
     return PlanConfig(netns_prefix=netns_prefix, bridge_netns=bridge_netns, external_bridge=external_bridge,
                       bridge_mappings=_bridge_mappings(bridge_mappings), port_kind=port_kind,
                       dvr_mac=_dvr_mac(dvr_mac), uplinks=tuple(u.strip() for u in uplinks or () if u.strip()),
-                      bgp=bgp or BgpConfig(), integration_bridge=integration_bridge, **extra)
+                      bgp=bgp or BgpConfig(), integration_bridge=integration_bridge,
+                      metadata=metadata or MetadataConfig(), **extra)
 
 
 @main.command()
@@ -338,6 +369,7 @@ def _plan_config(netns_prefix: str, bridge_netns: str, external_bridge: str, bri
 @click.option("--log-level", default="INFO", show_default=True)
 @_plan_options
 @_l2_options
+@_metadata_options
 def agent(host, mode, server, token, resync_interval, once, ready_file, log_level, netns_prefix, bridge_netns, external_bridge,
           bridge_mappings, port_kind, dvr_mac, uplinks, bgp_local_as, bgp_peers, bgp_peer_as, bfd_ms,
           bfd_multiplier, blackhole_seconds, bgp_lease_seconds, integration_bridge, ovs_db, **dataplane):
@@ -349,9 +381,10 @@ def agent(host, mode, server, token, resync_interval, once, ready_file, log_leve
     from .agent.loop import Agent
     _need_root("the agent changes network namespaces")
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    meta = _metadata_config(dataplane)      # takes the --metadata-* options out of DATAPLANE
     cfg = _plan_config(netns_prefix, bridge_netns, external_bridge, bridge_mappings, port_kind, dvr_mac, uplinks,
                        _bgp_config(bgp_local_as, bgp_peers, bgp_peer_as, bfd_ms, bfd_multiplier, blackhole_seconds, bgp_lease_seconds),
-                       integration_bridge, **dataplane)
+                       integration_bridge, meta, **dataplane)
     a = Agent(host, Feed(server, host, mode, token=token), cfg, resync_interval=resync_interval,
               ready_file=ready_file, progress=_agent_progress(), switch=_switch(port_kind, ovs_db, bridge_netns))
     def _terminate(*_):
@@ -403,6 +436,7 @@ def neutron_agent(config_files, host, once, ready_file, log_level):
               help="Connection limits: per router and per VM its connections, limit and drops.")
 @_plan_options
 @_l2_options
+@_metadata_options
 @_picture_options
 @_one_line_errors
 def show(host, server, token, what, config_files, netns_prefix, bridge_netns, external_bridge, bridge_mappings,
@@ -445,9 +479,13 @@ def show(host, server, token, what, config_files, netns_prefix, bridge_netns, ex
         finally:
             feed.close()
         cloud, revision = view.cloud, view.revision
+        meta = _metadata_config(dataplane)
+        if lab_mode and meta.socket is None:    # the lab gives its agents the stand-in metadata agent's socket
+            from dataclasses import replace as _replace
+            meta = _replace(meta, socket=_lab_metadata_socket(host))
         cfg = _plan_config(netns_prefix, bridge_netns, external_bridge, bridge_mappings, port_kind, dvr_mac, uplinks,
                            _bgp_config(bgp_local_as, bgp_peers, bgp_peer_as, bfd_ms, bfd_multiplier, blackhole_seconds, bgp_lease_seconds),
-                           integration_bridge, **dataplane)
+                           integration_bridge, meta, **dataplane)
         rec = Reconciler(prefix=netns_prefix, register_proto=False, switch=_switch(port_kind, ovs_db, bridge_netns))
     if what == "limits":
         _show_limits(cloud, host, cfg)

@@ -108,7 +108,7 @@ def test_lab_check_passes(lab):
     bad = [f"{r.check}: expected {r.expected}, saw {r.observed}" for r in rows if not r.passed]
     assert not bad, "\n".join(bad)
     assert len(rows) >= 30
-    assert set(_daemons(lab).values()) and {role for _ns, role in _daemons(lab)} == {"bird", "watchdog"}
+    assert set(_daemons(lab).values()) and {role for _ns, role in _daemons(lab)} == {"bird", "watchdog", "metadata"}
 
 
 def test_show_prints_bgp_sessions(lab):

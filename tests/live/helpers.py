@@ -47,7 +47,8 @@ def cfg(info: LabInfo, host: str, port_kind: str = "veth") -> PlanConfig:
     if port_kind == "lab":
         port_kind = info.port_kind
     n = info.node(host)
-    kw = {"netns_prefix": n.prefix, "bridge_netns": n.bridge_netns, "external_bridge": "br-ex", "dvr_mac": n.node_mac}
+    kw = {"netns_prefix": n.prefix, "bridge_netns": n.bridge_netns, "external_bridge": "br-ex", "dvr_mac": n.node_mac,
+          "metadata": n.metadata()}
     if port_kind != "veth":
         kw["port_kind"] = port_kind
     return PlanConfig(**kw)

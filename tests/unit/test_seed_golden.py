@@ -13,12 +13,16 @@ from pathlib import Path
 
 import pytest
 
-from dvrnet.plan import plan_host, render
+from dvrnet.plan import PlanConfig, plan_host, render
+from dvrnet.plan.config import MetadataConfig
 from dvrnet.plan.fib import lookup
 from dvrnet.scenarios.seed import SEED, build
 
 GOLDEN = Path(__file__).parent.parent / "golden"
 HOSTS = ("compute1", "compute2", "network1")
+# with the metadata service on (Neutron's default socket), so the proxies and their redirect are in the files
+METADATA_SOCKET = "/var/lib/neutron/metadata_proxy"
+CFG = PlanConfig(metadata=MetadataConfig(socket=METADATA_SOCKET))
 
 
 @pytest.fixture(scope="module")
@@ -28,7 +32,7 @@ def cloud():
 
 @pytest.mark.parametrize("host", HOSTS)
 def test_golden(cloud, host):
-    text = render(plan_host(cloud, host))
+    text = render(plan_host(cloud, host, CFG))
     path = GOLDEN / f"seed-{host}.txt"
     if os.environ.get("UPDATE_GOLDEN"):
         path.write_text(text)
@@ -36,7 +40,7 @@ def test_golden(cloud, host):
 
 
 def test_same_model_gives_byte_identical_output():
-    assert render(plan_host(build(), "compute1")) == render(plan_host(build(), "compute1"))
+    assert render(plan_host(build(), "compute1", CFG)) == render(plan_host(build(), "compute1", CFG))
 
 
 def _fip_ns(state):
@@ -79,7 +83,8 @@ def test_fip_rules_constant_when_router_or_fip_added(cloud):
 
 
 def test_cli_plan_prints_the_golden_state():
-    out = subprocess.run([sys.executable, "-m", "dvrnet.cli", "plan", "--scenario", "seed", "--host", "compute1"],
+    out = subprocess.run([sys.executable, "-m", "dvrnet.cli", "plan", "--scenario", "seed", "--host", "compute1",
+                          "--metadata-socket", METADATA_SOCKET],
                          capture_output=True, text=True, check=True).stdout
     assert out == (GOLDEN / "seed-compute1.txt").read_text()
 

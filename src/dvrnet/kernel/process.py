@@ -30,11 +30,11 @@ from dvrnet.plan.state import HostState, Namespace, Process
 from dvrnet.reconcile.ops import Op, ProcReload, ProcStart, ProcStop
 from dvrnet.reconcile.ownership import Ownership
 
-from . import bird, netns
+from . import bird, metadata, netns
 
 
 class _Role:
-    """How dvrnet talks to one kind of daemon (issue 13 adds the metadata proxy here)."""
+    """How dvrnet talks to one kind of daemon."""
     def __init__(self, digest, reload, ready):
         self.digest, self.reload, self.ready = digest, reload, ready
 
@@ -44,6 +44,7 @@ ROLES: dict[str, _Role] = {
     # its command line is its whole configuration: a new one is a restart, never a reload
     watchdog.ROLE: _Role(lambda p, ns: argv_digest(p.argv), lambda p, ns: "a watchdog is restarted, not reloaded",
                          lambda ns: None),
+    "metadata": _Role(metadata.digest, metadata.reload, lambda ns: metadata.wait_ready(ns)),
 }
 
 

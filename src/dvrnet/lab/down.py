@@ -113,7 +113,7 @@ def down(prefix: str, state_dir: str | None = None) -> DownReport:
         run(Cmd(("ip", "-force", "-batch", "-"), "".join(f"netns del {n}\n" for n in namespaces), "root", check=False))
     rep.namespaces = namespaces
     rep.leftover_namespaces = [n for n in list_netns() if n.startswith(prefix)]
-    from ..plan.process import RUN_DIR  # the owned daemons' runtime directories (routed mode)
+    from ..plan.process import RUN_DIR  # the owned daemons' runtime directories (BIRDs, watchdogs, metadata proxies)
     for d in glob.glob(os.path.join(RUN_DIR, glob.escape(prefix) + "*")):
         shutil.rmtree(d, ignore_errors=True)
     if state_dir and os.path.isdir(state_dir):

@@ -12,7 +12,9 @@ Fields:
 - NodeInfo: name, short, mode, prefix (`<lab prefix><short>-`), bridge_netns (`<prefix>node`),
   underlay_ip, node_mac (source MAC of routed frames leaving the node by VXLAN), agent_pid,
   private_address (routed mode: the fg- address, next hop of the node's FIPs on the ToR), ovs_db
-  (the node's Open vSwitch database when the lab runs OVS, else None).
+  (the node's Open vSwitch database when the lab runs OVS, else None), metadata_socket (the
+  stand-in metadata agent's socket for this node, lab/metadata_agent.py: the agent's
+  `--metadata-socket`).
 - tor (routed mode, `lab up --routed`): {"netns", "address", "asn"} of the top-of-rack router
   (lab/tor.py); None in L2 mode.
 - port_kind: the agents' router-port kind (veth, macvlan, ovs, ovs-veth).
@@ -43,6 +45,12 @@ class NodeInfo:
     agent_pid: int | None = None
     private_address: str | None = None   # routed mode: the node's fg- address (BGP next hop of its FIPs)
     ovs_db: str | None = None
+    metadata_socket: str | None = None   # the stand-in metadata agent's socket for this node
+
+    def metadata(self):
+        """The agent's metadata settings in the lab (lab/up.py `_agent_args`)."""
+        from ..plan.config import MetadataConfig
+        return MetadataConfig(socket=self.metadata_socket)
 
 
 @dataclass

@@ -102,7 +102,8 @@ def differences(info: LabInfo, bridge_mappings: tuple[tuple[str, str], ...] = ()
                 feed.close()
         cfg = PlanConfig(netns_prefix=n.prefix, bridge_netns=n.bridge_netns, external_bridge=external_bridge,
                          bridge_mappings=bridge_mappings, dvr_mac=n.node_mac,
-                         port_kind=port_kind or info.port_kind, bgp=agent_bgp())
+                         port_kind=port_kind or info.port_kind, bgp=agent_bgp(),
+                         metadata=n.metadata())
         desired, observed = desired_state(cloud, n.name, cfg, Reconciler(prefix=n.prefix, register_proto=False, switch=switch_of(n)))
         plan = diff(desired, observed, n.prefix)
         return list(describe_plan(plan)) + [f"conflict: {x}" for x in plan.conflicts]

@@ -8,6 +8,7 @@ API, in the order the data plane needs:
 4. tenant bridges + VXLAN on every node (each agent writes the distributed gateway's L2 guard,
    plan/l2.py, before it creates any qr- port);
 5. VM ports + FIPs through the API, VM namespaces plugged into their nodes' bridges;
+5b. the stand-in metadata agent (lab/metadata_agent.py), one socket per node, given to its agent;
 6. one `dvrnet agent --once` per node in parallel (converged when all exit 0), then the long-running
    agents (pids in the state dir, logs at INFO beside them: one line per pass, `agent-<node>.log`);
 7. LabInfo saved to `<state dir>/lab.json`.
@@ -108,7 +109,8 @@ def _agent_args(spec: WorldSpec, node: NodeSpec, url: str, extra: tuple[str, ...
         kind += ["--ovs-db", spec.ovs_instance(node).db]
     return ["agent", "--host", node.name, "--mode", node.mode, "--server", url,
             "--netns-prefix", spec.node_prefix(node), "--bridge-netns", spec.bridge_ns(node),
-            "--external-bridge", "br-ex", "--dvr-mac", spec.node_mac(node), "--log-level", "INFO", *kind, *extra]
+            "--external-bridge", "br-ex", "--dvr-mac", spec.node_mac(node),
+            "--metadata-socket", spec.metadata_socket(node), "--log-level", "INFO", *kind, *extra]
 
 
 def start_ovs_l2(spec: WorldSpec, url: str, topo: resources.Topology, nets: list[TenantNet]) -> dict[str, int]:
@@ -126,6 +128,21 @@ def start_ovs_l2(spec: WorldSpec, url: str, topo: resources.Topology, nets: list
     return {n.name: _spawn(spec, f"l2agent-{n.name}",
                            ovs_world.l2agent_argv(sys.executable, i, url, tags, spec.prefix)).pid
             for n, i in zip(spec.nodes, insts)}
+
+
+def start_metadata_agent(spec: WorldSpec, timeout: float = 10.0) -> dict[str, str]:
+    """The stand-in metadata agent, serving one socket per node; returns {node: socket}."""
+    sockets = {n.name: spec.metadata_socket(n) for n in spec.nodes}
+    p = _spawn(spec, "metadata-agent", [sys.executable, "-m", "dvrnet.lab.metadata_agent",
+                                        *(f"{n}={s}" for n, s in sockets.items())])
+    end = time.monotonic() + timeout
+    while not all(os.path.exists(s) for s in sockets.values()):
+        if p.poll() is not None:
+            raise RuntimeError(f"the stand-in metadata agent exited with {p.returncode}; see {spec.state_dir}/metadata-agent.log")
+        if time.monotonic() > end:
+            raise RuntimeError(f"the stand-in metadata agent did not listen within {timeout:.0f}s")
+        time.sleep(0.01)
+    return sockets
 
 
 def converge_once(spec: WorldSpec, url: str, timeout: float = 60, extra: tuple[str, ...] = ()) -> dict[str, int]:
@@ -274,6 +291,9 @@ def up(prefix: str = "dvl-", state_dir: str = "/var/lib/dvrnet/lab", scenario: S
                                        snat_ips=[x["ip_address"] for x in gw.get("external_fixed_ips", [])],
                                        networks=[n for n, rn in topo.router_of_network.items() if rn == name]))
     c.close()
+    sockets = start_metadata_agent(spec)
+    for n in info.nodes:
+        n.metadata_socket = sockets[n.name]
     info.save()
     if agents and control == "neutron":
         from .steps import wait_converged

@@ -161,6 +161,10 @@ class WorldSpec:
     def pid_dir(self) -> str:
         return os.path.join(self.state_dir, "pids")
 
+    def metadata_socket(self, node: NodeSpec) -> str:
+        """The stand-in metadata agent's socket for NODE (lab/metadata_agent.py)."""
+        return os.path.join(self.state_dir, f"metadata-{node.short}.sock")
+
     def static_namespaces(self) -> list[str]:
         return ([self.segment_ns, self.underlay_ns, self.internet_ns, self.probe_ns, self.sink_ns]
                 + [self.gateway_ns(g) for g in self.gateways] + [self.bridge_ns(n) for n in self.nodes])

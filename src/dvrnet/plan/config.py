@@ -51,6 +51,24 @@ class BgpConfig:
 
 
 @dataclass(frozen=True)
+class MetadataConfig:
+    """The metadata service (plan/metadata.py): a proxy for 169.254.169.254:80 in every qrouter-
+    with qr- ports here, forwarding to neutron-metadata-agent. socket: that agent's unix socket
+    (Neutron's `metadata_proxy_socket`; None: no metadata service); port: where the proxy listens
+    inside the namespace (Neutron's `metadata_port`); user/group: what the proxy runs as once it
+    has bound its port (None: the agent's own); haproxy: the binary."""
+    socket: str | None = None
+    port: int = 9697
+    user: str | None = None
+    group: str | None = None
+    haproxy: str = "haproxy"
+
+    @property
+    def enabled(self) -> bool:
+        return self.socket is not None
+
+
+@dataclass(frozen=True)
 class PlanConfig:
     """netns_prefix: prepended to every namespace dvrnet creates (empty in production; one per node
     in the lab, so nodes on one machine never see each other's namespaces).
@@ -75,6 +93,7 @@ class PlanConfig:
     limit (net.netfilter.nf_conntrack_max; the agent reads it at start, this default is the kernel's
     for a host of this size); router_conn_limit / vm_conn_limit: None derives them from
     conntrack_max (7/8 of it per router, a quarter of that per VM), 0 turns that limit off.
+    metadata: the metadata proxies (off unless a metadata agent's socket is given).
     """
     netns_prefix: str = ""
     bridge_netns: str = "dvrnet-bridges"
@@ -85,6 +104,7 @@ class PlanConfig:
     dvr_mac: str | None = None
     uplinks: tuple[str, ...] = ()
     bgp: BgpConfig = field(default_factory=BgpConfig)
+    metadata: MetadataConfig = field(default_factory=MetadataConfig)
     conn_limits: bool = True
     conntrack_max: int = 262144
     router_conn_limit: int | None = None

@@ -33,6 +33,10 @@ snat-<router> namespace
                           traffic (routed before it is source-NATed) leaves by the gateway of the
                           address it will be NATed to
   table subnet_table(c)   `default via <gateway> dev qg-X onlink`
+metadata (plan/metadata.py; when the agent knows neutron-metadata-agent's socket)
+  qrouter-: table `ip dvrnet_metadata` (NFT_METADATA_TABLE): TCP from qr- ports to
+        METADATA_ADDRESS:80 is redirected to the proxy's port (9697 by default, as upstream's),
+        which accepts only such redirected connections; nothing to METADATA_ADDRESS is forwarded
 routed mode (external network tagged dvrnet:routed; plan/routed.py)
   fip-: main as above (plus migration blackholes, plan/timed.py); FIP_BLOCK_PRIO and
         FIP_ONLINK_PRIO as above, the on-link table holding only the private (service) subnets
@@ -70,6 +74,8 @@ ROUTED_DEFAULT_TABLE = 40010
 LINK_LOCAL_CIDR = IPv4Network("169.254.64.0/18")   # 8192 /31 pairs: even on rfp-, odd on fpr-
 
 NFT_TABLE = "dvrnet"         # the nftables table dvrnet owns whole in each of its namespaces
+NFT_METADATA_TABLE = "dvrnet_metadata"     # qrouter-: the metadata redirect, a table of its own
+METADATA_ADDRESS = "169.254.169.254"
 
 
 def subnet_table(cidr: IPv4Network) -> int:

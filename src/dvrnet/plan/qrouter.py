@@ -24,6 +24,7 @@ from .builder import NsBuilder
 from .config import PlanConfig
 from .connlimit import JUMP, limit_parts, vm_limits
 from .linklocal import pair, veth_mac
+from .metadata import add_metadata
 from .numbers import (
     FIP_MARK,
     MAIN_TABLE_ID,
@@ -53,7 +54,10 @@ def qrouter_namespace(cloud: CloudView, host: str, router: Router, slot: int | N
     ns.sysctl("net.ipv4.conf.all.send_redirects", 0)
     ns.sysctl("net.ipv4.conf.default.send_redirects", 0)
 
-    for port in cloud.router_interfaces(router.id):
+    interfaces = cloud.router_interfaces(router.id)
+    if interfaces:
+        add_metadata(ns, router.id, cfg.metadata)      # plan/metadata.py: the proxy and its redirect
+    for port in interfaces:
         net = cloud.network(port.network_id)
         dev = names.port_dev(names.ROUTER_IF_DEV, port.id)
         plug(ns, bridges, dev, port, names.tenant_bridge(net.id), net.mtu, cfg)

@@ -11,7 +11,8 @@ Invariants:
 - Addresses and permanent neighbours: those on owned links.
 - Routes and rules: protocol `RT_PROTO` (94, "dvrnet"). The reader keeps only those, so an
   observed `Route`/`Rule` is owned by construction.
-- nftables: tables named `NFT_TABLE` ("dvrnet"), owned whole, in any family.
+- nftables: tables named `NFT_TABLE` ("dvrnet") or `NFT_METADATA_TABLE` ("dvrnet_metadata", the
+  metadata redirect: plan/metadata.py), owned whole, in any family.
 - Sysctls: an allow-list of keys (below); a sysctl is never "deleted", only set when desired.
   IPv6 is owned only as `net.ipv6.conf.<dev|all|default>.disable_ipv6` (dvrnet is IPv4-only and
   turns IPv6 off on what it creates: plan/builder.py).
@@ -27,7 +28,7 @@ import re
 from dataclasses import dataclass
 
 from dvrnet.plan.names import BRIDGE_SIDE_DEV, NS_PREFIXES, OVS_OWNER_KEY, OWNED_DEV_PREFIXES, ovs_owner
-from dvrnet.plan.numbers import NFT_TABLE, RT_PROTO, RT_PROTO_NAME
+from dvrnet.plan.numbers import NFT_METADATA_TABLE, NFT_TABLE, RT_PROTO, RT_PROTO_NAME
 from dvrnet.plan.state import Namespace, OvsPort
 
 _DEV = r"[A-Za-z0-9_][A-Za-z0-9_.:@-]{0,14}"
@@ -46,7 +47,7 @@ def owns_route_protocol(proto: int | str | None) -> bool:
 
 
 def owns_nft_table(family: str, name: str) -> bool:
-    return name == NFT_TABLE
+    return name in (NFT_TABLE, NFT_METADATA_TABLE)
 
 
 def owns_sysctl(key: str) -> bool:

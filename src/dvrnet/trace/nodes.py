@@ -48,7 +48,8 @@ def server_node(host: str, server: str, cfg: PlanConfig, token: str | None = Non
 
 def lab_config(node) -> PlanConfig:
     """The PlanConfig the lab gives a node's agent (lab/up.py `_agent_args`)."""
-    return PlanConfig(netns_prefix=node.prefix, bridge_netns=node.bridge_netns, dvr_mac=node.node_mac)
+    return PlanConfig(netns_prefix=node.prefix, bridge_netns=node.bridge_netns, dvr_mac=node.node_mac,
+                      metadata=node.metadata())
 
 
 def lab_nodes(info, config: Callable = lab_config) -> list[Node]:
