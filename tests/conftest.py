@@ -1,5 +1,6 @@
 """Shared test setup: root-only suites skip with a visible reason; per-test namespace prefixes
-that are removed by name at teardown, also when the test fails."""
+that are removed by name at teardown, also when the test fails; in-process servers and
+Workspaces check every O(change) write against the full comparison (debug assertions)."""
 from __future__ import annotations
 
 import itertools
@@ -18,6 +19,18 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "root" in item.keywords:
             item.add_marker(skip)
+
+
+@pytest.fixture(autouse=True)
+def verify_incremental_writes():
+    """Every Workspace snapshot made incrementally is compared with a full build, and every store
+    write's ChangeSet with the snapshot it must produce (O(n) per write: tests only)."""
+    from dvrnet.ops import Workspace
+    from dvrnet.store import Store
+    saved = Workspace.verify_incremental, Store.verify_changesets
+    Workspace.verify_incremental = Store.verify_changesets = True
+    yield
+    Workspace.verify_incremental, Store.verify_changesets = saved
 
 
 def delete_namespaces(prefix: str) -> None:

@@ -1,7 +1,9 @@
 """`Service`: the store plus the Workspace that applies each write.
 
 `write(fn, then)` runs `fn(txn)` inside `Store.write` (under the write lock, on the committed
-state) and stores the Workspace's resulting snapshot; `then(result, after)` builds the answer
+state) and stores the Workspace's resulting snapshot, with the ChangeSet of what `fn` changed
+(`Workspace.take_changes`: the store writes those rows only, and both the snapshot and the change
+log are made from it in O(change)); `then(result, after)` builds the answer
 inside the same transaction. The Workspace of the last successful write is
 kept, keyed by the revision it produced, so the next write does not rebuild it (and its IPAM
 indexes) from the whole cloud; it is dropped whenever a write fails (a bulk request may have
@@ -50,10 +52,11 @@ class Service:
                 ws = cached[1]
             else:
                 ws = Workspace(state.cloud)
+            ws.take_changes()       # nothing: the Workspace is at the committed state
             txn = Txn(ws, state.cloud)
             result = fn(txn)
             holder["ws"] = ws
-            return Change(result, ws.snapshot(), txn.descriptions)
+            return Change(result, ws.snapshot(), txn.descriptions, ws.take_changes())
 
         result, after = self.store.write(change, then)
         if self.reuse_workspace and "ws" in holder:

@@ -10,11 +10,15 @@ samples, each on a fresh copy of the same starting point:
 - `HostPlanner.plan` for compute1 given apply's touched keys, against the same planner handed the
   new snapshot without them (it compares collections to find the change);
 - `ViewTracker.advance` (the server's per-host delta filter) for the +1 FIP change: cost and the
-  hosts it concerns.
+  hosts it concerns;
+- `server_write`: the server's whole write of one FIP (`Service.write` of `create_floatingip` into a
+  `Store` on an SQLite file holding the cloud: Workspace, ChangeSet, rows, change log, snapshot),
+  as CPU time of this process (`time.process_time`) and wall time, medians.
 """
 from __future__ import annotations
 
 import statistics
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -102,8 +106,38 @@ def run_n(n: int, samples: int = 15) -> ModelRow:
     return row
 
 
+def server_write(n: int, samples: int = 30) -> tuple[float, float]:
+    """(CPU, wall) seconds of one +1 FIP write by the server holding scale_cloud(100 routers, N)."""
+    from dvrnet.api.service import Service
+    from dvrnet.store import Change, Store
+    with tempfile.TemporaryDirectory(prefix="dvrnet-bench-db-") as d:
+        store = Store(f"sqlite:///{d}/dvrnet.db")
+        try:
+            cloud = scale_cloud(routers=ROUTERS, fips=n)
+            store.write(lambda s: Change(None, Cloud(cloud.networks, cloud.subnets, cloud.routers, cloud.ports,
+                                                     cloud.floatingips, cloud.hosts, s.revision)))
+            svc = Service(store)
+            big = next(s for s in store.state().cloud.subnets.values() if s.name == "fip-pool")
+
+            def one() -> None:
+                svc.write(lambda txn: txn.ws.create_floatingip(big.network_id, subnet_id=big.id))
+            one()       # the first write builds the Workspace from the cloud (O(n), once)
+            cpu, wall = [], []
+            for _ in range(samples):
+                c, t = time.process_time(), time.perf_counter()
+                one()
+                cpu.append(time.process_time() - c)
+                wall.append(time.perf_counter() - t)
+        finally:
+            store.close()
+    return statistics.median(cpu), statistics.median(wall)
+
+
 def main() -> int:
     for n in (100, 1_000, 10_000):
+        cpu, wall = server_write(n)
+        print(f"N={n:>6,}: server write +1 FIP (Service -> Store, SQLite file): CPU {cpu * 1e3:5.2f} ms, "
+              f"wall {wall * 1e3:5.2f} ms")
         r = run_n(n)
         print(f"N={n:>6,}: apply +1 FIP {r.apply_fip * 1e6:7.0f} µs ({r.touched_fip} keys touched), "
               f"+1 ext subnet {r.apply_subnet * 1e6:7.0f} µs | snapshot way: compare {r.between_fip * 1e3:6.2f} ms "

@@ -7,6 +7,8 @@ Invariants:
 - `put` checks that a port's or floating IP's addresses are free before it changes anything;
 - inside `transaction()` every change is logged; if the block raises, the log is replayed
   backwards, so tables, indexes and allocator are exactly as before (nothing half-applied);
+- `committed` holds the (kind, key) of everything the last successful transaction put or
+  dropped (what the Workspace turns into a ChangeSet);
 - `placement_dirty` is set by any change that can move `hosts_needing_agent_gateway`
   (hosts, routers, compute and router-interface ports).
 """
@@ -51,6 +53,7 @@ class Store:
         self.macs: dict[str, str] = {}
         self.placement_dirty = False
         self._log: list[tuple[str, str, object]] | None = None
+        self.committed: set[tuple[str, str]] = set()
 
     def table(self, kind: str) -> dict:
         return {"network": self.networks, "subnet": self.subnets, "router": self.routers,
@@ -96,7 +99,8 @@ class Store:
                     self._index(kind, old)
             self.placement_dirty = dirty
             raise
-        self._log = None
+        log, self._log = self._log, None
+        self.committed = {(kind, key) for kind, key, _ in log}
 
     # ---- indexes -----------------------------------------------------------------------
     def _check_addresses(self, kind: str, old, new) -> None:

@@ -5,6 +5,12 @@ Invariants:
   the side effects; if anything raises, nothing has changed (nothing half-applied);
 - each successful change adds one to the revision; `snapshot()` is then a `Cloud` that passes
   `Cloud.validate` (with `check=True` this is verified after every change, and a failure rolls back);
+- O(change) snapshots: the first `snapshot()` builds and validates the whole cloud; every later one
+  is `changeset.apply` of what the transactions since then put or dropped (the undo log's keys,
+  `Store.committed`) onto the previous snapshot, validating the touched part only. `take_changes()`
+  is the ChangeSet of everything changed since its previous call (or since the Workspace was made
+  from its cloud): what a server writes to its database and change log. `Workspace.verify_incremental`
+  (tests) also builds every snapshot from scratch and checks that both agree;
 - the DVR side effects (router gateway ports, SNAT scheduling, centralized-SNAT ports, agent-gateway
   ports, settled after every change) are Neutron's DVR server's, in `ops/dvr.py`;
 - deleting a port disassociates its floating IPs; a subnet goes only when `check_subnet_delete`
@@ -49,6 +55,7 @@ from ..model import (
     Router,
     Subnet,
 )
+from ..model.changeset import ChangeSet, Resource, apply
 from ..model.errors import BadRequest as BadRequestError
 from ..model.resources import DEFAULT_POOLS, ROUTER_INTERFACE_OWNERS, parse_cidr, parse_ip
 from .dvr import Dvr
@@ -115,6 +122,9 @@ def _mutating(fn):
             self._dvr.settle_agent_gateways()
             if self._check:
                 self._build_cloud().validate()
+        keys = self._st.committed
+        self._snap_keys |= keys
+        self._change_keys |= keys
         self._revision += 1
         self._snap = None
         return self._fresh(result)
@@ -122,6 +132,8 @@ def _mutating(fn):
 
 
 class Workspace:
+    verify_incremental = False      # tests: check every incremental snapshot against a full build
+
     def __init__(self, cloud: Cloud | None = None, id_factory: Callable[[str, str], str] | None = None,
                  *, check: bool = False):
         self._st = Store()
@@ -129,6 +141,9 @@ class Workspace:
         self._check = check
         self._revision = 0
         self._snap: Cloud | None = None
+        self._base: Cloud | None = None          # the last validated snapshot
+        self._snap_keys: set[tuple[str, str]] = set()     # (kind, key) changed since _base
+        self._change_keys: set[tuple[str, str]] = set()   # ... since the last take_changes()
         if cloud is not None:
             for kind, items in (("host", cloud.hosts), ("network", cloud.networks),
                                 ("subnet", cloud.subnets), ("router", cloud.routers),
@@ -145,10 +160,40 @@ class Workspace:
         return self._revision
 
     def snapshot(self) -> Cloud:
-        """The current state as a validated, frozen `Cloud` (cached until the next change)."""
+        """The current state as a validated, frozen `Cloud` (cached until the next change); after
+        the first, made from the previous one in O(change)."""
         if self._snap is None:
-            self._snap = self._build_cloud().validate()
+            if self._base is None:
+                snap = self._build_cloud().validate()
+            else:
+                cs = self._changeset(self._snap_keys)
+                snap, _ = apply(self._base, ChangeSet(cs.upserts, cs.deletes, self._revision))
+                if self.verify_incremental:
+                    full = self._build_cloud().validate()
+                    if snap != full:
+                        raise AssertionError("incremental snapshot differs from the full build")
+            self._snap = self._base = snap
+            self._snap_keys = set()
         return self._snap
+
+    def take_changes(self) -> ChangeSet:
+        """What changed since the previous call (or since this Workspace was made): the current
+        value of every resource put, and a delete for every key dropped (a key put and dropped
+        again, or put with its old value, appears too: applying it changes nothing)."""
+        cs = self._changeset(self._change_keys)
+        self._change_keys = set()
+        return ChangeSet(cs.upserts, cs.deletes, self._revision)
+
+    def _changeset(self, keys: Iterable[tuple[str, str]]) -> ChangeSet:
+        upserts: list[Resource] = []
+        deletes: list[tuple[str, str]] = []
+        for kind, key in sorted(keys):
+            obj = self._st.table(kind).get(key)
+            if obj is None:
+                deletes.append((kind + "s", key))
+            else:
+                upserts.append(obj)
+        return ChangeSet(tuple(upserts), tuple(deletes))
 
     def _build_cloud(self) -> Cloud:
         st = self._st
