@@ -633,9 +633,10 @@ def _lab_check(state_dir: str, as_json: bool, prefix: str | None = None) -> bool
 
 @lab.command("up")
 @_lab_options
-@click.option("--extra-fips", type=click.IntRange(0, 400), default=0, show_default=True, metavar="N",
-              help="N more FIPs besides the seed's, each on a port of its own without a VM (spread over the "
-                   "compute nodes, tenant networks and external subnets): the data plane at a larger size.")
+@click.option("--extra-fips", type=click.IntRange(0, 10_000), default=0, show_default=True, metavar="N",
+              help="N more FIPs besides the seed's (up to 10,000), each on a port of its own without a VM, bound "
+                   "to compute1 and compute2, from two more external subnets (100.64.64.0/18 and "
+                   "100.64.128.0/18, each with its own gateway): the control and data plane at a larger size.")
 @click.option("--routed", is_flag=True, help="Routed mode (S6): a ToR running BIRD (AS 65000) instead of the L2 "
                                              "gateways; the external network is tagged dvrnet:routed.")
 @click.option("--port-kind", type=click.Choice(["veth", "macvlan", "ovs", "ovs-veth"]), default="veth",

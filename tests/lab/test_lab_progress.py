@@ -1,8 +1,11 @@
-"""`dvrnet lab up --extra-fips N` (root): N more FIPs on ports of their own, the long step's
-progress as plain lines when stderr is not a terminal (issue 17 item 5); every node's fip-
-namespaces hold the /32s of all of them, and an extra FIP traces right inbound."""
+"""`dvrnet lab up --extra-fips N` (root): N more FIPs on ports of their own bound to compute1 and
+compute2, from the two extra external /18s (each with its own gateway namespace), made with bulk
+requests; the long step's progress as plain lines when stderr is not a terminal (issue 17 item 5);
+every node's fip- namespaces hold the /32s of all of them, an extra FIP traces right inbound, and
+`lab check` still proves the seed's paths. (Scales of 1,000 and more: `dvrnet bench`.)"""
 from __future__ import annotations
 
+import ipaddress
 import json
 import subprocess
 import sys
@@ -35,6 +38,22 @@ def test_lab_up_with_extra_fips_shows_progress(tmp_path):
         fips = c.get("/v2.0/floatingips").json()["floatingips"]
         c.close()
         assert len(fips) == seed_fips + N
+        extra_fips = [f for f in fips if f["description"].startswith("extra fip")]
+        assert len(extra_fips) == N
+        blocks = {"xfip1": ipaddress.ip_network("100.64.64.0/18"), "xfip2": ipaddress.ip_network("100.64.128.0/18")}
+        assert {g["name"]: g["subnet"] for g in info["gateways"] if g["name"] in blocks} == \
+            {k: str(v) for k, v in blocks.items()}
+        for f in extra_fips:
+            assert any(ipaddress.ip_address(f["floating_ip_address"]) in b for b in blocks.values()), f
+        assert {sum(ipaddress.ip_address(f["floating_ip_address"]) in b for f in extra_fips)
+                for b in blocks.values()} == {N // 2}
+        ports = {p["id"]: p for p in httpx.get(info["server_url"] + "/v2.0/ports", timeout=30).json()["ports"]}
+        hosts = [ports[f["port_id"]]["binding:host_id"] for f in extra_fips]
+        assert {h: hosts.count(h) for h in set(hosts)} == {"compute1": N // 2, "compute2": N // 2}
+        for g in info["gateways"]:
+            if g["name"] in blocks:
+                assert g["netns"] in subprocess.run(["ip", "netns", "list"], capture_output=True, text=True,
+                                                    check=False).stdout
         from dvrnet.lab.info import LabInfo
         from dvrnet.lab.steps import wait_converged
         wait_converged(LabInfo.load(state), timeout=60)
@@ -50,6 +69,11 @@ def test_lab_up_with_extra_fips_shows_progress(tmp_path):
                             "--state-dir", state, "--json"], capture_output=True, text=True, timeout=60, check=False)
         assert t.returncode == 0, t.stdout[-3000:] + t.stderr
         assert json.loads(t.stdout)["agree"]
+        chk = subprocess.run([sys.executable, "-m", "dvrnet.cli", "lab", "check", "--state-dir", state, "--json"],
+                             capture_output=True, text=True, timeout=300, check=False)
+        out = json.loads(chk.stdout)
+        assert chk.returncode == 0 and out["passed"] and out["rows"], \
+            [r for r in out["rows"] if not r["passed"]] or chk.stderr[-2000:]
     finally:
         down(prefix, state)
     left = [n for n in subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=False).stdout.split()

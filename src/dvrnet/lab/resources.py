@@ -8,17 +8,34 @@ gateway addresses and the router-interface MACs) before any VM port makes an age
   subnets, routers with their external gateway, router interfaces;
 - `create_vms`: VM ports (`binding:host_id`, `device_owner: compute:nova`) and their FIPs from the
   named external subnet (`subnet_id`).
+
+`--extra-fips N` (`with_extra_fips`, `create_extra_fips`): N more FIPs, up to `MAX_EXTRA_FIPS`, on
+ports without VMs bound to compute1 and compute2, from two more external subnets of the external
+network (`EXTRA_EXTERNAL`: /18s of 100.64.0.0/10 above 100.64.64.0 — 100.64.0.0/18 stays free for
+the service subnet and private addresses — each with its own gateway namespace, like the seed's),
+their fixed IPs on two more tenant networks (/18s, one on each router). Created with bulk
+requests, each body under the API's limit (`api.edge.MAX_BODY`).
 """
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass, field
+import json
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field, replace
 
 import httpx
 
-from ..scenarios.seed import SEED, ScenarioSpec
+from ..scenarios.seed import SEED, ScenarioSpec, SubnetSpec
 
 LAB_RESERVED_FROM = 240      # external subnets: addresses .240 and up stay out of the pools
+# Subnets larger than a /24: the first 256 addresses stay out of the pool (the gateway, the lab's
+# probe and sink, .240 and up as in the small ones).
+MAX_EXTRA_FIPS = 10_000
+EXTRA_EXTERNAL = (SubnetSpec("xfip1", "100.64.64.0/18", "100.64.64.1"),
+                  SubnetSpec("xfip2", "100.64.128.0/18", "100.64.128.1"))
+EXTRA_TENANT = (("xnet1", SubnetSpec("xnet1-subnet", "10.128.0.0/18", "10.128.0.1")),
+                ("xnet2", SubnetSpec("xnet2-subnet", "10.128.64.0/18", "10.128.64.1")))
+BODY_BUDGET = 100_000        # bytes per bulk body: under api.edge.MAX_BODY (114,688) with room
 
 
 class ApiError(RuntimeError):
@@ -60,7 +77,48 @@ def _pool(cidr: str) -> list[dict] | None:
     net = ipaddress.ip_network(cidr)
     if net.num_addresses < 256:
         return None
+    if net.num_addresses > 256:
+        return [{"start": str(net[256]), "end": str(net[-2])}]
     return [{"start": str(net[2]), "end": str(net[LAB_RESERVED_FROM - 1])}]
+
+
+def with_extra_fips(spec: ScenarioSpec) -> ScenarioSpec:
+    """SPEC plus what `create_extra_fips` needs: the two extra external subnets (the world gives each
+    its gateway namespace) and the two extra tenant networks, one on each of the first two routers."""
+    if len(spec.routers) < 1:
+        raise ValueError("extra FIPs need a router")
+    routers = list(spec.routers)
+    for i, (net, _) in enumerate(EXTRA_TENANT):
+        r_name, nets = routers[i % len(routers)]
+        routers[i % len(routers)] = (r_name, (*nets, net))
+    return replace(spec, external_subnets=(*spec.external_subnets, *EXTRA_EXTERNAL),
+                   tenant_networks=(*spec.tenant_networks, *EXTRA_TENANT), routers=tuple(routers))
+
+
+def bulk_bodies(collection: str, items: list[dict], budget: int = BODY_BUDGET) -> Iterator[list[dict]]:
+    """ITEMS in consecutive chunks whose bulk body `{COLLECTION: chunk}` stays within BUDGET bytes."""
+    chunk: list[dict] = []
+    size = len(json.dumps({collection: []}))
+    for item in items:
+        n = len(json.dumps(item)) + 2
+        if chunk and size + n > budget:
+            yield chunk
+            chunk, size = [], len(json.dumps({collection: []}))
+        chunk.append(item)
+        size += n
+    if chunk:
+        yield chunk
+
+
+def _post_bulk(c: httpx.Client, path: str, collection: str, items: list[dict],
+               done: Callable[[int], None] | None = None) -> list[dict]:
+    out: list[dict] = []
+    for chunk in bulk_bodies(collection, items):
+        got = _ok(c.post(path, json={collection: chunk}))[collection]
+        out += got
+        if done is not None:
+            done(len(got))
+    return out
 
 
 def create_topology(c: httpx.Client, spec: ScenarioSpec = SEED, gateways: bool = True) -> Topology:
@@ -118,26 +176,39 @@ def create_vms(c: httpx.Client, topo: Topology, spec: ScenarioSpec = SEED, fips:
     return topo
 
 
-def create_extra_fips(c: httpx.Client, topo: Topology, spec: ScenarioSpec, count: int, tick=None) -> int:
-    """COUNT more FIPs, each on a port of its own (no VM namespace behind it: the agents build
-    the data plane, the checks judge the seed's VMs), spread round-robin over the routed tenant
-    networks, the `dvr` hosts and the external subnets with a gateway. TICK: called per FIP."""
-    nets = [n for n in topo.networks if n in topo.router_of_network]
+def create_extra_fips(c: httpx.Client, topo: Topology, spec: ScenarioSpec, count: int,
+                      tick: Callable[..., None] | None = None) -> int:
+    """COUNT more FIPs (see the module doc; SPEC made by `with_extra_fips`), each on a port of its
+    own (no VM namespace behind it: the agents build the data plane, the checks judge the seed's
+    VMs): ports round-robin over the extra tenant networks and the `dvr` hosts, FIPs alternating
+    between the extra external subnets. Bulk requests; TICK(n): n more FIPs made (ports count half)."""
+    if not 0 <= count <= MAX_EXTRA_FIPS:
+        raise ValueError(f"extra FIPs: 0 to {MAX_EXTRA_FIPS:,}, not {count}")
+    nets = [n for n, _ in EXTRA_TENANT if n in topo.networks]
+    subs = [topo.external_subnets[s.name] for s in EXTRA_EXTERNAL if s.name in topo.external_subnets]
     hosts = [h for h, mode in spec.hosts if mode == "dvr"] or [h for h, _ in spec.hosts]
-    subs = [s for s in topo.external_subnets.values() if s.get("gateway_ip")]
-    if count and not (nets and hosts and subs):
-        raise RuntimeError("extra FIPs need a routed tenant network, a dvr host and an external subnet with a gateway")
-    for i in range(count):
-        net = topo.networks[nets[i % len(nets)]]
-        port = _post(c, "/v2.0/ports", {"port": {
-            "network_id": net["id"], "device_owner": "compute:nova", "device_id": f"lab-extra-{i}",
-            "binding:host_id": hosts[i % len(hosts)], "name": f"extra-{i}-port",
-            "fixed_ips": [{"subnet_id": topo.subnets[nets[i % len(nets)]]["id"]}]}})
-        _post(c, "/v2.0/floatingips", {"floatingip": {
-            "floating_network_id": topo.external_network["id"], "subnet_id": subs[i % len(subs)]["id"],
-            "port_id": port["id"], "description": f"extra fip {i}"}})
-        if tick is not None:
-            tick()
+    if count and not (nets and subs and hosts):
+        raise RuntimeError("extra FIPs need the lab's extra tenant networks and external subnets (with_extra_fips)")
+    made = [0.0]
+
+    def progress(weight: float) -> Callable[[int], None]:
+        def done(n: int) -> None:
+            before = int(made[0])
+            made[0] += n * weight
+            if tick is not None and int(made[0]) > before:
+                tick(int(made[0]) - before)
+        return done
+    def net(i: int) -> str:      # every mix of host, external subnet and network occurs
+        return nets[(i // (len(hosts) * len(subs))) % len(nets)]
+    ports = _post_bulk(c, "/v2.0/ports", "ports", [{
+        "network_id": topo.networks[net(i)]["id"], "device_owner": "compute:nova",
+        "device_id": f"lab-extra-{i}", "binding:host_id": hosts[i % len(hosts)], "name": f"extra-{i}-port",
+        "fixed_ips": [{"subnet_id": topo.subnets[net(i)]["id"]}]} for i in range(count)], progress(0.5))
+    _post_bulk(c, "/v2.0/floatingips", "floatingips", [{
+        "floating_network_id": topo.external_network["id"], "subnet_id": subs[(i // len(hosts)) % len(subs)]["id"],
+        "port_id": p["id"], "description": f"extra fip {i}"} for i, p in enumerate(ports)], progress(0.5))
+    if tick is not None and count - int(made[0]) > 0:
+        tick(count - int(made[0]))
     return count
 
 

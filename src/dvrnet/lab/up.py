@@ -187,7 +187,8 @@ def up(prefix: str = "dvl-", state_dir: str = "/var/lib/dvrnet/lab", scenario: S
        agent_args: tuple[str, ...] = ()) -> LabInfo:
     """gateways=False: routers without an external gateway (and then no FIPs either: a FIP needs
     its router's gateway); fips=False: VM ports without floating IPs. The T1-T6 tests start there.
-    extra_fips: that many more FIPs, on ports without VMs (`resources.create_extra_fips`).
+    extra_fips: that many more FIPs (up to 10,000), on ports without VMs, from two more external
+    subnets with their own gateways (`resources.with_extra_fips`, `resources.create_extra_fips`).
     reporter: where steps and the progress of long ones go (else PROGRESS gets the step lines).
     port_kind: the agents' --port-kind; "ovs"/"ovs-veth" also run Open vSwitch on every node
     (`ovs_world.py`).
@@ -201,6 +202,8 @@ def up(prefix: str = "dvl-", state_dir: str = "/var/lib/dvrnet/lab", scenario: S
     fips = fips and gateways
     if extra_fips and not fips:
         raise RuntimeError("extra FIPs need the routers' gateways and the seed's FIPs")
+    if not 0 <= extra_fips <= resources.MAX_EXTRA_FIPS:
+        raise ValueError(f"extra_fips: 0 to {resources.MAX_EXTRA_FIPS:,}, not {extra_fips}")
     if routed and not scenario.routed:
         from ..scenarios.seed import ROUTED
         scenario = ROUTED if scenario is SEED else scenario
@@ -214,6 +217,8 @@ def up(prefix: str = "dvl-", state_dir: str = "/var/lib/dvrnet/lab", scenario: S
         say(f"{msg} ({now - lap[0]:.2f}s)")
         lap[0] = now
 
+    if extra_fips:
+        scenario = resources.with_extra_fips(scenario)
     spec = world_spec_for(scenario, prefix, state_dir, port_kind)
     old = down(prefix, state_dir)       # `up` always starts from a clean slate (also after a crash)
     if old.namespaces or old.killed:
@@ -284,7 +289,8 @@ def up(prefix: str = "dvl-", state_dir: str = "/var/lib/dvrnet/lab", scenario: S
     if extra_fips:
         with reporter.task(f"{extra_fips:,} more FIPs through the API", extra_fips) as tick:
             resources.create_extra_fips(c, topo, scenario, extra_fips, tick)
-        step(f"{extra_fips:,} more FIPs (ports without VMs)")
+        step(f"{extra_fips:,} more FIPs (ports without VMs, bulk requests) from "
+             f"{', '.join(s.cidr for s in resources.EXTRA_EXTERNAL)}")
     for name, r in topo.routers.items():
         gw = r.get("external_gateway_info") or {}
         info.routers.append(RouterInfo(name=name, id=r["id"], snat_node=resources.snat_host(c, r["id"]),
@@ -302,12 +308,12 @@ def up(prefix: str = "dvl-", state_dir: str = "/var/lib/dvrnet/lab", scenario: S
             n.agent_pid = neutron_pids.get(n.name)
         step(f"agents converged on what Neutron sends ({secs:.1f}s after the last change)")
     elif agents:
-        codes = converge_once(spec, url, extra=agent_args)
+        codes = converge_once(spec, url, timeout=60 + extra_fips * 0.03, extra=agent_args)
         bad = {h: rc for h, rc in codes.items() if rc != 0}
         if bad:
             raise RuntimeError(f"agents did not converge: {bad}; see {state_dir}/agent-once-*.log")
         step("agents converged (one pass per node)")
-        pids = start_agents(spec, url, extra=agent_args)
+        pids = start_agents(spec, url, extra=agent_args, wait=30 + extra_fips * 0.02)
         for n in info.nodes:
             n.agent_pid = pids.get(n.name)
         step("agents running")
