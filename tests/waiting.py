@@ -25,7 +25,7 @@ def wait_for(pred: Callable[[], T], timeout: float, what: str, step: float = 0.0
         except Exception as e:     # noqa: BLE001 - keep polling; reported on timeout
             last = e
         if last and not isinstance(last, Exception):
-            return last            # type: ignore[return-value]
+            return last            # type: ignore[return-value]  # truthy and not an exception: what pred returned
         if time.monotonic() >= end:
             raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
         time.sleep(step)

@@ -145,7 +145,7 @@ def test_changeset_refuses_malformed_changes():
     with pytest.raises(InvalidInput, match="unknown kind 'port'"):
         ChangeSet(deletes=(("port", p.id),))
     with pytest.raises(TypeError):
-        ChangeSet(upserts=("not a resource",))  # type: ignore[arg-type]
+        ChangeSet(upserts=("not a resource",))  # type: ignore[arg-type]  # the wrong type is the test
 
 
 def test_changeset_replacing_a_router_subgraph():

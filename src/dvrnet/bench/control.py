@@ -84,7 +84,7 @@ def floor_apply(plan: Plan) -> tuple[float, int]:
     inner = []
     for ns, v in _by_ns([op for op in ops if op.stage == 2]).items():
         ip = "\n".join(o.line() for o in v if o.tool == "ip")
-        scripts = "".join(o.script() for o in v if o.tool == "nft")              # type: ignore[attr-defined]
+        scripts = "".join(o.script() for o in v if o.tool == "nft")              # type: ignore[attr-defined]  # tool "nft" ops have script()
         sysctls = [(o.key, o.value) for o in v if isinstance(o, SysctlSet)]
         inner.append((ns, ip + "\n" if ip else "", scripts, sysctls))
     if any(op.stage == 3 for op in ops):

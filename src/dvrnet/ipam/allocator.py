@@ -167,7 +167,7 @@ class Allocator:
             sub, a = self._pick(network_id, r.subnet_id, device_owner, used, taken, field)
             taken.add(a)
             out[i] = FixedIP(sub.id, IPv4Address(a))
-        return tuple(out)  # type: ignore[arg-type]
+        return tuple(out)  # type: ignore[arg-type]  # every None slot was filled in the loop above
 
     def _pick(self, network_id: str, subnet_id: str | None, device_owner: str, used, taken: set[int],
               field: str) -> tuple[Subnet, int]:

@@ -145,25 +145,25 @@ def _run_group(ns: str, tool: str, ops: list[Op]) -> list[OpError]:
         return errs
     if tool == "sysctl":
         try:
-            errs = sysctl.write(ns, [(op.key, op.value) for op in ops])      # type: ignore[attr-defined]
+            errs = sysctl.write(ns, [(op.key, op.value) for op in ops])      # type: ignore[attr-defined]  # tool "sysctl": SysctlSet ops
         except netns.MissingNamespace as e:
             return [OpError(op, str(e)) for op in ops]
-        return [OpError(op, errs[op.key]) for op in ops if op.key in errs]  # type: ignore[attr-defined]
+        return [OpError(op, errs[op.key]) for op in ops if op.key in errs]  # type: ignore[attr-defined]  # SysctlSet ops
     if tool == "ovs":
         ctx = _OVS.get() or (None, ovs.Session())
         return [OpError(op, reason(m)) for op, m in ovs.run(ctx[0], ns, ops, ctx[1])]
     if tool == "ethtool":
         try:
-            errs = ethtool.set_tx(ns, [(op.dev, op.tx) for op in ops])            # type: ignore[attr-defined]
+            errs = ethtool.set_tx(ns, [(op.dev, op.tx) for op in ops])            # type: ignore[attr-defined]  # tool "ethtool": TxOffload ops
         except netns.MissingNamespace as e:
             return [OpError(op, str(e)) for op in ops]
-        return [OpError(op, errs[op.dev]) for op in ops if op.dev in errs]  # type: ignore[attr-defined]
+        return [OpError(op, errs[op.dev]) for op in ops if op.dev in errs]  # type: ignore[attr-defined]  # TxOffload ops
     if tool == "garp":
         out = []
-        for dev, dev_ops in groupby(ops, key=lambda o: o.dev):                # type: ignore[attr-defined]
+        for dev, dev_ops in groupby(ops, key=lambda o: o.dev):                # type: ignore[attr-defined]  # tool "garp": Garp ops
             dev_ops = list(dev_ops)
             try:
-                garp.announce(ns, dev, [o.ip for o in dev_ops])                    # type: ignore[attr-defined]
+                garp.announce(ns, dev, [o.ip for o in dev_ops])                    # type: ignore[attr-defined]  # Garp ops
             except (OSError, netns.MissingNamespace) as e:
                 out += [OpError(o, f"gratuitous ARP not sent: {e}") for o in dev_ops]
         return out

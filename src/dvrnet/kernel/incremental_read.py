@@ -317,5 +317,5 @@ class _Background:
     def result(self):
         self._t.join()
         if "e" in self._box:
-            raise self._box["e"]                # type: ignore[misc]
+            raise self._box["e"]                # type: ignore[misc]  # the box holds the exception the thread raised
         return self._box["r"]

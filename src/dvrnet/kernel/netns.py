@@ -86,8 +86,8 @@ def run_in(name: str, fn: Callable[[], T]) -> T:
     t.start()
     t.join()
     if "e" in box:
-        raise box["e"]                   # type: ignore[misc]
-    return box["r"]                      # type: ignore[return-value]
+        raise box["e"]                   # type: ignore[misc]  # the box holds the exception body raised
+    return box["r"]                      # type: ignore[return-value]  # the box holds what body returned
 
 
 def nsenter(name: str) -> list[str]:

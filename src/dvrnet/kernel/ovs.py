@@ -174,7 +174,7 @@ def _vsctl(sw: Switch, ops: list[Op], session: Session) -> str | None:
     if not wait:
         argv.append("--no-wait")
     for op in ops:
-        argv += ["--", *op.words()]                # type: ignore[attr-defined]
+        argv += ["--", *op.words()]                # type: ignore[attr-defined]  # tool "ovs": OVS ops only
     session.transactions += 1
     try:
         p = subprocess.run(argv, capture_output=True, text=True, check=False, timeout=sw.timeout + 5)

@@ -120,7 +120,7 @@ def run_routed_checks(info: LabInfo) -> list[Row]:
             jobs.append((f"{src.name} → {dst.name} FIP {dst.fip}, other node, via the ToR (TCP)", "tcp",
                          (src.netns, dst.fip, src.fip)))
             break
-    results = run_threads([(lambda j=j: _probe(j[1], *j[2], port)) for j in jobs])     # type: ignore[misc]
+    results = run_threads([(lambda j=j: _probe(j[1], *j[2], port)) for j in jobs])     # type: ignore[misc]  # the default argument binds each job to its lambda
     for (name, proto, (_ns, _dst, peer)), res in zip(jobs, results):
         if isinstance(res, Exception):
             rows.append(Row(name, "answered", f"{type(res).__name__}: {res}", False, "traffic"))
