@@ -90,3 +90,42 @@ def test_veth_ports_survive_an_ovs_vswitchd_restart(lab):
     for r in results.values():
         print(f"{r.name}: gap {r.max_gap_s:.2f} s with ovs-vswitchd down {down_s:.2f} s")
         assert r.received > 0 and not r.error and r.max_gap_s - down_s < 5.0, r.line()
+
+
+def test_trace_both_ways_on_ovs_veth_ports(lab):
+    """`dvrnet trace` on an OVS lab (issue 14): the trace plans each node as its agent does (the
+    lab's port kind: fg-/qr- are veths whose bridge ends are ports of br-int), so every VM's path
+    out and every FIP's path in agree with the kernel hop by hop; the inbound first hop checks
+    fg-'s port on br-int (type, Neutron's external_ids, as OVSDB has them) and the gateway's real
+    ARP for the FIP, answered through br-int by exactly fg-'s MAC. The CLI exits 0 on both."""
+    from dvrnet.trace import lab_tracer
+    info = lab
+    tr = lab_tracer(info)
+    assert info.port_kind in ("ovs", "ovs-veth")
+    assert all(n.cfg is not None and n.cfg.port_kind == info.port_kind for n in tr.nodes.values())
+    gw_of = {g.address: g.name for g in info.gateways}
+    for v in info.vms:
+        t = tr.trace(v.name, info.internet_address)
+        assert t.agree and t.gateway in gw_of.values(), t.text()
+    fipped = [v for v in info.vms if v.fip]
+    assert fipped
+    for v in fipped:
+        t = tr.inbound(v.fip or "", info.internet_address)
+        assert t.agree, t.text()
+        assert t.end.startswith(f"delivered to {v.fixed_ip} on qr-"), t.end
+        first = t.hops[0]
+        assert first.node == v.node and first.iif.startswith("fg-")
+        plug = next(c for c in first.checks if c.what == f"Open vSwitch port of {first.iif}")
+        if info.port_kind == "ovs-veth":      # the veth's bridge end is the port
+            assert plug.ok and plug.got.startswith("dv-") and " on br-int, type system, " in plug.got, plug
+        else:                                 # fg- itself, an internal port moved into the namespace
+            assert plug.ok and plug.got.startswith(f"{first.iif} on br-int, type internal, "), plug
+        arp = next(c for c in first.checks if c.what.startswith(f"ARP for {v.fip} from "))
+        mac = next(c for c in first.checks if c.what == f"MAC of {first.iif}")
+        assert arp.ok and arp.got == mac.got, t.text()
+    v = fipped[0]
+    env = {**os.environ, "DVRNET_LAB_STATE": info.state_dir}
+    for argv in (["--inbound", v.fip or "", "--from", info.internet_address], [v.name, info.internet_address]):
+        p = subprocess.run([*DVRNET, "trace", "--state-dir", info.state_dir, *argv], capture_output=True, text=True,
+                           env=env, timeout=60, check=False)
+        assert p.returncode == 0 and "model and kernel agree on every hop" in p.stdout, p.stdout + p.stderr

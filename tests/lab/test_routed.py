@@ -16,6 +16,7 @@ its FIPs, one lab for the module; the tests run in order, each from the state th
 from __future__ import annotations
 
 import ipaddress
+import json
 import os
 import shutil
 import signal
@@ -131,6 +132,50 @@ def test_show_prints_bgp_sessions(lab):
     bgp = [line for line in p.stdout.splitlines() if line.startswith("bgp ")]
     assert len(bgp) == len(lab.routers) and all("-snat-" in b and b.endswith(", 1 prefixes announced") for b in bgp), \
         p.stdout
+
+
+def test_trace_inbound_routed(lab):
+    """`dvrnet trace --inbound FIP` in routed mode (trace/entry.py `tor_route`): the first hop is
+    the ToR's route for the /32 (next hop: the hosting node's fg- address, learned by BGP), the
+    ToR's ARP for that next hop answered by exactly that fg-, the node's BIRD announcing the /32 on
+    an established session and proxy ARP off; then to the VM and back out by the ToR. A route
+    planted on the ToR towards the other node is named as the wrong hop (CLI exit 1), and only it."""
+    from dvrnet.trace import lab_tracer
+    tr = lab_tracer(lab)
+    fipped = [v for v in lab.vms if v.fip]
+    for v in fipped:
+        t = tr.inbound(v.fip or "")
+        assert t.agree, t.text()
+        node = lab.node(v.node)
+        first = t.hops[0]
+        assert first.node == v.node and first.iif.startswith("fg-") and first.ns.startswith(node.prefix + "fip-")
+        check = {c.what.split(" ")[0]: c for c in first.checks}
+        tor = check[lab.tor["netns"] + "'s"]
+        assert tor.ok and f"via {node.private_address} dev seg0 proto bird" in tor.got, t.text()
+        arp = next(c for c in first.checks if c.what.startswith(f"ARP for {node.private_address} from 100.64.0.254"))
+        assert arp.ok and arp.got == check["MAC"].got, t.text()          # fg-'s MAC, the one answer
+        bird = next(c for c in first.checks if c.what.startswith("BIRD in "))
+        assert "Established, announced" in bird.got, t.text()
+        assert f"to {v.fixed_ip} on qr-" in t.end and t.end.endswith(f"leaves by gateway tor (100.64.0.254) from {v.fip}"), t.end
+        assert {h.leg for h in t.hops} == {"in", "out"}
+    out = tr.trace("vm1", lab.internet_address)
+    assert out.agree and out.gateway == "tor", out.text()
+    # a fault: a route on the ToR (lower metric than BIRD's) sends vm1's FIP to the other node
+    vm1 = lab.vm("vm1")
+    other = lab.node("compute2").private_address
+    env = {**os.environ, "DVRNET_LAB_STATE": lab.state_dir}
+    subprocess.run(["ip", "-n", lab.tor["netns"], "route", "add", f"{vm1.fip}/32", "via", other, "metric", "1"],
+                   check=True)
+    try:
+        p = subprocess.run([sys.executable, "-m", "dvrnet.cli", "trace", "--inbound", vm1.fip or "", "--json"],
+                           capture_output=True, text=True, env=env, timeout=60, check=False)
+    finally:
+        subprocess.run(["ip", "-n", lab.tor["netns"], "route", "del", f"{vm1.fip}/32", "via", other, "metric", "1"],
+                       check=True)
+    assert p.returncode == 1, p.stdout + p.stderr
+    bad = [c for c in json.loads(p.stdout)["hops"][0]["checks"] if not c["ok"]]
+    assert [c["what"] for c in bad] == [f"{lab.tor['netns']}'s route for {vm1.fip}"] and f"via {other}" in bad[0]["got"], bad
+    assert "entry: the ToR (100.64.0.254) routes" in tr.inbound(vm1.fip or "").text()     # fault removed
 
 
 def test_t4_routed_fips_released_and_given_back(lab):

@@ -11,9 +11,9 @@ from .tracer import TraceError, Tracer
 
 
 def lab_tracer(info) -> Tracer:
-    """A tracer over every node of a running lab, with the segment's ARP probe."""
-    from .lab import segment_arp
-    return Tracer(lab_nodes(info), lab=info, segment_arp=segment_arp(info))
+    """A tracer over every node of a running lab, with the segment's probes (ARP, the ToR's routes)."""
+    from .lab import segment
+    return Tracer(lab_nodes(info), lab=info, segment=segment(info))
 
 
 def trace(info, vm: str, dst: str) -> Trace:

@@ -29,33 +29,43 @@ class Node:
     cfg: PlanConfig | None = None
 
 
-def plan_node(cloud: Cloud, host: str, cfg: PlanConfig) -> Node:
+def plan_node(cloud: Cloud, host: str, cfg: PlanConfig, switch=None) -> Node:
+    """SWITCH: the node's Open vSwitch (kernel/ovs.py `Switch`) with an OVS port kind, so its
+    ports are read as the agent reads them; None otherwise."""
     from ..agent.loop import desired_state
     from ..kernel import Reconciler
-    desired, observed = desired_state(cloud, host, cfg, Reconciler(prefix=cfg.netns_prefix, register_proto=False))
+    desired, observed = desired_state(cloud, host, cfg, Reconciler(prefix=cfg.netns_prefix, register_proto=False,
+                                                                   switch=switch))
     return Node(host, cfg.netns_prefix, desired, cloud, observed, cfg)
 
 
-def server_node(host: str, server: str, cfg: PlanConfig, token: str | None = None) -> Node:
+def server_node(host: str, server: str, cfg: PlanConfig, token: str | None = None, switch=None) -> Node:
     from ..agent.feed import Feed
     feed = Feed(server, host, "dvr", token=token, max_backoff=0)
     try:
         view = feed.fetch_once()
     finally:
         feed.close()
-    return plan_node(view.cloud, host, cfg)
+    return plan_node(view.cloud, host, cfg, switch)
 
 
-def lab_config(node) -> PlanConfig:
-    """The PlanConfig the lab gives a node's agent (lab/up.py `_agent_args`)."""
+def lab_config(node, info=None) -> PlanConfig:
+    """The PlanConfig the lab gives a node's agent (lab/up.py `_agent_args`): its prefixes, MAC
+    and metadata settings, the lab's port kind (an OVS lab plugs router ports into br-int) and the
+    agents' routed settings (lab/steps.py `agent_bgp`)."""
+    from ..lab.steps import agent_bgp
     return PlanConfig(netns_prefix=node.prefix, bridge_netns=node.bridge_netns, dvr_mac=node.node_mac,
-                      metadata=node.metadata())
+                      metadata=node.metadata(), port_kind=getattr(info, "port_kind", None) or "veth",
+                      bgp=agent_bgp())
 
 
 def lab_nodes(info, config: Callable = lab_config) -> list[Node]:
     from concurrent.futures import ThreadPoolExecutor
+
+    from ..lab.steps import switch_of
     with ThreadPoolExecutor(max_workers=max(1, len(info.nodes))) as ex:
-        return list(ex.map(lambda n: server_node(n.name, info.server_url or "", config(n)), info.nodes))
+        return list(ex.map(lambda n: server_node(n.name, info.server_url or "", config(n, info), switch=switch_of(n)),
+                           info.nodes))
 
 
 NodeSource = Callable[[], Sequence[Node]]

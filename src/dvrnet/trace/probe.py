@@ -1,9 +1,10 @@
 """What the trace asks the kernel, one namespace at a time (read-only): a route lookup with the
 packet's inputs (`ip route get DST from SRC iif DEV mark M`), a neighbour entry, an element of an
-nftables map, a sysctl, a device's MAC."""
+nftables map, a sysctl, a device's MAC; in routed mode, what the namespace's BIRD announces."""
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 from dataclasses import dataclass
@@ -92,3 +93,20 @@ def link_mac(ns: str, dev: str) -> str | None:
     except ValueError:
         return None
     return rows[0].get("address") if rows else None
+
+
+def bird_announces(ns: str, prefix: str) -> list[tuple[str, str, str, bool]] | str:
+    """(session, state, info, PREFIX announced on it) for each BGP session of NS's BIRD (asked on
+    its control socket), or why it cannot be asked."""
+    from ..kernel.bird import BirdError, command, sessions
+    from ..plan.bird import paths
+    try:
+        out = []
+        for s in sessions(ns):
+            rows = command(paths(ns)["ctl"], f"show route export {s.name} {prefix}")
+            out.append((s.name, s.state, s.info, any(t.split()[:1] == [prefix] for _c, t in rows)))
+    except BirdError as e:
+        return f"BIRD not answering ({e})"
+    if not out and not os.path.exists(paths(ns)["ctl"]):
+        return f"no BIRD control socket {paths(ns)['ctl']}"
+    return out

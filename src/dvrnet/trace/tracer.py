@@ -18,7 +18,7 @@ namespaces it applies what the data plane does:
 
 Inbound (`inbound(fip, src)`): the first hop is the FIP node's fip- namespace entered by its fg-,
 with the checks of how the packet got there (trace/entry.py: proxy ARP on an l2 external
-network); then the walk above to the VM, and the VM's reply back out (a second leg from the VM to
+network, the ToR's route and the node's BGP announcement on a routed one); then the walk above to the VM, and the VM's reply back out (a second leg from the VM to
 SRC). A node the tracer cannot see (a real node sees only itself) ends the walk at its edge.
 """
 from __future__ import annotations
@@ -34,7 +34,7 @@ from ..plan.numbers import FIP_MARK, MAIN_TABLE_ID, NFT_TABLE
 from ..plan.render import route_line, rule_line, table_name
 from ..plan.state import Namespace
 from . import probe
-from .entry import ENTRY_PROBES, SegmentArp, external_mode
+from .entry import ENTRY_PROBES, Segment, external_mode
 from .hops import Check, Hop, KernelAnswer, Trace
 from .nodes import Node
 
@@ -97,12 +97,13 @@ class _Leg:
 class Tracer:
     """Walks paths over the desired state of NODES, checking each hop against this machine's kernel.
 
-    lab: a LabInfo (VM names, gateway names, the segment's ARP probe), or None on a real node."""
+    lab: a LabInfo (VM names, gateway names, the ToR), or None on a real node; segment: what can
+    be asked on the external segment (the lab's probes, trace/lab.py), or None."""
 
-    def __init__(self, nodes: Sequence[Node], lab=None, segment_arp: SegmentArp | None = None):
+    def __init__(self, nodes: Sequence[Node], lab=None, segment: Segment | None = None):
         self.nodes = {n.host: n for n in nodes}
         self.lab = lab
-        self.segment_arp = segment_arp
+        self.segment = segment
         self.where: dict[str, tuple[str, Namespace]] = {
             ns_name: (n.host, ns) for n in nodes for ns_name, ns in n.desired.namespaces.items()}
 
@@ -138,6 +139,8 @@ class Tracer:
             g = next((g.name for g in self.lab.gateways if g.address == via), None)
             if g:
                 return g
+            if self.lab.tor is not None and self.lab.tor.get("address") == via:
+                return "tor"
         for n in self.nodes.values():
             for s in n.cloud.subnets.values():
                 if s.gateway_ip is not None and str(s.gateway_ip) == via:
@@ -251,7 +254,7 @@ class Tracer:
         entry_probe = ENTRY_PROBES.get(mode)
         if entry_probe is None:
             raise TraceError(f"external network {f.floating_network_id}: no first hop known for mode {mode!r}")
-        entry = entry_probe(self.nodes[host], ns_name, ns, fip, asker or src, self.segment_arp)
+        entry = entry_probe(self.nodes[host], ns_name, ns, fip, asker or src, self.segment)
         t.entry = entry.summary
         if entry.iif is None:
             t.end, t.broken = entry.summary, entry.summary
