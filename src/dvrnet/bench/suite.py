@@ -266,15 +266,15 @@ def _routed_table(out: Console, rr: routed.RoutedResult) -> None:
         t.add_column(col, justify="left" if col in ("what", "target") else "right")
     k = rr.kernel_to_tor
     t.add_row("kernel /32 → route on the ToR", str(len(k)), _ms(routed.p50(k)), _ms(routed.pct(k, 99)),
-              f"p99 ≤ 50 ms {_verdict(routed.pct(k, 99) <= 0.050)}" if k else "—")
+              styled("p99 ≤ 50 ms ", _verdict(routed.pct(k, 99) <= 0.050)) if k else "—")
     a = rr.api_to_tor
     t.add_row("API call → route on the ToR", str(len(a)), _ms(routed.p50(a)), _ms(routed.pct(a, 99)),
-              f"p99 ≤ 150 ms {_verdict(routed.pct(a, 99) <= 0.150)}" if a else "—")
+              styled("p99 ≤ 150 ms ", _verdict(routed.pct(a, 99) <= 0.150)) if a else "—")
     g = rr.migration_gaps
     t.add_row("VM migration under ping -i 0.01: longest gap", str(len(g)), _ms(routed.p50(g)),
-              _ms(max(g)) if g else "—", f"≤ 100 ms {_verdict(bool(g) and max(g) <= 0.100)}" if g else "—")
+              _ms(max(g)) if g else "—", styled("≤ 100 ms ", _verdict(bool(g) and max(g) <= 0.100)) if g else "—")
     t.add_row(f"{rr.bulk_n:,} /32s at once → all on the ToR", "1", _ms(rr.bulk_announce), "",
-              f"≤ 1 s {_verdict(rr.bulk_announce <= 1.0)}" if rr.bulk_n else "—")
+              styled("≤ 1 s ", _verdict(rr.bulk_announce <= 1.0)) if rr.bulk_n else "—")
     t.add_row(f"{rr.bulk_n:,} /32s deleted → all gone from the ToR", "1", _ms(rr.bulk_withdraw), "", "")
     t.add_row("BIRD CPU per single change (node / ToR)", str(2 * len(k)),
               f"{rr.cpu_node_per_change * 1000:.2f} / {rr.cpu_tor_per_change * 1000:.2f} ms", "", "measured")
@@ -285,7 +285,7 @@ def _routed_table(out: Console, rr: routed.RoutedResult) -> None:
         out.print(f"  migrations: pings lost per move {rr.migration_lost}; failures (no route within 10 s): "
                   f"{rr.failures}")
     if rr.error:
-        out.print(f"  [red]error:[/] {rr.error}")
+        out.print(styled("  ", ("error:", "red"), f" {rr.error}"))
 
 
 if __name__ == "__main__":
