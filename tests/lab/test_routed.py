@@ -138,7 +138,8 @@ def test_trace_inbound_routed(lab):
     """`dvrnet trace --inbound FIP` in routed mode (trace/entry.py `tor_route`): the first hop is
     the ToR's route for the /32 (next hop: the hosting node's fg- address, learned by BGP), the
     ToR's ARP for that next hop answered by exactly that fg-, the node's BIRD announcing the /32 on
-    an established session and proxy ARP off; then to the VM and back out by the ToR. A route
+    an established session and proxy ARP off; then to the VM and back out by the ToR. FIP->FIP and
+    SNAT->FIP across nodes are followed through the ToR into the other node. A route
     planted on the ToR towards the other node is named as the wrong hop (CLI exit 1), and only it."""
     from dvrnet.trace import lab_tracer
     tr = lab_tracer(lab)
@@ -160,6 +161,16 @@ def test_trace_inbound_routed(lab):
         assert {h.leg for h in t.hops} == {"in", "out"}
     out = tr.trace("vm1", lab.internet_address)
     assert out.agree and out.gateway == "tor", out.text()
+    # FIP -> FIP and SNAT -> FIP across nodes: by the default via the ToR (its route for the FIP
+    # checked) into the FIP node's fip- namespace, entered by its fg-, to the VM
+    vm2 = lab.vm("vm2")
+    for src in ("vm1", "vm3"):
+        assert lab.vm(src).node != vm2.node and bool(lab.vm(src).fip) == (src == "vm1")
+        t = tr.trace(src, vm2.fip or "")
+        assert t.agree and t.end.startswith(f"delivered to {vm2.fixed_ip} on qr-"), t.text()
+        (via,) = [i for i, h in enumerate(t.hops) if "via the ToR (100.64.0.254)" in h.note]
+        assert any(c.what == f"{lab.tor['netns']}'s route for {vm2.fip}" and c.ok for c in t.hops[via].checks), t.text()
+        assert t.hops[via + 1].node == vm2.node and t.hops[via + 1].iif.startswith("fg-"), t.text()
     # a fault: a route on the ToR (lower metric than BIRD's) sends vm1's FIP to the other node
     vm1 = lab.vm("vm1")
     other = lab.node("compute2").private_address

@@ -139,7 +139,7 @@ def proxy_arp(node: Node, ns_name: str, ns: Namespace, fip: str, asker: str, seg
     return Entry(fg, checks, summary)
 
 
-def _fg_address(ns: Namespace, fg: str) -> str | None:
+def fg_address(ns: Namespace, fg: str) -> str | None:
     return next((a.ip for a in sorted(ns.addresses, key=lambda a: a.cidr) if a.dev == fg), None)
 
 
@@ -154,7 +154,7 @@ def tor_route(node: Node, ns_name: str, ns: Namespace, fip: str, asker: str, seg
     if fg is None:
         return Entry(None, summary=f"{ns_name} has no {names.AGENT_GW_DEV} port planned")
     want_mac = (ns.links[fg].mac or "").lower()
-    local, tor = _fg_address(ns, fg), _tor_address(ns, fg)
+    local, tor = fg_address(ns, fg), _tor_address(ns, fg)
     checks = []
     if "bird" not in ns.processes:
         checks.append(Check(f"BIRD planned in {ns_name}", "a BIRD announcing the FIPs",

@@ -14,7 +14,9 @@ namespaces it applies what the data plane does:
 - leaving a fip- namespace by fpr-: destination NAT in the qrouter (`fip2fixed`, checked at the
   qrouter's hop), entering by rfp-;
 - leaving by fg-/qg- on-link to an address some node's fip- namespace hosts (a FIP): that node's
-  fip- namespace, entering by its fg-; via a gateway: the walk ends "leaves by gateway <name>".
+  fip- namespace, entering by its fg-; likewise by the routed default via the ToR (routed mode:
+  the ToR routes the FIP to its node; in the lab its route is checked); via a gateway otherwise:
+  the walk ends "leaves by gateway <name>".
 
 Inbound (`inbound(fip, src)`): the first hop is the FIP node's fip- namespace entered by its fg-,
 with the checks of how the packet got there (trace/entry.py: proxy ARP on an l2 external
@@ -30,11 +32,11 @@ from dataclasses import dataclass
 
 from ..plan import names
 from ..plan.fib import Verdict, lookup
-from ..plan.numbers import FIP_MARK, MAIN_TABLE_ID, NFT_TABLE
+from ..plan.numbers import FIP_MARK, MAIN_TABLE_ID, NFT_TABLE, ROUTED_DEFAULT_TABLE
 from ..plan.render import route_line, rule_line, table_name
 from ..plan.state import Namespace
 from . import probe
-from .entry import ENTRY_PROBES, Segment, external_mode
+from .entry import ENTRY_PROBES, Segment, external_mode, fg_address
 from .hops import Check, Hop, KernelAnswer, Trace
 from .nodes import Node
 
@@ -178,6 +180,17 @@ class Tracer:
         want = _map(ns, name).get(key)
         got = probe.map_value(ns_name, "ip", NFT_TABLE, name, key)
         return Check(f"{name}[{key}]", want or "no element", got or "no element", got == want)
+
+    def _tor_checks(self, fip: str, host: str, ns: Namespace, fg: str | None) -> list[Check]:
+        """Where the ToR can be asked (the lab): its route for FIP goes to HOST's fg- address."""
+        if self.segment is None or self.segment.tor_route is None or fg is None:
+            return []
+        seen = self.segment.tor_route(fip)
+        if seen is None:
+            return []
+        local = fg_address(ns, fg)
+        return [Check(f"{seen.router}'s route for {fip}", f"via {local} ({host}'s {fg})", seen.text,
+                      local is not None and seen.via == local)]
 
     # --- walks --------------------------------------------------------------------------------------
     def resolve_vm(self, vm: str) -> tuple[str, str]:
@@ -332,6 +345,19 @@ class Tracer:
                         hop.note = f"source NAT {src} -> {nat} leaving by {dev}"
                         src = nat
                 hop.checks.append(self._neigh_check(ns_name, ns, dev, r.via or dst))
+                nxt = self._fip_host(dst) if r.via and r.table == ROUTED_DEFAULT_TABLE else None
+                if nxt is not None:                                  # routed: the ToR routes a FIP to its node
+                    host, ns_name, nns = nxt
+                    fg_in = next((d for d in sorted(nns.links) if d.startswith(names.AGENT_GW_DEV)), None)
+                    hop.note = (f"{hop.note + '; ' if hop.note else ''}via the ToR ({r.via}) to {host}'s "
+                                f"fip- namespace")
+                    hop.checks += self._tor_checks(dst, host, nns, fg_in)
+                    iif, mark = fg_in, 0
+                    if ns_name not in self.where:
+                        t.end = t.broken = f"next namespace {ns_name} is not planned"
+                        return _Leg("broken")
+                    ns = self.where[ns_name][1]
+                    continue
                 if r.via:
                     t.gateway = self.gateway_name(r.via)
                     t.end = (f"leaves by gateway {t.gateway or '?'} ({r.via}) from {src}"
