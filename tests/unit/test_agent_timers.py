@@ -62,7 +62,7 @@ def _agent(monkeypatch, feed, lease_s: float = 5.0):
     a.upkeep_interval = 0.05
     passes: list[tuple[Cloud, bool]] = []
 
-    def reconcile(cloud, full=True):
+    def reconcile(cloud, full=True, touched=None):
         passes.append((cloud, full))
         if len(passes) == 1:
             a.holds = {("fip-x", "203.0.113.9/32"): time.monotonic() + 0.3}

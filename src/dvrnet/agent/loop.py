@@ -50,7 +50,8 @@ from ..plan.incremental import HostPlanner
 from ..plan.linklocal import hints_from_state
 from ..plan.state import HostState
 from ..progress import Progress
-from .feed import Feed, View
+from .feed import Feed
+from .view import View, chain
 
 log = logging.getLogger("dvrnet.agent")
 BIG_APPLY = 2000
@@ -152,11 +153,13 @@ class Agent:
             return self.progress.task(f"applying {ops:,} ops", ops)
         return contextlib.nullcontext(None)
 
-    def reconcile(self, cloud: Cloud, full: bool = True) -> PassReport:
-        """One pass; `full=False` reads only what changed since the last pass (watch mode)."""
+    def reconcile(self, cloud: Cloud, full: bool = True, touched: frozenset | None = None) -> PassReport:
+        """One pass; `full=False` reads only what changed since the last pass (watch mode).
+        TOUCHED: the keys `changeset.apply` touched from the cloud of the last pass to CLOUD (None:
+        the planner compares; see agent/view.py)."""
         t0 = time.perf_counter()
         self._renew()                           # late: the processes are read again (digests asked)
-        planned = self.planner.plan(cloud, self._hints)
+        planned = self.planner.plan(cloud, self._hints, touched)
 
         def from_the_kernel(observed: HostState) -> HostState:
             # the observed link-local addresses do not depend on the desired state read with:
@@ -289,6 +292,7 @@ class Agent:
             return self.run_once()
         revision: int | None = None
         cloud: Cloud | None = None
+        pending: frozenset | None = frozenset()     # touched since the cloud last planned (view.py)
         next_full = 0.0
         full_due = True                 # the first pass, and the one after a failed pass, read all
         poll: _Poll | None = None
@@ -303,14 +307,16 @@ class Agent:
             view, poll = poll.view, None
             if view is None:
                 continue
+            pending = chain(pending, view)
             now = time.monotonic()
             drift = (view.revision == revision and cloud is not None and self.reconciler.observer is not None
                      and (self.reconciler.observer.pending() or self._timer_due()))
             if view.revision != revision or now >= next_full or cloud is None or drift:
                 cloud, revision = view.cloud, view.revision
                 full = full_due or now >= next_full
+                touched, pending = pending, frozenset()
                 try:
-                    report = self.reconcile(cloud, full=full)
+                    report = self.reconcile(cloud, full=full, touched=touched)
                 except Exception:       # never die on one bad pass: log it and retry soon
                     log.exception("reconcile pass failed")
                     report = None
