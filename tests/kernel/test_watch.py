@@ -212,3 +212,59 @@ def test_sysctl_drift_needs_a_full_pass(setup):
     assert res.ok, str(res)                        # verify re-read the sysctls it wrote
     assert without(r.observer.last_dirty, br) == {fip: "sysctls"}
     same_as_full(r, desired(p))
+
+
+def _nft_calls(monkeypatch) -> list[tuple[str, list[str]]]:
+    from dvrnet.kernel import nft
+    calls: list[tuple[str, list[str]]] = []
+    run = nft._run
+
+    def spy(ns, args, stdin=None):
+        calls.append((ns, list(args)))
+        return run(ns, args, stdin)
+    monkeypatch.setattr(nft, "_run", spy)
+    return calls
+
+
+def test_own_element_change_is_verified_by_the_generation_not_listed(setup, monkeypatch):
+    """Issue 11 item 4: a FIP added changes two map elements; the verify takes the table from the
+    generation (ours was the only transaction), not from `nft list table`; a full read lists it."""
+    p, r = setup
+    _fip, qr, _br = names(p)
+    calls = _nft_calls(monkeypatch)
+    fips = {"203.0.113.50": "10.0.0.5", "198.51.100.60": "10.0.0.6", "203.0.113.51": "10.0.0.7"}
+    res = r.sync(desired(p, fips))
+    assert res.ok, str(res)
+    assert "NftElements" in [type(op).__name__ for op in res.plan]
+    assert qr in r.observer.last_dirty                     # the verify did read the qrouter's nft ...
+    assert [a for ns, a in calls if ns == qr and "list" in a] == []    # ... without listing it
+    calls.clear()
+    same_as_full(r, desired(p, fips))                      # a full read lists it, and agrees
+    assert any(ns == qr and "list" in a for ns, a in calls)
+
+
+def test_a_foreign_transaction_after_ours_is_seen_by_the_verify(setup, monkeypatch):
+    """The generation is one ahead of what our commits explain: the table is listed and the
+    foreign element shows up as a difference (nothing is trusted blindly)."""
+    from dvrnet.kernel import nft
+    p, r = setup
+    _fip, qr, _br = names(p)
+    table = desired(p).namespaces[qr].nft[("ip", "dvrnet")]
+    m = next(m for m in table.maps if m.elements and m.data_type is not None)
+    k, v = min(m.elements)
+    foreign = k.rsplit(".", 1)[0] + ".99"
+    committed = nft.committed
+
+    def and_a_foreign_one(ns, op):
+        committed(ns, op)
+        if ns == qr:
+            sh("ip", "netns", "exec", qr, "nft", "add", "element", "ip", "dvrnet", m.name, "{", f"{foreign} : {v}", "}")
+    monkeypatch.setattr(nft, "committed", and_a_foreign_one)
+    calls = _nft_calls(monkeypatch)
+    fips = {"203.0.113.50": "10.0.0.5", "198.51.100.60": "10.0.0.6", "203.0.113.51": "10.0.0.7"}
+    res = r.sync(desired(p, fips))
+    assert any(ns == qr and "list" in a for ns, a in calls)
+    assert not res.ok and any(foreign in d for d in res.differences), str(res)
+    monkeypatch.setattr(nft, "committed", committed)
+    assert r.sync(desired(p, fips)).ok                     # and the next pass removes it
+    same_as_full(r, desired(p, fips))

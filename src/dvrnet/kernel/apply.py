@@ -135,8 +135,13 @@ def _run_group(ns: str, tool: str, ops: list[Op]) -> list[OpError]:
             m = nft.apply_script(ns, op.script())
             if m:
                 errs.append(OpError(op, reason(m)))
+                nft.uncommitted(ns)
             else:
                 done.append(op)
+                if isinstance(op, NftElements):         # verified by the generation (nft.committed)
+                    nft.committed(ns, op)
+                else:
+                    nft.uncommitted(ns)
         # only a committed transaction changed the NAT: a failed one leaves the flows as they are
         ips = sorted({k for op in done if isinstance(op, NftElements)
                       for name, k, _v in op.add + op.delete if name == NAT_SOURCE_MAP})

@@ -244,7 +244,9 @@ class IncrementalObserver:
             cmds.append("neigh show nud permanent")
         value, raw = c.value, c.raw
         # the nft read (a process when the table changed) runs beside the `ip` dump
-        nft_job = _Background(lambda: nft.read_tables(n, dict(want.nft) if want else {})) if d.nft else None
+        # (our own element transactions since: verified by the generation, nft.committed)
+        nft_job = _Background(lambda: nft.read_tables(n, dict(want.nft) if want else {}, trust_commits=True)) \
+            if d.nft else None
         if cmds:
             try:
                 res = iproute.dump(n, cmds)

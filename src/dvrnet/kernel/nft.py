@@ -17,7 +17,7 @@ import re
 import socket
 import struct
 import subprocess
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from dvrnet.plan.state import NftChain, NftMap, NftTable
 from dvrnet.reconcile.nft_text import rule_tag
@@ -181,11 +181,69 @@ def _cacheable(want: NftTable | None) -> bool:
     return all(name in dyn for c in want.chains for r in c.rules for name in _DYNAMIC.findall(r))
 
 
-def read_tables(ns: str, desired: dict[tuple[str, str], NftTable]) -> dict[tuple[str, str], NftTable]:
+# Our own element transactions, verified by the generation instead of a listing (issue 11 item
+# 4): after the agent's apply commits an element-only transaction (`NftElements`) in a namespace
+# whose tables were cached at version (cookie, G), `committed` records what those tables hold
+# after it (the cached value with the op's elements deleted and added). If the next read finds the
+# namespace at (cookie, G + k) with k the number of such transactions we committed, no other
+# transaction ran in between (every commit bumps the generation; ours are atomic): the tables are
+# exactly that, so a +1 FIP does not list a table of 20,000 elements again. Anything else — another
+# nft op, a failed one, a foreign transaction (the generation is off by one), a table without a
+# cached value — drops the record and the table is listed. Tables taken this way are *unverified*:
+# a full read (the periodic resync, `trust_commits=False`) lists them again (level-triggered).
+_COMMITTED: dict[str, tuple[tuple[int, int], int, dict[tuple[str, str], tuple[frozenset, NftTable | None]]]] = {}
+_UNVERIFIED: set[tuple[str, str, str]] = set()
+
+
+def _with_elements(t: NftTable, delete, add) -> NftTable:
+    gone: dict[str, set] = {}
+    new: dict[str, set] = {}
+    for name, k, _v in delete:
+        gone.setdefault(name, set()).add(k)
+    for name, k, v in add:
+        new.setdefault(name, set()).add((k, v))
+    maps = tuple(replace(m, elements=frozenset(e for e in m.elements if e[0] not in gone.get(m.name, ()))
+                         | frozenset(new.get(m.name, ())))
+                 if (m.name in gone or m.name in new) else m for m in t.maps)
+    return replace(t, maps=maps)
+
+
+def committed(ns: str, op) -> None:
+    """apply: the element-only transaction OP (reconcile.ops.NftElements) committed in NS."""
+    exp = _COMMITTED.get(ns)
+    if exp is None:
+        hit = _CACHE.get((ns, op.family, op.table))
+        if hit is None or hit[2] is None:
+            return
+        v = hit[0]
+        exp = (v, 0, {(f, t): (h[1], h[2]) for (n, f, t), h in _CACHE.items() if n == ns and h[0] == v})
+    v, count, tables = exp
+    cur = tables.get((op.family, op.table))
+    names = {m.name for m in cur[1].maps} if cur is not None and cur[1] is not None else set()
+    if cur is None or cur[1] is None or any(e[0] not in names for e in op.add + op.delete):
+        _COMMITTED.pop(ns, None)
+        return
+    _COMMITTED[ns] = (v, count + 1, {**tables, (op.family, op.table): (cur[0], _with_elements(cur[1], op.delete, op.add))})
+
+
+def uncommitted(ns: str) -> None:
+    """apply: some other nft op ran (or one failed) in NS: its tables are listed next time."""
+    _COMMITTED.pop(ns, None)
+
+
+def read_tables(ns: str, desired: dict[tuple[str, str], NftTable],
+                trust_commits: bool = False) -> dict[tuple[str, str], NftTable]:
+    """The owned tables of NS. A table unchanged since it was last listed (same netns cookie and
+    generation) is not listed again; with TRUST_COMMITS (the agent's partial reads), neither is one
+    changed since only by our own element transactions (`committed`)."""
     try:
         snap = snapshot(ns)
     except OSError as e:
         raise ReadError(f"{ns}: nft list tables: {e.strerror or e}") from None
+    mine = _COMMITTED.pop(ns, None)
+    if (not trust_commits or mine is None or snap.version is None or mine[0][0] != snap.version[0]
+            or (mine[0][1] + mine[1]) & 0xFFFFFFFF != snap.version[1]):
+        mine = None
     out = {}
     for fam, name in snap.tables:
         if not owns_nft_table(fam, name):
@@ -194,19 +252,28 @@ def read_tables(ns: str, desired: dict[tuple[str, str], NftTable]) -> dict[tuple
         known = {rule_tag(r): r for c in (want.chains if want else ()) for r in c.rules}
         dynamic = frozenset(m.name for m in want.maps if m.dynamic) if want else frozenset()
         tags = frozenset(known.items()) | {("dynamic set", n) for n in dynamic}
-        hit = _CACHE.get((ns, fam, name))
+        key = (ns, fam, name)
+        hit = _CACHE.get(key)
         cacheable = snap.version is not None and _cacheable(want)
-        if cacheable and hit is not None and hit[0] == snap.version and hit[1] == tags:
+        ours = mine[2].get((fam, name)) if mine is not None else None
+        if cacheable and ours is not None and ours[0] == tags:
+            t = ours[1]
+            _CACHE[key] = (snap.version, tags, t) 
+            _UNVERIFIED.add(key)
+        elif (cacheable and hit is not None and hit[0] == snap.version and hit[1] == tags
+              and (trust_commits or key not in _UNVERIFIED)):
             t = hit[2]
         else:
             p = _run(ns, ["-j", "list", "table", fam, name])
             if p.returncode != 0:
                 raise ReadError(f"{ns}: nft list table {fam} {name}: {p.stderr.strip()}")
             t = parse_table(json.loads(p.stdout)["nftables"], known, dynamic)
+            _UNVERIFIED.discard(key)
             if cacheable and not (t is not None and any(r.startswith("<untagged") for c in t.chains
                                                           for r in c.rules)):
                 if len(_CACHE) >= _CACHE_MAX:
                     _CACHE.clear()
+                    _UNVERIFIED.clear()
                 _CACHE[(ns, fam, name)] = (snap.version, tags, t)
         if t is not None:
             out[(fam, name)] = t
