@@ -20,12 +20,14 @@ def test_bench_quick_prints_the_table(tmp_path):
     out, err = proc.communicate(timeout=900)
     p = subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
     assert p.returncode == 0, p.stderr[-3000:]
-    titles = ["1. Control plane", "2. Data plane", "3. End to end", "fitted exponent"]
+    titles = ["1. Control plane", "2. Data plane", "3. End to end", "fitted exponent", "6. Agent memory"]
     if shutil.which("bird"):
         titles += ["5. Routed mode", "kernel /32 → route on the ToR", "API call → route on the ToR",
                    "VM migration", "/32s at once → all on the ToR", "BIRD CPU per single change"]
     for title in titles:
         assert title in p.stdout, p.stdout[-3000:]
+    memory = p.stdout.split("6. Agent memory", 1)[1]
+    assert "error:" not in memory.split("plot:", 1)[0], memory
     if shutil.which("bird"):
         routed = p.stdout.split("5. Routed mode", 1)[1].split("plot:", 1)[0]
         assert "error:" not in routed, routed

@@ -19,14 +19,15 @@ from rich.table import Table
 from ..console import Console, Text, console, styled
 from ..kernel.connlimit import conntrack_max
 from ..progress import Progress
-from . import control, dataplane, e2e, noisy, routed
+from . import control, dataplane, e2e, memory, noisy, routed
 from .svg import plot
 
 FULL = {"sizes": (100, 1000, 10000), "neutron": (100, 100), "dp_sizes": (1, 1000, 10000), "rounds": 5,
         "lookups": 5000, "e2e": 100, "flow_s": 2.0, "noisy_flows": 200_000, "noisy_s": 10.0, "noisy_over": None,
-        "routed": (200, 10000, 100, 10)}
+        "routed": (200, 10000, 100, 10), "memory": (1000, 10)}
 QUICK = {"sizes": (100, 1000), "neutron": (5, 10), "dp_sizes": (1,), "rounds": 2, "lookups": 1000, "e2e": 5,
-         "flow_s": 0.5, "noisy_flows": 2000, "noisy_s": 1.0, "noisy_over": 2000, "routed": (20, 1000, 5, 2)}
+         "flow_s": 0.5, "noisy_flows": 2000, "noisy_s": 1.0, "noisy_over": 2000, "routed": (20, 1000, 5, 2),
+         "memory": (20, 5)}
 
 
 def exponent(ns: list[int], ys: list[float]) -> float:
@@ -135,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="dvrnet bench", description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="smoke run (< 2 min): N up to 1,000, few rounds")
     ap.add_argument("--plot", default="dvrnet-bench.svg", help="where to write the SVG plot")
-    ap.add_argument("--skip", action="append", default=[], choices=["control", "dataplane", "noisy", "e2e", "routed"])
+    ap.add_argument("--skip", action="append", default=[], choices=["control", "dataplane", "noisy", "e2e", "routed", "memory"])
     a = ap.parse_args(argv)
     if os.geteuid() != 0:
         print("dvrnet bench needs root: it creates network namespaces", file=sys.stderr)
@@ -153,6 +154,7 @@ def main(argv: list[str] | None = None) -> int:
     nn: list[noisy.NoisyResult] = []
     ee = None
     rr = None
+    mm = None
     try:
         if "control" not in a.skip:
             say(f"control plane: N = {', '.join(f'{n:,}' for n in k['sizes'])} FIPs over {control.ROUTERS} routers")
@@ -189,6 +191,11 @@ def main(argv: list[str] | None = None) -> int:
                 f"{moves} migrations")
             with prog.task("routed FIPs", count) as tick:
                 rr = routed.run(f"{top}r", singles, bulk, count, moves, say, tick)
+        if "memory" not in a.skip:
+            cycles, warmup = k["memory"]
+            say(f"agent memory: one agent, {cycles:,} FIP create/delete cycles")
+            with prog.task("agent memory cycles", cycles) as tick:
+                mm = memory.run(cycles, warmup, say, tick, prefix=f"{top}m-")
     finally:
         control.cleanup(top + "-")
 
@@ -255,9 +262,26 @@ def main(argv: list[str] | None = None) -> int:
         _noisy_table(out, nn)
     if rr is not None:
         _routed_table(out, rr)
+    if mm is not None:
+        _memory_table(out, mm)
     plot(a.plot, rows, dp, ee)
     out.print(f"plot: {a.plot}")
     return 0
+
+
+def _memory_table(out: Console, m: memory.MemoryResult) -> None:
+    t = Table(title="6. Agent memory: one agent against a real server, FIP create/delete cycles")
+    for col in ("cycles", f"RSS after {m.warmup}", "RSS at the end", "growth", "cycle p50", "target"):
+        t.add_column(col, justify="right")
+    mib = 2 ** 20
+    t.add_row(f"{m.cycles:,}", f"{m.rss_warm / mib:.1f} MiB", f"{m.rss_end / mib:.1f} MiB",
+              f"{m.growth / mib:+.1f} MiB", _ms(m.cycle_p50),
+              styled("growth ≤ 5 MiB ", _verdict(not m.error and m.rss_end > 0 and m.growth <= 5 * mib)))
+    out.print(t)
+    if m.samples:
+        out.print("  RSS by cycle: " + ", ".join(f"{i:,}: {b / mib:.1f} MiB" for i, b in m.samples))
+    if m.error:
+        out.print(styled("  ", ("error:", "red"), f" {m.error}"))
 
 
 def _routed_table(out: Console, rr: routed.RoutedResult) -> None:
