@@ -1,7 +1,7 @@
 """The real `openstack` client drives the server (auth none with discovery, and token auth):
 external network with three subnets, router with a gateway, tenant network, interface, port,
-FIP with --subnet, the refused subnet delete showing Neutron's message, then teardown in reverse.
-About 25 client calls (~1 s each)."""
+FIP with --subnet (its status following the agent's report), the refused subnet delete showing
+Neutron's message, then teardown in reverse. About 27 client calls (~1 s each)."""
 from __future__ import annotations
 
 import json
@@ -9,6 +9,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import httpx
@@ -69,6 +70,25 @@ def test_openstack_client_auth_none(db_url, tmp_path):
         assert port["fixed_ips"][0]["ip_address"].startswith("10.0.0.")
         fip = o.json("floating", "ip", "create", "--subnet", s_b, "--port", "vm1", "ext-net")
         assert fip["floating_ip_address"].startswith("198.51.100.") and fip["router_id"] == router["id"]
+        # its status is the serving agent's report (docs/status.md): DOWN until compute1 reports it
+        assert fip["status"] == "DOWN"
+        entry = {"id": fip["id"], "port_id": port["id"], "fixed_ip_address": fip["fixed_ip_address"]}
+        ok(httpx.put(url + "/v2.0/dvrnet/hosts/compute1/status",
+                     json={"status": {"revision": 1, "floatingips": [{**entry, "status": "ERROR", "reason": "test"}]}}))
+        assert o.json("floating", "ip", "show", fip["id"])["status"] == "ERROR"
+        ok(httpx.put(url + "/v2.0/dvrnet/hosts/compute1/status",
+                     json={"status": {"revision": 2, "floatingips": [{**entry, "status": "ACTIVE"}]}}))
+        assert o.json("floating", "ip", "show", fip["id"])["status"] == "ACTIVE"
+        # compute1's agent dies (its last heartbeat 2 minutes old): the agent list shows it, its
+        # FIP keeps its last status (as in Neutron)
+        import sqlite3
+        old = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - 120))
+        with sqlite3.connect(db_url.removeprefix("sqlite:///")) as db:
+            db.execute("UPDATE hosts SET heartbeat_at = ? WHERE name = 'compute1'", (old,))
+        ok(httpx.put(url + "/v2.0/dvrnet/hosts/network1/status", json={"status": {"revision": 2}}))  # its heartbeat
+        alive = {a["Host"]: a["Alive"] for a in o.json("network", "agent", "list")}
+        assert alive["compute1"] in (False, "XXX") and alive["network1"] in (True, ":-)"), alive
+        assert ok(httpx.get(url + f"/v2.0/floatingips/{fip['id']}"))["floatingip"]["status"] == "ACTIVE"
         fg_ports = ok(httpx.get(url + "/v2.0/ports?device_owner=network:floatingip_agent_gateway"))["ports"]
         assert [p["fixed_ips"][0]["ip_address"] for p in fg_ports] == ["100.64.0.1"]
 
@@ -86,7 +106,7 @@ def test_openstack_client_auth_none(db_url, tmp_path):
         o.run("network", "delete", "ext-net")
         assert o.json("network", "list") == []
         assert ok(httpx.get(url + "/v2.0/ports"))["ports"] == []
-        assert o.calls <= 21
+        assert o.calls <= 24
 
 
 def test_openstack_client_token(token_app, tmp_path):

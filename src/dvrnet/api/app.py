@@ -15,7 +15,7 @@ from fastapi import FastAPI
 from .. import __version__
 from ..store import Store
 from ..store.changelog import DEFAULT_KEEP
-from . import agents, changes, discovery, errors, openapi, resources, tags
+from . import agents, changes, discovery, errors, openapi, reports, resources, tags
 from .auth import Auth
 from .edge import Edge
 from .feed import Feed
@@ -51,5 +51,6 @@ def create_app(db_url: str, auth: str = "none", tokens: str | None = None, *,
     app.include_router(resources.routes(svc, authn))
     app.include_router(agents.routes(svc, authn, feed))
     app.include_router(changes.routes(svc, authn, feed))
+    app.include_router(reports.routes(svc, authn))
     app.openapi = lambda: openapi.document(app)
     return app

@@ -2,7 +2,8 @@
 
 Every object carries id, project_id and tenant_id (equal), status, description, tags (a network's
 own; [] for the others), created_at,
-updated_at and revision_number (from the store's bookkeeping). Subnets always carry
+updated_at and revision_number (from the store's bookkeeping). A FIP's and a router gateway port's
+status come from the agents' reports (status.py). Subnets always carry
 allocation_pools, dns_nameservers and host_routes as lists. A router's
 `external_gateway_info.external_fixed_ips` shows the addresses its gateway port holds (what IPAM
 gave it), falling back to the requested ones before the port exists.
@@ -15,6 +16,7 @@ from typing import Any
 from ..model import Cloud, FloatingIP, Host, Network, Port, Router, Subnet
 from ..model.resources import FixedIP
 from ..store import State
+from .status import fip_status, port_status
 
 AGENT_NAMESPACE = uuid.UUID("6f1b5a0e-8d7c-4c47-9a51-3d1e0f5a7c21")
 
@@ -69,7 +71,7 @@ def port(state: State, p: Port) -> dict[str, Any]:
             "binding:host_id": p.host, "binding:vnic_type": "normal",
             "binding:vif_type": "ovs" if p.host else "unbound", "binding:vif_details": {},
             "binding:profile": {}, "admin_state_up": p.admin_state_up,
-            "status": "ACTIVE" if p.host else "DOWN", "security_groups": [],
+            "status": port_status(state.cloud, state.statuses, p), "security_groups": [],
             "port_security_enabled": False, "allowed_address_pairs": [], "extra_dhcp_opts": [],
             "connection_limit": p.connection_limit,
             **_std(state, "ports", p.id, p.project_id)}
@@ -80,7 +82,7 @@ def floatingip(state: State, f: FloatingIP) -> dict[str, Any]:
            "floating_network_id": f.floating_network_id, "subnet_id": f.subnet_id,
            "port_id": f.port_id,
            "fixed_ip_address": None if f.fixed_ip_address is None else str(f.fixed_ip_address),
-           "router_id": f.router_id, "status": "ACTIVE" if f.port_id else "DOWN",
+           "router_id": f.router_id, "status": fip_status(state.cloud, state.statuses, f),
            "port_details": None, "qos_policy_id": None,
            **_std(state, "floatingips", f.id, f.project_id)}
     out["description"] = f.description

@@ -322,7 +322,7 @@ PORT = Spec("port", "ports", {
 }, {"id": STR, "name": STR, "network_id": STR, "mac_address": STR, "fixed_ips": FIXED_IPS, "device_id": STR,
     "device_owner": STR, "binding:host_id": STR, "binding:vnic_type": {"enum": ["normal"]},
     "binding:vif_type": {"enum": ["ovs", "unbound"]}, "binding:vif_details": EMPTY_OBJ,
-    "binding:profile": EMPTY_OBJ, "admin_state_up": BOOL, "status": {"enum": ["ACTIVE", "DOWN"]},
+    "binding:profile": EMPTY_OBJ, "admin_state_up": BOOL, "status": {"enum": ["ACTIVE", "DOWN", "ERROR"]},
     "security_groups": EMPTY_LIST, "port_security_enabled": BOOL, "allowed_address_pairs": EMPTY_LIST,
     "extra_dhcp_opts": EMPTY_LIST, "connection_limit": nullable(INT), **_STD}, kind="Port")
 
@@ -335,7 +335,7 @@ FLOATINGIP = Spec("floatingip", "floatingips", {
     "fixed_ip_address": Attr(ip_or_none, put=True),
     "description": Attr(string(), put=True),
 }, {"id": STR, "floating_ip_address": IPV4, "floating_network_id": STR, "subnet_id": STR, "port_id": NSTR,
-    "fixed_ip_address": nullable(IPV4), "router_id": NSTR, "status": {"enum": ["ACTIVE", "DOWN"]},
+    "fixed_ip_address": nullable(IPV4), "router_id": NSTR, "status": {"enum": ["ACTIVE", "DOWN", "ERROR"]},
     "port_details": NULL, "qos_policy_id": NULL, **_STD}, kind="Floating IP")
 
 HOST = Spec("host", "hosts", {

@@ -10,7 +10,8 @@ Rows of `change_log` (migration 0003): `(revision, host, kind, resource_id, op)`
   database answers "what changed for H since R" by reading H's rows with revision > R (values
   are the current ones: the last op per key decides) — no server needs the old snapshot.
 A write that concerns no host's view (a network nobody uses, a description) writes no H rows;
-writes that only report agent state (heartbeats) do not go through `Store.write` at all.
+writes that only report agent state (heartbeats, status reports: `statuses.py`) do not go
+through `Store.write` at all.
 
 `feed_state` holds the database's identity (a UUID made by the migration: a cursor from another
 database is recognised) and `log_floor`: the log is complete for every revision above it. Every

@@ -1,10 +1,11 @@
-"""The relational schema (SQLAlchemy Core). Migrations 0001 to 0004 create exactly these tables.
+"""The relational schema (SQLAlchemy Core). Migrations 0001 to 0005 create exactly these tables.
 
 One table per resource with a column per scalar model field; list-valued fields that nothing
 queries (allocation pools, service types, DNS servers, a gateway's requested fixed IPs) are JSON
 text. Addresses held on a network live in `ip_allocations`, one row per port fixed IP or floating
 IP, with UNIQUE (network_id, ip_address): whatever the locking does, the database itself refuses
-to record one address twice on a network. `revision` holds the single global revision number.
+to record one address twice on a network. `revision` holds the single global revision number (row 1) and the generation of the agents'
+status reports (row 2, migration 0005: it moves with every report, the cloud's revision does not).
 Every resource row carries Neutron's bookkeeping (created_at, updated_at, revision_number,
 description), which the model does not know about.
 """
@@ -138,4 +139,21 @@ feed_state = sa.Table(
     sa.Column("id", sa.Integer, primary_key=True),
     sa.Column("database_id", sa.String(64), nullable=False),
     sa.Column("log_floor", sa.BigInteger, nullable=False),
+)
+
+# What each host's agent last reported of the FIPs and router gateway ports it serves
+# (store/statuses.py; migration 0005): one row per (host, kind, resource), written by the
+# agent-facing report call, never through `Store.write` (no revision, no change log, no wake-up).
+agent_statuses = sa.Table(
+    "agent_statuses", metadata,
+    sa.Column("host", sa.String(255), primary_key=True),
+    sa.Column("kind", sa.String(32), primary_key=True),
+    sa.Column("resource_id", sa.String(255), primary_key=True),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("port_id", sa.String(64), nullable=True),
+    sa.Column("addresses", sa.Text, nullable=False, server_default=""),
+    sa.Column("revision", sa.BigInteger, nullable=False),
+    sa.Column("reason", sa.Text, nullable=True),
+    sa.Column("reported_at", sa.String(32), nullable=False),
+    sa.Index("ix_agent_statuses_resource", "kind", "resource_id"),
 )
