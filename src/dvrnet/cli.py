@@ -385,19 +385,25 @@ def agent(host, mode, server, token, resync_interval, once, ready_file, log_leve
     cfg = _plan_config(netns_prefix, bridge_netns, external_bridge, bridge_mappings, port_kind, dvr_mac, uplinks,
                        _bgp_config(bgp_local_as, bgp_peers, bgp_peer_as, bfd_ms, bfd_multiplier, blackhole_seconds, bgp_lease_seconds),
                        integration_bridge, meta, **dataplane)
+    from .agent.report import Reporter
+    reporter = Reporter(server, host, cfg.netns_prefix, token=token)     # statuses after every pass
     a = Agent(host, Feed(server, host, mode, token=token), cfg, resync_interval=resync_interval,
-              ready_file=ready_file, progress=_agent_progress(), switch=_switch(port_kind, ovs_db, bridge_netns))
+              ready_file=ready_file, progress=_agent_progress(), switch=_switch(port_kind, ovs_db, bridge_netns),
+              on_pass=lambda rep, desired, observed: reporter.on_pass(a.cloud, rep, desired, observed))
     def _terminate(*_):
         a.stop.set()
         raise KeyboardInterrupt     # wakes a long-poll in progress; the data plane is left as it is
     signal.signal(signal.SIGTERM, _terminate)
     try:
         report = a.run(once=once)
+        if once:
+            reporter.flush()        # what the pass found reaches the server before the exit
     except KeyboardInterrupt:
         report = a.last
     finally:
         a.close()
         a.feed.close()
+        reporter.close()
     if once:
         sys.exit(0 if report is not None and report.ok else 1)
 
@@ -449,6 +455,7 @@ def show(host, server, token, what, config_files, netns_prefix, bridge_netns, ex
     from .plan.render import render
     from .reconcile import diff as diff_states
     refused: dict[str, str] = {}
+    status_lines: list[str] = []
     lab_mode = server is None and _lab_node_mac(host) is not None
     if not config_files and server is None:
         config_files = _lab_neutron_config(host)
@@ -483,6 +490,7 @@ def show(host, server, token, what, config_files, netns_prefix, bridge_netns, ex
         if lab_mode and meta.socket is None:    # the lab gives its agents the stand-in metadata agent's socket
             from dataclasses import replace as _replace
             meta = _replace(meta, socket=_lab_metadata_socket(host))
+        status_lines = _status_lines(server, host, token)
         cfg = _plan_config(netns_prefix, bridge_netns, external_bridge, bridge_mappings, port_kind, dvr_mac, uplinks,
                            _bgp_config(bgp_local_as, bgp_peers, bgp_peer_as, bfd_ms, bfd_multiplier, blackhole_seconds, bgp_lease_seconds),
                            integration_bridge, meta, **dataplane)
@@ -490,6 +498,9 @@ def show(host, server, token, what, config_files, netns_prefix, bridge_netns, ex
     if what == "limits":
         _show_limits(cloud, host, cfg)
         return
+    if svg is None:
+        for line in status_lines:        # what the server shows, even when a namespace cannot be read
+            click.echo(line)
     with _reading_namespaces(f"dvrnet show {host}"):
         desired, observed = desired_state(cloud, host, cfg, rec)
     if svg is not None:
@@ -520,6 +531,25 @@ def _lab_neutron_config(host: str) -> tuple[str, ...]:
         return ()
     path = lab.agent_configs.get(host) if lab is not None else None
     return (path,) if path else ()
+
+
+def _status_lines(server: str, host: str, token: str | None) -> list[str]:
+    """`# status` lines of HOST's FIPs and router gateway ports, as the server shows them from the
+    agents' reports (GET /v2.0/dvrnet/hosts/HOST/status), with the reason of each one not ACTIVE."""
+    import httpx
+    try:
+        r = httpx.get(f"{server.rstrip('/')}/v2.0/dvrnet/hosts/{host}/status", timeout=8,
+                      headers={"X-Auth-Token": token} if token else {})
+        r.raise_for_status()
+        st = r.json()["status"]
+    except (httpx.HTTPError, ValueError, KeyError) as e:
+        return [f"# statuses: cannot read them from {server}: {e}"]
+    out = []
+    for f in st["floatingips"]:
+        out.append(f"# status: floating IP {f['floating_ip_address']} ({f['id']}): {f['status']}: {f['reason']}")
+    for p in st["ports"]:
+        out.append(f"# status: router gateway port {p['id']}: {p['status']}: {p['reason']}")
+    return out
 
 
 def _show_limits(cloud, host: str, cfg) -> None:

@@ -32,9 +32,9 @@ def free_port() -> int:
 
 
 @contextmanager
-def running_server(app) -> Iterator[str]:
-    """Serve `app` with uvicorn in a thread on a free port; yields the base URL."""
-    port = free_port()
+def running_server(app, port: int | None = None) -> Iterator[str]:
+    """Serve `app` with uvicorn in a thread on PORT (default: a free one); yields the base URL."""
+    port = port or free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
                                            timeout_graceful_shutdown=1))
     t = threading.Thread(target=server.run, daemon=True)

@@ -137,6 +137,7 @@ class Agent:
         self.planner = HostPlanner(host, cfg)
         self.stop = threading.Event()
         self.last: PassReport | None = None
+        self.cloud: Cloud | None = None             # the view the last pass reconciled (for on_pass hooks)
         self._hints: dict[str, int] | None = None   # the link-local slots the last plan used
         # routed mode's migration blackholes: (namespace, /32) -> expiry (time.monotonic(); plan/timed.py)
         self.holds: dict[tuple[str, str], float] = {}
@@ -190,6 +191,7 @@ class Agent:
             log.error("differs after apply: %s", d)
         log.info("%s", report.line())
         self.last = report
+        self.cloud = cloud
         if self.on_pass is not None:
             self.on_pass(report, res.desired or planned, res.observed or HostState(self.host, {}))
         return report

@@ -267,7 +267,14 @@ def read_tables(ns: str, desired: dict[tuple[str, str], NftTable],
             p = _run(ns, ["-j", "list", "table", fam, name])
             if p.returncode != 0:
                 raise ReadError(f"{ns}: nft list table {fam} {name}: {p.stderr.strip()}")
-            t = parse_table(json.loads(p.stdout)["nftables"], known, dynamic)
+            try:
+                doc = json.loads(p.stdout)["nftables"]
+            except (ValueError, KeyError, TypeError) as e:
+                # e.g. nft 1.0.6 cannot print a table's `flags owner` in JSON (a foreign process
+                # owns it): the namespace is unreadable, not the pass broken
+                raise ReadError(f"{ns}: nft list table {fam} {name}: output is not nftables JSON "
+                                f"({type(e).__name__}: {e})") from None
+            t = parse_table(doc, known, dynamic)
             _UNVERIFIED.discard(key)
             if cacheable and not (t is not None and any(r.startswith("<untagged") for c in t.chains
                                                           for r in c.rules)):

@@ -1,46 +1,31 @@
 """Floating IP statuses for `update_floatingip_statuses`, from what the kernel holds. Pure.
 
-A FIP this host serves is ACTIVE when, read back from the kernel after a pass, its `/32` is in the
-main table of its `fip-` namespace (towards its router) and its address maps to its fixed IP in
-the qrouter's DNAT map; otherwise ERROR (the pass failed to put it there, or it cannot be served
-here: `RouterGraph.skipped_fips`). A FIP the server no longer sends to this host (disassociated,
-deleted, moved) is not listed: `update_floatingip_statuses` sets DOWN every FIP last known on the
-router that has no router any more, so each router is reported again after every fetch of it.
+A FIP this host serves is ACTIVE or ERROR as `reconcile.status.fips_found` finds it in the state
+read back after a pass (the computation `dvrnet agent`'s reports use too: its `/32` in the main
+table of its `fip-` namespace, its DNAT map element in its qrouter); a FIP that cannot be served
+here (`RouterGraph.skipped_fips`) is ERROR. A FIP the server no longer sends to this host
+(disassociated, deleted, moved) is not listed: `update_floatingip_statuses` sets DOWN every FIP
+last known on the router that has no router any more, so each router is reported again after
+every fetch of it.
 """
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
-from ..plan import names
-from ..plan.numbers import MAIN_TABLE_ID, NFT_TABLE
-from ..plan.state import HostState, ipstr
+from ..plan.state import HostState
+from ..reconcile.status import ACTIVE, ERROR, Held, fips_found
 from .translate import RouterGraph
 
-ACTIVE, DOWN, ERROR = "ACTIVE", "DOWN", "ERROR"
+DOWN = "DOWN"
+__all__ = ["ACTIVE", "DOWN", "ERROR", "changed", "fip_statuses"]
 
 
 def fip_statuses(graphs: Iterable[RouterGraph], observed: HostState, prefix: str = "") -> dict[str, dict[str, str]]:
     """router id -> {fip id: ACTIVE|ERROR} for every FIP this host serves or was meant to."""
+    held = Held(observed, prefix)
     out: dict[str, dict[str, str]] = {}
-    main: dict[str, set[str]] = {}          # external network -> destinations in its fip- main table
     for g in graphs:
-        qr = observed.namespaces.get(names.qrouter_ns(prefix, g.router.id))
-        dnat: set = set()
-        if qr is not None:
-            table = qr.nft.get(("ip", NFT_TABLE))
-            if table is not None:
-                for m in table.maps:
-                    if m.name == "fip2fixed":
-                        dnat = set(m.elements)
-        st: dict[str, str] = {}
-        for f in g.fips:
-            net = f.floating_network_id
-            if net not in main:
-                fns = observed.namespaces.get(names.fip_ns(prefix, net))
-                main[net] = {r.dst for r in fns.routes if r.table == MAIN_TABLE_ID} if fns is not None else set()
-            routed = ipstr(f.floating_ip_address) + "/32" in main[net]
-            natted = (ipstr(f.floating_ip_address), ipstr(f.fixed_ip_address)) in dnat
-            st[f.id] = ACTIVE if routed and natted else ERROR
+        st = {fid: found.status for fid, found in fips_found(held, g.router.id, g.fips).items()}
         for fid in g.skipped_fips:
             st[fid] = ERROR
         out[g.router.id] = st
