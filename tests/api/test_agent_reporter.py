@@ -2,7 +2,7 @@
 reach the server; only changes are sent afterwards; a server that is away is caught up when it
 is back (everything sent again); a new reporter (an agent restart) removes the rows it does not
 stand behind. The pass here is the plan taken as what the kernel holds (a real agent and kernel:
-tests/agent/test_agent_status.py)."""
+tests/agent/test_real_agent_status.py)."""
 from __future__ import annotations
 
 from dataclasses import dataclass

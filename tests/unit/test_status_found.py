@@ -1,6 +1,6 @@
 """What an agent reports (agent/report.py on reconcile/status.py), checked on the seed scenario's
 desired state taken as what the kernel holds, and on that state with one object taken away
-(the real agent and kernel: tests/agent/test_agent_status.py)."""
+(the real agent and kernel: tests/agent/test_real_agent_status.py)."""
 from __future__ import annotations
 
 import dataclasses
