@@ -176,3 +176,20 @@ def test_fip_statuses_follow_a_real_agent(server, netns_prefix, tmp_path):  # no
     finally:
         stop_agent(agent)
     assert httpx.get(server + "/v2.0/agents").json()["agents"]
+
+
+def test_router_gateway_port_follows_the_snat_agent(server, netns_prefix):  # noqa: F811 - the fixture
+    """network1 (dvr_snat) runs its agent once: its router's gateway port turns ACTIVE from the
+    report (`--once` waits for the report to reach the server before it exits)."""
+    c, _ext, net, _red, _ports, fip = _build(server)
+    gw = c.get("/v2.0/ports", params={"device_owner": "network:router_gateway"}).json()["ports"][0]
+    assert gw["binding:host_id"] == "network1" and gw["status"] == "DOWN"
+    prefix = f"{netns_prefix}n1-"          # removed with the test's prefix
+    node = _bridges(prefix, net["id"])
+    cmd = [a if a != "compute1" else "network1" for a in _agent_cmd(server, prefix, node, "--once")]
+    cmd[cmd.index("--mode") + 1] = "dvr_snat"
+    once = subprocess.run(cmd, capture_output=True, text=True, timeout=90, check=False)
+    assert once.returncode == 0, once.stderr
+    after = c.get(f"/v2.0/ports/{gw['id']}").json()["port"]
+    assert after["status"] == "ACTIVE", c.get("/v2.0/dvrnet/hosts/network1/status").text
+    assert status(c, fip["id"]) == "DOWN"      # compute1's FIP: network1's agent does not serve it

@@ -450,3 +450,34 @@ def test_t6_second_external_network(step):
     for f in fips.values():
         steps.ok(ctx.c.delete(f"/v2.0/floatingips/{f['id']}"))
     ctx.converge()
+
+
+def test_t7_fip_status_follows_the_agent(step):
+    """Issue 17's statuses in the lab: compute1's agent stopped (SIGSTOP), a FIP associated to vm3
+    is not ACTIVE; resumed, it is ACTIVE (reported after the agent's pass); disassociated it is
+    DOWN at once; every router gateway port is ACTIVE from network1's report."""
+    import signal
+    import time
+
+    from waiting import wait_for
+    ctx = step
+
+    def status(fid):
+        return steps.ok(ctx.c.get(f"/v2.0/floatingips/{fid}"))["floatingip"]["status"]
+    gws = ctx.ports("network:router_gateway")
+    assert gws and all(p["status"] == "ACTIVE" for p in gws), [(p["id"], p["status"]) for p in gws]
+    pid = ctx.info.node(ctx.info.vm("vm3").node).agent_pid
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        f = ctx.fip("vm3", "red")
+        time.sleep(2)
+        assert status(f["id"]) == "DOWN"
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    t0 = time.monotonic()
+    wait_for(lambda: status(f["id"]) == "ACTIVE", 10, "vm3's FIP ACTIVE after SIGCONT")
+    print(f"\nSIGCONT -> ACTIVE: {(time.monotonic() - t0) * 1000:.0f} ms")
+    down = steps.ok(ctx.c.put(f"/v2.0/floatingips/{f['id']}", json={"floatingip": {"port_id": None}}))
+    assert down["floatingip"]["status"] == "DOWN"
+    steps.ok(ctx.c.delete(f"/v2.0/floatingips/{f['id']}"))
+    ctx.converge()
