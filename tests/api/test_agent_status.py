@@ -6,6 +6,7 @@ API shows from it, on a real server and database.
 - the router gateway port follows its SNAT node's report;
 - reports survive a server restart, never move the revision, never wake a long-poll (of the
   reporting host or another), are admin-only, and bad bodies are 400s naming the field;
+- two servers on one PostgreSQL database show each other's reports at once;
 - a dead agent (no heartbeat for longer than the agent down time) shows alive=false and leaves its
   last statuses.
 """
@@ -13,15 +14,19 @@ from __future__ import annotations
 
 import threading
 import time
+import uuid
 
 import httpx
+import pytest
 from api_helpers import (
     ADMIN_TOKEN,
     ALICE_TOKEN,
     TestClient,
     build_topology,
+    fresh_postgres_db,
     neutron_error,
     ok,
+    postgres_server,
     running_server,
 )
 
@@ -229,3 +234,42 @@ def test_a_report_wakes_no_long_poll(db_url):
         body, took = out["control"]
         touched = body["upserts"].get("floatingips", []) + body["deletes"].get("floatingips", [])
         assert took < 10 and touched, (took, body)
+
+
+@pytest.fixture(scope="module")
+def postgres():
+    with postgres_server() as url:
+        yield url
+
+
+def test_two_servers_on_postgresql_share_the_reports(postgres):
+    """A report through server A: server B shows it at once (the reports' generation moved), its
+    compute1 long-poll is not woken (no NOTIFY, no revision), and a restart of both keeps it."""
+    with fresh_postgres_db(postgres, f"dvrnet_{uuid.uuid4().hex[:8]}") as db:
+        a, b = create_app(db, feed_poll_interval=30), create_app(db, feed_poll_interval=30)
+        with running_server(a) as url_a, running_server(b) as url_b, \
+                httpx.Client(base_url=url_a, timeout=30) as ca, httpx.Client(base_url=url_b, timeout=30) as cb:
+            ids = build_topology(ca)
+            f = ok(ca.post("/v2.0/floatingips", json={"floatingip": {"floating_network_id": ids["ext"],
+                                                                     "port_id": ids["port"]}}))["floatingip"]
+            assert fip_status(cb, f["id"]) == "DOWN"
+            cursor = ok(cb.get("/v2.0/dvrnet/hosts/compute1/changes"))["cursor"]
+            out: dict = {}
+
+            def waiter():
+                t0 = time.monotonic()
+                out["body"] = ok(cb.get("/v2.0/dvrnet/hosts/compute1/changes", params={"since": cursor, "wait": 3}))
+                out["took"] = time.monotonic() - t0
+            th = threading.Thread(target=waiter)
+            th.start()
+            time.sleep(0.3)
+            report(ca, "compute1", 1, [fip_entry(f, "ERROR", "seen through A")])
+            assert fip_status(cb, f["id"]) == "ERROR"
+            view = ok(cb.get(f"/v2.0/dvrnet/floatingips/{f['id']}/status"))["floatingip_status"]
+            assert "seen through A" in view["reason"]
+            th.join(10)
+            assert out["took"] >= 2.5 and out["body"]["upserts"] == {}, out
+            report(cb, "compute1", 2, [fip_entry(f)])
+            assert fip_status(ca, f["id"]) == "ACTIVE"
+        with TestClient(create_app(db)) as c:
+            assert fip_status(c, f["id"]) == "ACTIVE"
