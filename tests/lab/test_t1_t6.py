@@ -455,7 +455,8 @@ def test_t6_second_external_network(step):
 def test_t7_fip_status_follows_the_agent(step):
     """Issue 17's statuses in the lab: compute1's agent stopped (SIGSTOP), a FIP associated to vm3
     is not ACTIVE; resumed, it is ACTIVE (reported after the agent's pass); disassociated it is
-    DOWN at once; every router gateway port is ACTIVE from network1's report."""
+    DOWN at once; a forced apply failure is ERROR with its reason, ACTIVE again once it heals;
+    every router gateway port is ACTIVE from network1's report."""
     import signal
     import time
 
@@ -479,5 +480,35 @@ def test_t7_fip_status_follows_the_agent(step):
     print(f"\nSIGCONT -> ACTIVE: {(time.monotonic() - t0) * 1000:.0f} ms")
     down = steps.ok(ctx.c.put(f"/v2.0/floatingips/{f['id']}", json={"floatingip": {"port_id": None}}))
     assert down["floatingip"]["status"] == "DOWN"
+
+    # a forced apply failure: while the agent is stopped, a foreign process takes vm3's router's
+    # NAT table on compute1 (`flags owner`: the kernel refuses every change of it, EPERM); the FIP
+    # associated then is ERROR with the reason; the owner gone, the agent's retry makes it ACTIVE
+    node = ctx.info.node(ctx.info.vm("vm3").node)
+    qr = f"{node.prefix}qrouter-{f['router_id']}"
+    os.kill(pid, signal.SIGSTOP)
+    holder = None
+    try:
+        subprocess.run(["ip", "netns", "exec", qr, "nft", "delete", "table", "ip", "dvrnet"], check=True)
+        holder = subprocess.Popen(["ip", "netns", "exec", qr, "nft", "-i"], stdin=subprocess.PIPE,
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, text=True)
+        holder.stdin.write("add table ip dvrnet { flags owner; }\n")
+        holder.stdin.flush()
+        wait_for(lambda: "flags owner" in subprocess.run(["ip", "netns", "exec", qr, "nft", "list", "table", "ip",
+                                                          "dvrnet"], capture_output=True, text=True,
+                                                         check=False).stdout, 10, "the foreign owner of the table")
+        steps.ok(ctx.c.put(f"/v2.0/floatingips/{f['id']}", json={"floatingip": {"port_id": ctx.info.vm("vm3").port_id}}))
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    try:
+        wait_for(lambda: status(f["id"]) == "ERROR", 15, "vm3's FIP ERROR while its NAT table is held")
+        why = steps.ok(ctx.c.get(f"/v2.0/dvrnet/floatingips/{f['id']}/status"))
+        print(f"ERROR reason: {why}")
+        assert qr in str(why), why
+    finally:
+        if holder is not None:
+            holder.stdin.close()                # the owner exits: the kernel drops its table
+            holder.wait(10)
+    wait_for(lambda: status(f["id"]) == "ACTIVE", 30, "vm3's FIP ACTIVE after the agent's retry")
     steps.ok(ctx.c.delete(f"/v2.0/floatingips/{f['id']}"))
     ctx.converge()
