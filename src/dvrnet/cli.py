@@ -367,6 +367,10 @@ def _plan_config(netns_prefix: str, bridge_netns: str, external_bridge: str, bri
 @click.option("--ready-file", default=None, type=click.Path(dir_okay=False),
               help="Create this file after the first converged pass (for whoever started the agent).")
 @click.option("--log-level", default="INFO", show_default=True)
+@click.option("--adopt-neutron-state", is_flag=True,
+              help="Take the node over from neutron-l3-agent: remove the objects it left in the namespaces "
+                   "this agent owns (its routes, rules, iptables chains, metadata proxies; docs/neutron.md) "
+                   "and build dvrnet's layout. Without it, such objects stop the agent with an error.")
 @_plan_options
 @_l2_options
 @_metadata_options
@@ -382,14 +386,17 @@ def agent(host, mode, server, token, resync_interval, once, ready_file, log_leve
     _need_root("the agent changes network namespaces")
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s")
     meta = _metadata_config(dataplane)      # takes the --metadata-* options out of DATAPLANE
+    adopt = dataplane.pop("adopt_neutron_state", False)
     cfg = _plan_config(netns_prefix, bridge_netns, external_bridge, bridge_mappings, port_kind, dvr_mac, uplinks,
                        _bgp_config(bgp_local_as, bgp_peers, bgp_peer_as, bfd_ms, bfd_multiplier, blackhole_seconds, bgp_lease_seconds),
                        integration_bridge, meta, **dataplane)
     from .agent.report import Reporter
+    from .kernel.takeover import NeutronStateFound
     reporter = Reporter(server, host, cfg.netns_prefix, token=token)     # statuses after every pass
     a = Agent(host, Feed(server, host, mode, token=token), cfg, resync_interval=resync_interval,
               ready_file=ready_file, progress=_agent_progress(), switch=_switch(port_kind, ovs_db, bridge_netns),
-              on_pass=lambda rep, desired, observed: reporter.on_pass(a.cloud, rep, desired, observed))
+              on_pass=lambda rep, desired, observed: reporter.on_pass(a.cloud, rep, desired, observed),
+              adopt_neutron_state=adopt)
     def _terminate(*_):
         a.stop.set()
         raise KeyboardInterrupt     # wakes a long-poll in progress; the data plane is left as it is
@@ -400,6 +407,8 @@ def agent(host, mode, server, token, resync_interval, once, ready_file, log_leve
             reporter.flush()        # what the pass found reaches the server before the exit
     except KeyboardInterrupt:
         report = a.last
+    except NeutronStateFound as e:
+        raise click.ClickException(str(e)) from None
     finally:
         a.close()
         a.feed.close()
@@ -416,8 +425,10 @@ def agent(host, mode, server, token, resync_interval, once, ready_file, log_leve
 @click.option("--ready-file", default=None, type=click.Path(dir_okay=False),
               help="Create this file after the first converged pass.")
 @click.option("--log-level", default="INFO", show_default=True)
+@click.option("--adopt-neutron-state", is_flag=True,
+              help="Take the node over from neutron-l3-agent (as `[dvrnet] adopt_neutron_state`; docs/neutron.md).")
 @_one_line_errors
-def neutron_agent(config_files, host, once, ready_file, log_level):
+def neutron_agent(config_files, host, once, ready_file, log_level, adopt_neutron_state):
     """Run as the L3 agent of a real neutron-server (docs/neutron.md): same planner and reconciler."""
     import logging
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s")
@@ -425,7 +436,13 @@ def neutron_agent(config_files, host, once, ready_file, log_level):
         from .neutron.agent import main as neutron_main
     except ImportError as e:
         raise click.ClickException(f"Neutron mode needs the optional extra: pip install 'dvrnet[neutron]' ({e})") from None
-    sys.exit(neutron_main(list(config_files), host=host, once=once, ready_file=ready_file))
+    from .kernel.takeover import NeutronStateFound
+    try:
+        rc = neutron_main(list(config_files), host=host, once=once, ready_file=ready_file,
+                          adopt_neutron_state=adopt_neutron_state)
+    except NeutronStateFound as e:
+        raise click.ClickException(str(e)) from None
+    sys.exit(rc)
 
 
 @main.command()

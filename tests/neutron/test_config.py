@@ -47,3 +47,16 @@ def test_missing_file(tmp_path):
 def test_port_kinds():
     assert port_kind_for("neutron.agent.linux.interface.BridgeInterfaceDriver", False, None) == "veth"
     assert port_kind_for("linuxbridge", False, "macvlan") == "macvlan"
+
+
+def test_metadata_and_takeover_options_as_upstream_reads_them(tmp_path):
+    """Issue 13: the metadata proxies from upstream's own options, and the takeover switch."""
+    c = load(files(tmp_path, "[DEFAULT]\nagent_mode = dvr\n"), cfg.ConfigOpts())
+    assert c.plan.metadata.socket == "/var/lib/neutron/metadata_proxy" and c.plan.metadata.port == 9697
+    assert c.plan.metadata.user is None and not c.adopt_neutron_state
+    c = load(files(tmp_path, "[DEFAULT]\nagent_mode = dvr\nstate_path = /srv/neutron\nmetadata_port = 9000\n"
+                             "metadata_proxy_user = neutron\n[dvrnet]\nadopt_neutron_state = true\n"), cfg.ConfigOpts())
+    assert c.plan.metadata.socket == "/srv/neutron/metadata_proxy" and c.plan.metadata.port == 9000
+    assert c.plan.metadata.user == "neutron" and c.adopt_neutron_state
+    c = load(files(tmp_path, "[DEFAULT]\nagent_mode = dvr\nenable_metadata_proxy = false\n"), cfg.ConfigOpts())
+    assert not c.plan.metadata.enabled

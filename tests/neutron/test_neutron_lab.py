@@ -218,3 +218,22 @@ def test_t9_kill_agent_and_rabbitmq_under_ping(step):
     for f in (steady, extra):
         steps.ok(ctx.c.delete(f"/v2.0/floatingips/{f['id']}"))
     ctx.converge()
+
+
+def test_t10_metadata_proxy_from_the_operators_l3_agent_ini(lab):
+    """Issue 13: `metadata_proxy_socket` in each node's l3_agent.ini (the lab's stand-in metadata
+    agent) gives every router with interfaces on the node a proxy: a VM's request arrives with its
+    router's id and its own address."""
+    import json
+    info = lab.info
+    vms = [v for v in info.vms if v.router]
+    assert vms
+    for vm in vms:
+        p = subprocess.run(["ip", "netns", "exec", vm.netns, "curl", "-s", "-f", "-m", "5",
+                            "http://169.254.169.254/openstack/latest/meta_data.json"],
+                           capture_output=True, text=True, check=False)
+        assert p.returncode == 0, f"{vm.name}: no metadata answer ({p.returncode}: {p.stderr.strip()})"
+        got = json.loads(p.stdout)
+        assert got["agent"] == vm.node and got["path"] == "/openstack/latest/meta_data.json", got
+        assert got["headers"]["x-neutron-router-id"] == info.router(vm.router).id, got
+        assert got["headers"]["x-forwarded-for"] == vm.fixed_ip, got

@@ -31,7 +31,7 @@ class _Procs:
 
 
 class _Reconciler:
-    def __init__(self, prefix: str = "", watch: bool = False) -> None:
+    def __init__(self, prefix: str = "", watch: bool = False, **_kw) -> None:    # neutron=, switch=: unused here
         self.processes = _Procs()
         self.observer = None
 

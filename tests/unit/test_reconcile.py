@@ -20,6 +20,7 @@ from dvrnet.plan.state import (
 )
 from dvrnet.reconcile import NotOwned, Ownership, describe_plan, diff
 from dvrnet.reconcile import ops as O
+from dvrnet.reconcile import takeover as T
 
 P = "n1-"
 FIP, QR, BR = f"{P}fip-ext", f"{P}qrouter-r1", "bridges"
@@ -300,6 +301,22 @@ DESCRIBED = [
     (O.EthtoolSet("n-qrouter-x", dev="qr-1", tx=False), 'n-qrouter-x link qr-1: desired tx-checksumming off, found otherwise'),
     (O.Garp("n-fip-x", dev="fg-1", ip="203.0.113.50"),
      None),
+    # taking over from neutron-l3-agent (reconcile/takeover.py)
+    (T.UpstreamRouteDel("n-fip-x", route=T.SeenRoute(254, "203.0.113.50", "static", "fpr-1", "169.254.88.134")),
+     "n-fip-x table 254 203.0.113.50: desired nothing, found neutron-l3-agent's via 169.254.88.134 dev fpr-1 proto static"),
+    (T.UpstreamRuleDel("n-qrouter-x", rule=T.SeenRule(46973, "static", 16, "10.0.0.5")),
+     "n-qrouter-x rule 46973: desired nothing, found neutron-l3-agent's from 10.0.0.5 lookup 16"),
+    (T.UpstreamIptablesDel("n-qrouter-x", table="nat", jumps=(("PREROUTING", "-j neutron-l3-agent-PREROUTING"),),
+                           chains=("neutron-l3-agent-PREROUTING", "neutron-l3-agent-snat")),
+     "n-qrouter-x iptables -t nat: desired no chain of neutron-l3-agent, found 2 chains and 1 jumps into them"),
+    (T.UpstreamProcStop("n-qrouter-x", proc=T.SeenProcess(42, ("haproxy", "-f", "/x/ns-metadata-proxy/r.conf"))),
+     "n-qrouter-x process haproxy pid 42: desired nothing, found neutron-l3-agent's metadata proxy running"),
+    (T.UpstreamSysctlReset("n-qrouter-x", key="net.ipv4.ip_nonlocal_bind", value="0", was="1"),
+     "n-qrouter-x sysctl net.ipv4.ip_nonlocal_bind: desired 0, found 1 (neutron-l3-agent's)"),
+    (T.UpstreamPeerAdopt("n-br", old="tapc1000000-00", new="dv-c1000000-00"),
+     "n-br link dv-c1000000-00: desired it, found neutron-l3-agent's bridge end tapc1000000-00"),
+    (T.VethRekey("n-fip-x", dev="fpr-1", mac="02:00:00:00:00:01", peer_ns="n-qrouter-x", peer="rfp-1"),
+     "n-fip-x link fpr-1: desired fpr-1 address 02:00:00:00:00:01, found neutron-l3-agent's"),
 ]
 
 

@@ -42,6 +42,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from ..kernel import Reconciler
+from ..kernel.takeover import NeutronState, NeutronStateFound
 from ..model import Cloud
 from ..model.errors import DvrnetError
 from ..model.placement import routers_on_host
@@ -118,9 +119,12 @@ class Agent:
     def __init__(self, host: str, feed: Feed, cfg: PlanConfig, resync_interval: float = 60.0,
                  retry_interval: float = 2.0, incremental: bool = True, ready_file: str | None = None,
                  progress: Progress | None = None, switch=None,
-                 on_pass: Callable[[PassReport, HostState, HostState], None] | None = None):
+                 on_pass: Callable[[PassReport, HostState, HostState], None] | None = None,
+                 adopt_neutron_state: bool = False):
         """on_pass(report, desired, observed): called after every pass with what the kernel holds
-        then (read back after apply) — e.g. to report what is really in place."""
+        then (read back after apply) — e.g. to report what is really in place.
+        adopt_neutron_state: take over neutron-l3-agent's objects found on the node instead of
+        refusing to start (kernel/takeover.py, docs/neutron.md)."""
         self.host = host
         self.on_pass = on_pass
         # a pass with at least BIG_APPLY ops (a cold start at scale) shows its progress
@@ -131,7 +135,8 @@ class Agent:
         self.resync_interval = resync_interval
         self.retry_interval = retry_interval
         ovs = {"switch": switch} if switch is not None else {}     # the node's Open vSwitch (kernel/ovs.py)
-        self.reconciler = Reconciler(prefix=cfg.netns_prefix, watch=incremental, **ovs)
+        self.reconciler = Reconciler(prefix=cfg.netns_prefix, watch=incremental,
+                                     neutron=NeutronState(cfg.netns_prefix, adopt=adopt_neutron_state), **ovs)
         # plans only the namespaces whose inputs changed since the last view (plan/incremental.py);
         # equal to plan_host, and unchanged namespaces are the same objects (the diff memo hits)
         self.planner = HostPlanner(host, cfg)
@@ -319,6 +324,8 @@ class Agent:
                 touched, pending = pending, frozenset()
                 try:
                     report = self.reconcile(cloud, full=full, touched=touched)
+                except NeutronStateFound:
+                    raise               # upstream's objects and no --adopt-neutron-state: nothing is touched
                 except Exception:       # never die on one bad pass: log it and retry soon
                     log.exception("reconcile pass failed")
                     report = None

@@ -56,7 +56,7 @@ from dvrnet.reconcile.ops import (
     RuleDel,
 )
 
-from . import conntrack, ethtool, garp, iproute, netns, nft, ovs, process, sysctl
+from . import conntrack, ethtool, garp, iproute, netns, nft, ovs, process, sysctl, takeover
 
 NAT_SOURCE_MAP = "fixed2fip"      # plan/qrouter.py: fixed IP -> FIP
 
@@ -174,6 +174,8 @@ def _run_group(ns: str, tool: str, ops: list[Op]) -> list[OpError]:
         return out
     if tool == "proc":
         return [OpError(op, reason(m)) for op in ops if (m := process.run(op))]
+    if tool == "neutron":                    # removing neutron-l3-agent's objects (kernel/takeover.py)
+        return [OpError(op, reason(m)) for op, m in takeover.run(ns, ops)]
     raise ValueError(tool)
 
 

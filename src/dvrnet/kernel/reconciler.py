@@ -49,6 +49,7 @@ from .ovs_observe import OvsObserver
 from .process import ProcessReader
 from .protocols import register_rt_proto
 from .read import Observation, observe, read_host
+from .takeover import NeutronState
 
 Replan = Callable[[HostState], HostState]     # observed -> the desired state to reconcile
 # number of ops -> the context the apply runs in, yielding its progress callback (or None)
@@ -80,8 +81,11 @@ class Result:
 
 class Reconciler:
     def __init__(self, prefix: str = "", register_proto: bool = True, watch: bool = False,
-                 switch: Switch | None = None) -> None:
+                 switch: Switch | None = None, neutron: NeutronState | None = None) -> None:
+        """NEUTRON: look for neutron-l3-agent's objects until none are left, and refuse or take
+        them over (kernel/takeover.py); the agent's reconciler has one."""
         self.prefix = prefix
+        self.neutron = neutron
         self.switch = switch
         self.ovs: OvsObserver | None = OvsObserver(switch) if switch is not None else None
         self.observer: IncrementalObserver | None = IncrementalObserver(prefix) if watch else None
@@ -136,7 +140,11 @@ class Reconciler:
         return obs.state
 
     def diff(self, desired: HostState, observed: HostState) -> Plan:
-        return diff(self.intern(desired), observed, self.prefix, memo=self.memo)
+        desired = self.intern(desired)
+        plan = diff(desired, observed, self.prefix, memo=self.memo)
+        if self.neutron is not None and self.neutron.pending:
+            plan = self.neutron.amend(plan, desired, observed, lambda seen: diff(desired, seen, self.prefix))
+        return plan
 
     def plan(self, desired: HostState, observed: HostState | None = None) -> Plan:
         return self.diff(desired, observed if observed is not None else self.observe(desired))

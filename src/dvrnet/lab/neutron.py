@@ -91,6 +91,8 @@ interface_driver = linuxbridge
 transport_url = {transport_url}
 rpc_response_timeout = 30
 
+metadata_proxy_socket = {spec.metadata_socket(node)}
+
 [AGENT]
 report_interval = 10
 

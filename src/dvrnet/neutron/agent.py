@@ -39,7 +39,8 @@ class NeutronAgent:
                                     on_synced=self._synced)
         self.consumers = Consumers(self.transport, conf.host, L3AgentEndpoint(self.source.notify))
         self.agent = Agent(conf.host, self.source, conf.plan, resync_interval=conf.resync_interval,
-                           ready_file=ready_file, on_pass=self._on_pass)
+                           ready_file=ready_file, on_pass=self._on_pass,
+                           adopt_neutron_state=conf.adopt_neutron_state)
         self.stop = self.agent.stop
         self._lock = threading.Lock()
         self._refetched: set[str] = set()
@@ -161,12 +162,17 @@ class NeutronAgent:
 
 
 def main(config_files: list[str], host: str | None = None, once: bool = False, ready_file: str | None = None,
-         transport_url: str | None = None) -> int:
-    """`dvrnet neutron-agent`: 0 after a converged `--once` pass (or a clean stop), 1 otherwise."""
+         transport_url: str | None = None, adopt_neutron_state: bool = False) -> int:
+    """`dvrnet neutron-agent`: 0 after a converged `--once` pass (or a clean stop), 1 otherwise.
+    ADOPT_NEUTRON_STATE (or `[dvrnet] adopt_neutron_state`): take over neutron-l3-agent's objects;
+    without it they raise `kernel.takeover.NeutronStateFound` before anything is changed."""
+    import dataclasses
     import signal
 
     from .config import load
     conf = load(config_files, host=host)
+    if adopt_neutron_state:
+        conf = dataclasses.replace(conf, adopt_neutron_state=True)
     na = NeutronAgent(conf, transport_url=transport_url, ready_file=ready_file)
 
     def _terminate(*_):

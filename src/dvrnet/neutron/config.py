@@ -12,6 +12,12 @@ What is read, and its Neutron meaning (options dvrnet does not know are ignored,
   path) plugs router ports into Linux bridges as `veth` (or `macvlan` with `[dvrnet] port_kind`);
   `openvswitch` needs an OVS port kind this dvrnet has not got, and is refused with the reason;
 - `[AGENT] report_interval` — seconds between `report_state` calls (30 by default, as upstream);
+- the metadata proxies (plan/metadata.py), as upstream's agent reads them: `[DEFAULT]
+  enable_metadata_proxy` (True), `metadata_proxy_socket` (`$state_path/metadata_proxy`, with
+  `state_path` /var/lib/neutron), `metadata_port` (9697), `metadata_proxy_user`/`_group` (what
+  haproxy runs as once bound; empty: the agent's own);
+- `[dvrnet] adopt_neutron_state` (False; or `dvrnet neutron-agent --adopt-neutron-state`): take
+  over neutron-l3-agent's objects found on the node (kernel/takeover.py) instead of refusing;
 - `[dvrnet]`: `external_bridge`, `bridge_mappings` (external network id -> bridge), `bridge_netns`,
   `netns_prefix`, `port_kind`, `dvr_mac` and `uplinks` (the distributed gateway's L2 guard,
   plan/l2.py), `resync_interval` (full kernel read), `neutron_resync_interval`
@@ -33,6 +39,7 @@ with warnings.catch_warnings():
 
 from ..model.errors import DvrnetError
 from ..plan import PlanConfig
+from ..plan.config import MetadataConfig
 
 MODES = ("dvr", "dvr_snat")
 BRIDGE_DRIVERS = ("linuxbridge", "neutron.agent.linux.interface.BridgeInterfaceDriver")
@@ -49,6 +56,13 @@ DEFAULT_OPTS = [
     cfg.StrOpt("agent_mode", default="legacy", help="dvr or dvr_snat."),
     cfg.StrOpt("interface_driver", help="How router ports are plugged (linuxbridge)."),
     cfg.BoolOpt("ovs_use_veth", default=False, help="OVS ports as veth pairs."),
+    cfg.StrOpt("state_path", default="/var/lib/neutron", help="Neutron's state directory."),
+    cfg.BoolOpt("enable_metadata_proxy", default=True, help="Run the metadata proxies."),
+    cfg.StrOpt("metadata_proxy_socket", default="$state_path/metadata_proxy",
+               help="neutron-metadata-agent's unix socket."),
+    cfg.PortOpt("metadata_port", default=9697, help="The metadata proxy's port in each router namespace."),
+    cfg.StrOpt("metadata_proxy_user", default="", help="User the metadata proxy runs as (empty: the agent's)."),
+    cfg.StrOpt("metadata_proxy_group", default="", help="Group the metadata proxy runs as."),
 ]
 AGENT_OPTS = [
     cfg.FloatOpt("report_interval", default=30.0, help="Seconds between state reports."),
@@ -67,6 +81,8 @@ DVRNET_OPTS = [
     cfg.StrOpt("dvr_mac", help="This node's own MAC for routed frames leaving it with a qr- MAC (plan/l2.py; "
                                "default: derived from host)."),
     cfg.ListOpt("uplinks", default=[], help="Bridge ports leading off the node besides VXLAN/VLAN/bond ports."),
+    cfg.BoolOpt("adopt_neutron_state", default=False,
+                help="Take over neutron-l3-agent's objects found on the node (docs/neutron.md)."),
 ]
 
 
@@ -83,6 +99,7 @@ class AgentConfig:
     rpc_timeout: float
     interface_driver: str
     availability_zone: str
+    adopt_neutron_state: bool = False
 
 
 def port_kind_for(interface_driver: str | None, ovs_use_veth: bool, override: str | None) -> str:
@@ -142,6 +159,9 @@ def load(config_files: Sequence[str], conf: cfg.ConfigOpts | None = None, host: 
         rpc_timeout = float(getattr(conf, "rpc_response_timeout", 60) or 60)
         report_interval = conf.AGENT.report_interval
         az = conf.AGENT.availability_zone
+        metadata = MetadataConfig(socket=conf.metadata_proxy_socket if conf.enable_metadata_proxy else None,
+                                  port=conf.metadata_port, user=conf.metadata_proxy_user or None,
+                                  group=conf.metadata_proxy_group or None)
     except (cfg.Error, ValueError) as e:
         raise ConfigError(f"configuration: {e}") from None
     if not conf.transport_url:
@@ -161,8 +181,9 @@ def load(config_files: Sequence[str], conf: cfg.ConfigOpts | None = None, host: 
         raise ConfigError(f"[dvrnet] dvr_mac = {d.dvr_mac}: expected a unicast MAC like fa:16:3f:00:00:01")
     plan = PlanConfig(netns_prefix=d.netns_prefix, bridge_netns=d.bridge_netns, external_bridge=d.external_bridge,
                       port_kind=kind, bridge_mappings=tuple(sorted(d.bridge_mappings.items())), dvr_mac=mac,
-                      uplinks=tuple(u.strip() for u in d.uplinks if u.strip()))
+                      uplinks=tuple(u.strip() for u in d.uplinks if u.strip()), metadata=metadata)
     return AgentConfig(host=host or conf.host, mode=mode, plan=plan, report_interval=report_interval,
                        resync_interval=d.resync_interval, neutron_resync_interval=d.neutron_resync_interval,
                        coalesce_window=d.coalesce_window, max_backoff=d.max_backoff, rpc_timeout=rpc_timeout,
-                       interface_driver=conf.interface_driver or "linuxbridge", availability_zone=az)
+                       interface_driver=conf.interface_driver or "linuxbridge", availability_zone=az,
+                       adopt_neutron_state=d.adopt_neutron_state)

@@ -50,7 +50,7 @@ from ipaddress import ip_network
 from operator import attrgetter
 
 from dvrnet.plan.names import AGENT_GW_DEV, FIP_NS, ROUTER_GW_DEV, ROUTER_IF_DEV, SNAT_IF_DEV
-from dvrnet.plan.state import MAIN_TABLE, HostState, Link, Namespace, NftTable, Route, parse_v4
+from dvrnet.plan.state import MAIN_TABLE, Address, HostState, Link, Namespace, NftTable, Route, parse_v4
 
 from .ops import (
     AddrAdd,
@@ -438,6 +438,9 @@ def _diff_addresses(d: Namespace, o: Namespace, own: Ownership, acc: _Acc) -> No
                                  f"device {foreign[a.ip]}")
             continue
         out = acc.target("address", d.name, a.dev)
+        if old is not None and old.cidr == a.cidr and old.noprefixroute != a.noprefixroute:
+            out += _reflag(d.name, old, a)
+            continue
         if old is not None and old.cidr != a.cidr:
             out.append(AddrDel(d.name, old))
         out.append(AddrAdd(d.name, a, old))
@@ -449,6 +452,16 @@ def _diff_addresses(d: Namespace, o: Namespace, own: Ownership, acc: _Acc) -> No
             acc.groups[gid]["garp"].append(Garp(d.name, dev=a.dev, ip=a.ip))
     want = {(a.dev, a.ip) for a in d.addresses}
     acc.deletes["address"] += [AddrDel(d.name, a) for k, a in sorted(have.items()) if k not in want]
+
+
+def _reflag(ns: str, old: Address, a: Address) -> list[Op]:
+    """The address with another noprefixroute flag (`address replace` keeps the kernel's): deleted
+    and added again while a stand-in of another prefix length holds the same IP, so the device
+    never loses it (losing a device's last address flushes its neighbours, permanent ones too,
+    and the routes using it as source)."""
+    plen = int(a.cidr.split("/")[1])
+    tmp = Address(a.dev, f"{a.ip}/{31 if plen == 32 else 32}", True)
+    return [AddrAdd(ns, tmp), AddrDel(ns, old), AddrAdd(ns, a, old), AddrDel(ns, tmp)]
 
 
 # --- routes -----------------------------------------------------------------------------------
