@@ -534,7 +534,8 @@ def test_random_operations_keep_the_cloud_valid():
 
 
 def test_ten_thousand_floating_ips():
-    import time
+    """10,000 FIPs from one /16 service-typed subnet: every address distinct, all from the FIP
+    subnet. (What a write costs at that size is `python -m dvrnet.bench.model`'s, not a test's.)"""
     ws = Workspace()
     ws.register_host("c1")
     ws.register_host("c2")
@@ -546,12 +547,10 @@ def test_ten_thousand_floating_ips():
     ts = ws.create_subnet(t, "172.16.0.0/16").id
     r = ws.create_router(external_gateway_info={"network_id": ext}).id
     ws.add_router_interface(r, subnet_id=ts)
-    start = time.perf_counter()
     for i in range(10000):
         p = ws.create_port(t, device_owner="compute:nova", host="c1" if i % 2 else "c2").id
         ws.create_floatingip(ext, port_id=p)
     c = ws.snapshot()
-    assert time.perf_counter() - start < 15
     assert len(c.floatingips) == 10000 and {f.subnet_id for f in c.floatingips.values()} == {fsub}
     assert len({f.floating_ip_address for f in c.floatingips.values()}) == 10000
 
