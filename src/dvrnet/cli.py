@@ -596,12 +596,19 @@ def _show_limits(cloud, host: str, cfg) -> None:
         click.echo(f"{host}: no namespace with connection limits")
 
 
+BENCH_SECTIONS = ["control", "dataplane", "noisy", "e2e", "routed", "memory", "e2e-scale", "fanout"]
+
+
 @main.command()
-@click.option("--quick", is_flag=True, help="Smoke run (N=1,000), well under two minutes.")
-def bench(quick: bool) -> None:
+@click.option("--quick", is_flag=True, help="Smoke run (N=1,000), a few minutes.")
+@click.option("--skip", multiple=True, type=click.Choice(BENCH_SECTIONS),
+              help="Leave a section out (repeatable): control, dataplane, noisy, e2e, routed, memory, e2e-scale "
+                   "(+1 FIP -> first ping at N FIPs), fanout (the delta feed to many hosts).")
+@click.option("--plot", default="dvrnet-bench.svg", show_default=True, help="Where to write the SVG plot.")
+def bench(quick: bool, skip: tuple[str, ...], plot: str) -> None:
     """Benchmarks: ratios against Neutron's way and the raw floor, measured in one run."""
     from .bench import main as bench_main
-    sys.exit(bench_main(["--quick"] if quick else []))
+    sys.exit(bench_main((["--quick"] if quick else []) + [f"--skip={s}" for s in skip] + ["--plot", plot]))
 
 
 LAB_STATE = os.environ.get("DVRNET_LAB_STATE", "/var/lib/dvrnet/lab")

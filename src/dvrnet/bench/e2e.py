@@ -50,6 +50,25 @@ def _answers(ns: str, addr: str) -> bool:
                           capture_output=True, check=False).returncode == 0
 
 
+def one_sample(c: httpx.Client, info, vm, subnets: dict[str, dict]) -> float | None:
+    """One FIP for VM's port: seconds from the API call to the first ping reply (None: no reply
+    within 10 s); then the FIP is deleted and, untimed, waited for until it stops answering."""
+    sub = subnets[vm.fip_subnet]
+    t0 = time.perf_counter()
+    r = c.post("/v2.0/floatingips", json={"floatingip": {
+        "floating_network_id": sub["network_id"], "subnet_id": sub["id"], "port_id": vm.port_id,
+        "description": "dvrnet bench"}})
+    r.raise_for_status()
+    fip = r.json()["floatingip"]
+    ok = _ping_until(info.internet_netns, fip["floating_ip_address"], 10)
+    lat = time.perf_counter() - t0
+    c.delete(f"/v2.0/floatingips/{fip['id']}").raise_for_status()
+    end = time.monotonic() + 10
+    while time.monotonic() < end and _answers(info.internet_netns, fip["floating_ip_address"]):
+        time.sleep(0.02)
+    return lat if ok else None
+
+
 def run(lab_prefix: str, count: int, progress=print, tick=None) -> E2EResult:
     """TICK (progress): called after each FIP."""
     from dvrnet.lab.down import down
@@ -66,24 +85,11 @@ def run(lab_prefix: str, count: int, progress=print, tick=None) -> E2EResult:
             if not vms:
                 raise RuntimeError("no VM with a FIP subnet in the lab")
             for i in range(count):
-                vm = vms[i % len(vms)]
-                sub = subnets[vm.fip_subnet]
-                t0 = time.perf_counter()
-                r = c.post("/v2.0/floatingips", json={"floatingip": {
-                    "floating_network_id": sub["network_id"], "subnet_id": sub["id"], "port_id": vm.port_id,
-                    "description": "dvrnet bench"}})
-                r.raise_for_status()
-                fip = r.json()["floatingip"]
-                ok = _ping_until(info.internet_netns, fip["floating_ip_address"], 10)
-                lat = time.perf_counter() - t0
-                if ok:
+                lat = one_sample(c, info, vms[i % len(vms)], subnets)
+                if lat is not None:
                     res.latencies.append(lat)
                 else:
                     res.failures += 1
-                c.delete(f"/v2.0/floatingips/{fip['id']}").raise_for_status()
-                end = time.monotonic() + 10
-                while time.monotonic() < end and _answers(info.internet_netns, fip["floating_ip_address"]):
-                    time.sleep(0.02)
                 if tick is not None:
                     tick()
                 elif (i + 1) % 25 == 0:

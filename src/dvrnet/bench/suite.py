@@ -19,15 +19,16 @@ from rich.table import Table
 from ..console import Console, Text, console, styled
 from ..kernel.connlimit import conntrack_max
 from ..progress import Progress
-from . import control, dataplane, e2e, memory, noisy, routed
+from . import control, dataplane, e2e, e2e_scale, fanout, memory, noisy, routed
 from .svg import plot
 
 FULL = {"sizes": (100, 1000, 10000), "neutron": (100, 100), "dp_sizes": (1, 1000, 10000), "rounds": 5,
         "lookups": 5000, "e2e": 100, "flow_s": 2.0, "noisy_flows": 200_000, "noisy_s": 10.0, "noisy_over": None,
-        "routed": (200, 10000, 100, 10), "memory": (1000, 10)}
+        "routed": (200, 10000, 100, 10), "memory": (1000, 10), "e2e_scale": ((10, 1000, 10000), 50),
+        "fanout": (1000, 100, 10000, 10, 3)}
 QUICK = {"sizes": (100, 1000), "neutron": (5, 10), "dp_sizes": (1,), "rounds": 2, "lookups": 1000, "e2e": 5,
          "flow_s": 0.5, "noisy_flows": 2000, "noisy_s": 1.0, "noisy_over": 2000, "routed": (20, 1000, 5, 2),
-         "memory": (20, 5)}
+         "memory": (20, 5), "e2e_scale": ((10, 30), 2), "fanout": (10, 3, 30, 2, 1)}
 
 
 def exponent(ns: list[int], ys: list[float]) -> float:
@@ -136,7 +137,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="dvrnet bench", description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="smoke run (< 2 min): N up to 1,000, few rounds")
     ap.add_argument("--plot", default="dvrnet-bench.svg", help="where to write the SVG plot")
-    ap.add_argument("--skip", action="append", default=[], choices=["control", "dataplane", "noisy", "e2e", "routed", "memory"])
+    ap.add_argument("--skip", action="append", default=[],      # the same names as cli.BENCH_SECTIONS
+                    choices=["control", "dataplane", "noisy", "e2e", "routed", "memory", "e2e-scale", "fanout"])
     a = ap.parse_args(argv)
     if os.geteuid() != 0:
         print("dvrnet bench needs root: it creates network namespaces", file=sys.stderr)
@@ -155,6 +157,8 @@ def main(argv: list[str] | None = None) -> int:
     ee = None
     rr = None
     mm = None
+    es = None
+    fo = None
     try:
         if "control" not in a.skip:
             say(f"control plane: N = {', '.join(f'{n:,}' for n in k['sizes'])} FIPs over {control.ROUTERS} routers")
@@ -196,6 +200,16 @@ def main(argv: list[str] | None = None) -> int:
             say(f"agent memory: one agent, {cycles:,} FIP create/delete cycles")
             with prog.task("agent memory cycles", cycles) as tick:
                 mm = memory.run(cycles, warmup, say, tick, prefix=f"{top}m-")
+        if "e2e-scale" not in a.skip:
+            sizes, samples = k["e2e_scale"]
+            say(f"end to end at N: a lab holding {', '.join(f'{n:,}' for n in sizes)} FIPs, {samples} samples each")
+            with prog.task("end to end at N samples", len(sizes) * samples) as tick:
+                es = e2e_scale.run(f"{top}s-", sizes, samples, say, tick)
+        if "fanout" not in a.skip:
+            hosts, routers, fips, fs, ss = k["fanout"]
+            say(f"fan-out: one server, {fips:,} FIPs over {routers} routers, {hosts:,} hosts following the feed")
+            with prog.task("fan-out changes", fs + ss) as tick:
+                fo = fanout.run(hosts, routers, fips, fs, ss, say, tick)
     finally:
         control.cleanup(top + "-")
 
@@ -264,7 +278,11 @@ def main(argv: list[str] | None = None) -> int:
         _routed_table(out, rr)
     if mm is not None:
         _memory_table(out, mm)
-    plot(a.plot, rows, dp, ee)
+    if es is not None:
+        _scale_table(out, es)
+    if fo is not None:
+        _fanout_table(out, fo)
+    plot(a.plot, rows, dp, ee, es)
     out.print(f"plot: {a.plot}")
     return 0
 
@@ -282,6 +300,59 @@ def _memory_table(out: Console, m: memory.MemoryResult) -> None:
         out.print("  RSS by cycle: " + ", ".join(f"{i:,}: {b / mib:.1f} MiB" for i, b in m.samples))
     if m.error:
         out.print(styled("  ", ("error:", "red"), f" {m.error}"))
+
+
+def _scale_table(out: Console, es: e2e_scale.ScaleResult) -> None:
+    t = Table(title="7. End to end at N FIPs: +1 FIP API call → first ping reply from the internet host")
+    for col in ("FIPs held", "samples", "p50", "p99", "max", "failures", "agents converged after adding"):
+        t.add_column(col, justify="right")
+    for r in es.rows:
+        e = r.result
+        t.add_row(f"{r.n:,}", str(len(e.latencies) + e.failures), _ms(e.p50), _ms(e.p99),
+                  _ms(max(e.latencies)) if e.latencies else "—", str(e.failures), f"{r.converge_s:.1f} s")
+    out.print(t)
+    if es.error:
+        out.print(styled("  ", ("error:", "red"), f" {es.error}"))
+    done = [r for r in es.rows if r.result.latencies]
+    if len(done) >= 2:
+        lo, hi = done[0], done[-1]
+        ok = hi.result.p99 <= 0.100 and not hi.result.failures
+        ratio = hi.result.p99 / lo.result.p99 if lo.result.p99 else float("nan")
+        out.print(styled(f"  target p99 ≤ 100 ms at N={hi.n:,}: ", _verdict(ok), f" ({_ms(hi.result.p99)}); within 1.5× "
+                         f"of p99 at N={lo.n:,}: ", _verdict(ratio <= 1.5), f" ({ratio:.2f}×)"))
+
+
+def _fanout_table(out: Console, fo: fanout.FanoutResult) -> None:
+    t = Table(title=f"8. Fan-out: one server with {fo.fips:,} FIPs over {fo.routers} routers, {fo.hosts + 1:,} hosts "
+                    "long-polling the delta feed (asyncio clients)")
+    for col in ("change", "samples", "hosts concerned", "others woken", "bytes / concerned host",
+                "bytes / other host", "server CPU", "concerned host has it p50", "p99", "last host (median)"):
+        t.add_column(col, justify="left" if col == "change" else "right")
+    for st in (fo.fip, fo.subnet):
+        t.add_row(st.what, str(st.samples), f"{fanout.med(st.concerned):,.0f}", f"{max(st.others_woken, default=0):,}",
+                  f"{fanout.med(st.bytes_concerned):,.0f}", f"{max(st.bytes_others, default=0):,.1f}",
+                  (_ms(fanout.med(st.cpu)) if fanout.cpu_measurable(st) else
+                   f"({_ms(fanout.med(st.cpu_raw))} − {_ms(fanout.med(st.idle_part))} idle)"),
+                  _ms(fanout.pct(st.latency, 50)), _ms(fanout.pct(st.latency, 99)),
+                  _ms(fanout.med(st.last)))
+    out.print(t)
+    out.print(f"  server idle with every follower parked: {fo.idle_cpu_rate * 1000:.1f} ms CPU/s (subtracted; a "
+              f"cell in parentheses: raw − idle share, not a measurement); database seeded in {fo.seed_s:.1f} s")
+    for st in (fo.fip, fo.subnet):
+        for e in st.errors[:3]:
+            out.print(styled("  ", ("error", "red"), f" {st.what}: {e}"))
+    if fo.error:
+        out.print(styled("  ", ("error:", "red"), f" {fo.error}"))
+    f, s = fo.fip, fo.subnet
+    if f.samples:
+        out.print(styled("  targets +1 FIP: ≤ 4 KB per concerned host ", _verdict(fanout.med(f.bytes_concerned) <= 4096),
+                         "; ≤ 100 B to the others ", _verdict(max(f.bytes_others, default=0) <= 100),
+                         "; server CPU ≤ 5 ms ", _verdict(fanout.med(f.cpu) <= 0.005) if fanout.cpu_measurable(f)
+                         else "not measured (the server's idle share is too large at this load)",
+                         "; p99 ≤ 200 ms ", _verdict(fanout.pct(f.latency, 99) <= 0.200)))
+    if s.samples:
+        out.print(styled("  target +1 external subnet: every host has it, p99 ≤ 500 ms ",
+                         _verdict(fanout.pct(s.latency, 99) <= 0.500 and not s.errors)))
 
 
 def _routed_table(out: Console, rr: routed.RoutedResult) -> None:

@@ -1,12 +1,13 @@
 """A small hand-written SVG plot of a bench run (no plotting library needed): cold convergence vs N
-(log-log) and data-plane round trips per second vs N."""
+(log-log), data-plane round trips per second vs N and, when measured, +1 FIP API call → first
+ping (p50, p99) against the FIPs the lab holds (log-log)."""
 from __future__ import annotations
 
 import math
 from html import escape
 
 W, H, M = 440, 300, 56
-COLORS = {"dvrnet": "#1f77b4", "raw floor": "#2ca02c", "Neutron's way": "#d62728", "floor": "#2ca02c",
+COLORS = {"p50": "#1f77b4", "p99": "#d62728", "dvrnet": "#1f77b4", "raw floor": "#2ca02c", "Neutron's way": "#d62728", "floor": "#2ca02c",
           "neutron": "#d62728", "stateless": "#9467bd"}
 
 
@@ -53,9 +54,15 @@ def _panel(x0: int, title: str, xlabel: str, ylabel: str, series: dict[str, list
     return o
 
 
-def plot(path: str, rows, dp, ee) -> None:
-    parts = [(f'<svg xmlns="http://www.w3.org/2000/svg" width="{2 * W}" height="{H}" font-family="sans-serif" '
+def plot(path: str, rows, dp, ee, es=None) -> None:
+    """ES: `e2e_scale.ScaleResult` (its rows with latencies make the third panel)."""
+    scale = [r for r in (es.rows if es is not None else []) if r.result.latencies]
+    panels = 3 if scale else 2
+    parts = [(f'<svg xmlns="http://www.w3.org/2000/svg" width="{panels * W}" height="{H}" font-family="sans-serif" '
              'font-size="11">'), '<rect width="100%" height="100%" fill="white"/>']
+    if scale:
+        parts += _panel(2 * W, "+1 FIP: API call → first ping", "FIPs in the lab (N)", "milliseconds", {
+            "p50": [(r.n, r.result.p50 * 1000) for r in scale], "p99": [(r.n, r.result.p99 * 1000) for r in scale]})
     if rows:
         parts += _panel(0, "Cold convergence, 100 routers", "FIPs (N)", "seconds", {
             "dvrnet": [(r.n, r.cold) for r in rows], "raw floor": [(r.n, r.floor_cold) for r in rows],

@@ -177,13 +177,14 @@ def create_vms(c: httpx.Client, topo: Topology, spec: ScenarioSpec = SEED, fips:
 
 
 def create_extra_fips(c: httpx.Client, topo: Topology, spec: ScenarioSpec, count: int,
-                      tick: Callable[..., None] | None = None) -> int:
+                      tick: Callable[..., None] | None = None, start: int = 0) -> int:
     """COUNT more FIPs (see the module doc; SPEC made by `with_extra_fips`), each on a port of its
     own (no VM namespace behind it: the agents build the data plane, the checks judge the seed's
     VMs): ports round-robin over the extra tenant networks and the `dvr` hosts, FIPs alternating
-    between the extra external subnets. Bulk requests; TICK(n): n more FIPs made (ports count half)."""
-    if not 0 <= count <= MAX_EXTRA_FIPS:
-        raise ValueError(f"extra FIPs: 0 to {MAX_EXTRA_FIPS:,}, not {count}")
+    between the extra external subnets. Bulk requests; TICK(n): n more FIPs made (ports count half).
+    START: the number of extra FIPs made before (names and the spread go on from there)."""
+    if not 0 <= count or start + count > MAX_EXTRA_FIPS:
+        raise ValueError(f"extra FIPs: 0 to {MAX_EXTRA_FIPS:,} in all, not {start} + {count}")
     nets = [n for n, _ in EXTRA_TENANT if n in topo.networks]
     subs = [topo.external_subnets[s.name] for s in EXTRA_EXTERNAL if s.name in topo.external_subnets]
     hosts = [h for h, mode in spec.hosts if mode == "dvr"] or [h for h, _ in spec.hosts]
@@ -203,10 +204,11 @@ def create_extra_fips(c: httpx.Client, topo: Topology, spec: ScenarioSpec, count
     ports = _post_bulk(c, "/v2.0/ports", "ports", [{
         "network_id": topo.networks[net(i)]["id"], "device_owner": "compute:nova",
         "device_id": f"lab-extra-{i}", "binding:host_id": hosts[i % len(hosts)], "name": f"extra-{i}-port",
-        "fixed_ips": [{"subnet_id": topo.subnets[net(i)]["id"]}]} for i in range(count)], progress(0.5))
+        "fixed_ips": [{"subnet_id": topo.subnets[net(i)]["id"]}]} for i in range(start, start + count)],
+        progress(0.5))
     _post_bulk(c, "/v2.0/floatingips", "floatingips", [{
         "floating_network_id": topo.external_network["id"], "subnet_id": subs[(i // len(hosts)) % len(subs)]["id"],
-        "port_id": p["id"], "description": f"extra fip {i}"} for i, p in enumerate(ports)], progress(0.5))
+        "port_id": p["id"], "description": f"extra fip {i}"} for i, p in enumerate(ports, start=start)], progress(0.5))
     if tick is not None and count - int(made[0]) > 0:
         tick(count - int(made[0]))
     return count

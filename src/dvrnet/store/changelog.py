@@ -87,19 +87,23 @@ class ChangeLog:
         c.execute(t.feed_state.update().where(t.feed_state.c.id == 1).values(log_floor=floor))
 
 
+# Built once: every feed answer runs these (building a statement costs more than running it).
+_STATE = sa.select(t.feed_state.c.database_id, t.feed_state.c.log_floor).where(t.feed_state.c.id == 1)
+_HOST_OPS = (sa.select(t.change_log.c.kind, t.change_log.c.resource_id, t.change_log.c.op)
+             .where(t.change_log.c.host == sa.bindparam("host"), t.change_log.c.revision > sa.bindparam("since"))
+             .order_by(t.change_log.c.revision, t.change_log.c.id))
+
+
 def read_state(c: Connection) -> FeedState:
-    r = c.execute(sa.select(t.feed_state.c.database_id, t.feed_state.c.log_floor)
-                  .where(t.feed_state.c.id == 1)).one()
+    r = c.execute(_STATE).one()
     return FeedState(r.database_id, int(r.log_floor))
 
 
 def host_ops(c: Connection, host: str, since: int) -> dict[Key, str]:
     """The last op per key of HOST's view rows with revision > SINCE."""
-    cl = t.change_log
     out: dict[Key, str] = {}
-    for r in c.execute(sa.select(cl.c.kind, cl.c.resource_id, cl.c.op)
-                       .where(cl.c.host == host, cl.c.revision > since).order_by(cl.c.revision, cl.c.id)):
-        out[(r.kind, r.resource_id)] = r.op
+    for kind, rid, op in c.execute(_HOST_OPS, {"host": host, "since": since}):
+        out[(kind, rid)] = op
     return out
 
 

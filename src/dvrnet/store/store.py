@@ -81,6 +81,9 @@ RETRY_AFTER = 3           # seconds a client is told to wait after a database fa
 DB_FAULTS = (DBAPIError, sa.exc.TimeoutError, sa.exc.DisconnectionError)
 
 
+_REVISION = sa.select(t.revision.c.value).where(t.revision.c.id == 1)     # built once: every read runs it
+
+
 class DatabaseUnavailable(DvrnetError):
     """503: the database cannot be read or written now; `Retry-After` says when to try again."""
     type = "ServiceUnavailable"
@@ -149,7 +152,10 @@ class Store:
         self._state: State | None = None
         self._statuses = statuses.NO_STATUSES
         self._listeners: list[Callable[[int], None]] = []
-        self._beats: dict[str, float] = {}
+        self._beats: dict[str, float] = {}            # host -> monotonic time of its last beat
+        self._pending_beats: dict[str, str] = {}      # host -> timestamp not yet written
+        self._beats_flushed = -1e9
+        self._beat_lock = threading.Lock()
         if migrate:
             upgrade_to_head(self.engine)
 
@@ -238,23 +244,45 @@ class Store:
         return self._read(lambda c: changelog.hosts_between(c, after, upto))
 
     def heartbeats(self) -> dict[str, str | None]:
-        return self._read(lambda c: {r.name: r.heartbeat_at
-                                     for r in c.execute(sa.select(t.hosts.c.name, t.hosts.c.heartbeat_at))})
+        """Every host's last heartbeat: the database's, or this server's newer one not yet written."""
+        got: dict[str, str | None] = self._read(lambda c: {
+            r.name: r.heartbeat_at for r in c.execute(sa.select(t.hosts.c.name, t.hosts.c.heartbeat_at))})
+        with self._beat_lock:
+            for h, v in self._pending_beats.items():
+                if h in got and (got[h] or "") < v:
+                    got[h] = v
+        return got
 
     def heartbeat(self, host: str, min_interval: float = 10.0) -> str | None:
-        """Record that `host`'s agent was seen; at most one write per `min_interval` seconds.
-        Returns the timestamp written, or None when it was too soon to write again."""
+        """Record that `host`'s agent was seen; at most once per `min_interval` seconds per host.
+        Beats are batched: each is kept in memory and every beat not yet written goes to the
+        database in one transaction, at most every `min_interval` seconds (0: now), so a thousand
+        hosts following the feed cost one write per 10 s, not one per host (`heartbeats()` shows
+        the unwritten ones too). Returns the timestamp recorded, or None when it was too soon."""
         import time
+        mono = time.monotonic()
         last = self._beats.get(host, 0.0)
-        if time.monotonic() - last < min_interval:
+        if mono - last < min_interval:
             return None
-        self._beats[host] = time.monotonic()
         ts = now()
+        with self._beat_lock:
+            self._beats[host] = mono
+            self._pending_beats[host] = ts
+            if mono - self._beats_flushed < min_interval:
+                return ts
+            pending, self._pending_beats = self._pending_beats, {}
+            flushed, self._beats_flushed = self._beats_flushed, mono
         try:
             with self._write_lock, write_transaction(self.engine) as c:
-                c.execute(t.hosts.update().where(t.hosts.c.name == host).values(heartbeat_at=ts))
+                c.execute(t.hosts.update().where(t.hosts.c.name == sa.bindparam("b_name"))
+                          .values(heartbeat_at=sa.bindparam("b_at")),
+                          [{"b_name": h, "b_at": v} for h, v in sorted(pending.items())])
         except DB_FAULTS as e:
-            self._beats[host] = last          # not recorded: the next call tries again
+            with self._beat_lock:             # not written: the next call tries again
+                for h, v in pending.items():
+                    self._pending_beats.setdefault(h, v)
+                self._beats[host] = last
+                self._beats_flushed = flushed
             self._discard_connections()
             raise DatabaseUnavailable("written", e) from None
         return ts
@@ -333,7 +361,7 @@ class Store:
 
     @staticmethod
     def _revision(c: Connection) -> int:
-        return int(c.execute(sa.select(t.revision.c.value).where(t.revision.c.id == 1)).scalar_one())
+        return int(c.execute(_REVISION).scalar_one())
 
     @staticmethod
     def _load(c: Connection, rev: int) -> State:
