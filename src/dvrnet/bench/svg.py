@@ -54,15 +54,21 @@ def _panel(x0: int, title: str, xlabel: str, ylabel: str, series: dict[str, list
     return o
 
 
+def scale_panel(x0: int, points: list[tuple[int, float, float]]) -> list[str]:
+    """+1 FIP latency (p50, p99 seconds) against the FIPs the lab holds, log-log."""
+    return _panel(x0, "+1 FIP: API call → first ping", "FIPs in the lab (N)", "milliseconds", {
+        "p50": [(n, p50 * 1000) for n, p50, _ in points], "p99": [(n, p99 * 1000) for n, _, p99 in points]})
+
+
 def plot(path: str, rows, dp, ee, es=None) -> None:
     """ES: `e2e_scale.ScaleResult` (its rows with latencies make the third panel)."""
     scale = [r for r in (es.rows if es is not None else []) if r.result.latencies]
-    panels = 3 if scale else 2
+    alone = bool(scale) and not rows and not dp      # only the third panel: drawn on its own
+    panels = 1 if alone else 3 if scale else 2
     parts = [(f'<svg xmlns="http://www.w3.org/2000/svg" width="{panels * W}" height="{H}" font-family="sans-serif" '
              'font-size="11">'), '<rect width="100%" height="100%" fill="white"/>']
     if scale:
-        parts += _panel(2 * W, "+1 FIP: API call → first ping", "FIPs in the lab (N)", "milliseconds", {
-            "p50": [(r.n, r.result.p50 * 1000) for r in scale], "p99": [(r.n, r.result.p99 * 1000) for r in scale]})
+        parts += scale_panel(0 if alone else 2 * W, [(r.n, r.result.p50, r.result.p99) for r in scale])
     if rows:
         parts += _panel(0, "Cold convergence, 100 routers", "FIPs (N)", "seconds", {
             "dvrnet": [(r.n, r.cold) for r in rows], "raw floor": [(r.n, r.floor_cold) for r in rows],
