@@ -483,10 +483,11 @@ def show(host, server, token, what, config_files, netns_prefix, bridge_netns, ex
         except ImportError as e:
             raise click.ClickException(f"Neutron mode needs the optional extra: pip install 'dvrnet[neutron]' ({e})") from None
         nconf = load(list(config_files), host=host)
+        from .neutron.agent import switch_for
         snap = snapshot(nconf.host, nconf.mode, timeout=nconf.rpc_timeout)
         cloud, revision, refused, cfg = snap.cloud, snap.revision, snap.refused, nconf.plan
         netns_prefix = cfg.netns_prefix
-        rec = Reconciler(prefix=netns_prefix, register_proto=False)
+        rec = Reconciler(prefix=netns_prefix, register_proto=False, switch=switch_for(nconf))
     else:
         from .agent.feed import Feed
         if lab_mode and dvr_mac is None:

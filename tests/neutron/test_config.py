@@ -27,8 +27,13 @@ def test_operator_files(tmp_path):
 
 @pytest.mark.parametrize("l3, why", [
     ("[DEFAULT]\nagent_mode = legacy\n", "agent_mode = legacy"),
-    ("[DEFAULT]\nagent_mode = dvr\ninterface_driver = openvswitch\n", "interface_driver = openvswitch"),
-    ("[DEFAULT]\nagent_mode = dvr\ninterface_driver = openvswitch\novs_use_veth = True\n", "ovs_use_veth"),
+    ("[DEFAULT]\nagent_mode = dvr\ninterface_driver = openvswitch\n[dvrnet]\nport_kind = veth\n",
+     "port_kind = veth contradicts interface_driver = openvswitch"),
+    ("[DEFAULT]\nagent_mode = dvr\n[dvrnet]\nport_kind = ovs\n", "port_kind = ovs contradicts interface_driver = linuxbridge"),
+    ("[DEFAULT]\nagent_mode = dvr\ninterface_driver = openvswitch\n[dvrnet]\nport_kind = ovs-veth\n",
+     "contradicts ovs_use_veth = False"),
+    ("[DEFAULT]\nagent_mode = dvr\ninterface_driver = openvswitch\n[OVS]\novsdb_connection = /run/db.sock\n",
+     r"\[OVS\] ovsdb_connection = /run/db.sock: expected unix:PATH or tcp:IP:PORT"),
     ("[DEFAULT]\nagent_mode = dvr\ninterface_driver = nonsense\n", "unknown to dvrnet"),
     ("[DEFAULT]\nagent_mode = dvr\n[dvrnet]\nport_kind = tap\n", "port_kind = tap"),
     ("[DEFAULT]\nagent_mode = dvr\n[dvrnet]\nneutron_resync_interval = 0\n", "must be positive"),
@@ -42,6 +47,17 @@ def test_bad_values_name_the_option(tmp_path, l3, why):
 def test_missing_file(tmp_path):
     with pytest.raises(ConfigError, match="l3_agent.ini"):
         load([str(tmp_path / "l3_agent.ini")], cfg.ConfigOpts())
+
+
+def test_openvswitch_driver_plugs_into_the_integration_bridge(tmp_path):
+    c = load(files(tmp_path, "[DEFAULT]\nagent_mode = dvr\ninterface_driver = openvswitch\n"), cfg.ConfigOpts())
+    assert (c.plan.port_kind, c.plan.integration_bridge, c.ovs_db) == ("ovs", "br-int", "tcp:127.0.0.1:6640")
+    c = load(files(tmp_path, "[DEFAULT]\nagent_mode = dvr\ninterface_driver = neutron.agent.linux.interface.OVSInterfaceDriver\n"
+                             "ovs_use_veth = True\n[OVS]\nintegration_bridge = br-x\novsdb_connection = unix:/run/o/db.sock\n"),
+             cfg.ConfigOpts())
+    assert (c.plan.port_kind, c.plan.integration_bridge, c.ovs_db) == ("ovs-veth", "br-x", "unix:/run/o/db.sock")
+    c = load(files(tmp_path, "[DEFAULT]\nagent_mode = dvr\ninterface_driver = linuxbridge\n"), cfg.ConfigOpts())
+    assert c.ovs_db is None         # [OVS] is read with the OVS driver only
 
 
 def test_port_kinds():

@@ -123,8 +123,11 @@ class Daemon:
     extra_pids: list[int] = field(default_factory=list)
     stopper: Callable[[Daemon], None] | None = None
     env: dict[str, str] = field(default_factory=dict)       # what its control tools need (rabbitmqctl)
-    ports: tuple[int, ...] = ()                             # RabbitMQ: (amqp, distribution, epmd)
+    ports: tuple[int, ...] = ()                             # RabbitMQ: (amqp, distribution, epmd[, amqps])
+    tls_url: str = ""                                       # RabbitMQ: its TLS listener (rabbit://...)
+    tls_ca: str = ""                                        # ... and the certificate that signs it
     node: str = ""                                          # RabbitMQ: its Erlang node name
+    proc: subprocess.Popen | None = None                    # when started by this process
 
     def stop(self) -> None:
         if self.stopper is not None:
@@ -233,23 +236,50 @@ def create_database(d: Daemon, db: str, owner: str | None = None) -> str:
 RABBIT_BIN = "/usr/lib/rabbitmq/bin"
 
 
+def self_signed_cert(base: str) -> tuple[str, str]:
+    """(certificate, key) in BASE for 127.0.0.1, made once with openssl: its own CA (what a
+    client verifies the broker with: ssl_ca_file = the certificate)."""
+    cert, key = os.path.join(base, "tls-cert.pem"), os.path.join(base, "tls-key.pem")
+    if not (os.path.exists(cert) and os.path.exists(key)):
+        r = subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj",
+                            "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", key, "-out", cert],
+                           capture_output=True, text=True, timeout=60, check=False)
+        if r.returncode != 0:
+            raise DaemonError(f"openssl could not make a certificate: {r.stderr.strip()[-300:]}")
+        os.chmod(key, 0o600)        # RabbitMQ runs as the lab's user (root), as the agents do
+    return cert, key
+
+
 def start_rabbitmq(base: str, name: str = "rabbitmq", pid_dir: str | None = None, node: str | None = None,
-                   timeout: float = 90, ports: tuple[int, int, int] | None = None) -> Daemon:
+                   timeout: float = 90, ports: tuple[int, ...] | None = None, wait: bool = True,
+                   tls: bool = False) -> Daemon:
     """RabbitMQ in BASE (mnesia/, log/, config, cookie), AMQP on 127.0.0.1 at a free port, with
     an epmd of its own on another free port. url: rabbit://guest:guest@127.0.0.1:PORT/.
-    PORTS (amqp, distribution, epmd) and NODE: start it again as it was (after a kill)."""
+    TLS: also AMQP over TLS on another port (tls_url; a self-signed certificate, tls_ca).
+    PORTS (amqp, distribution, epmd[, amqps]) and NODE: start it again as it was (after a kill).
+    wait=False: return once it is launched; `await_rabbitmq` then waits for it (so the lab
+    prepares PostgreSQL and Neutron's database while the Erlang VM boots)."""
     server = os.path.join(RABBIT_BIN, "rabbitmq-server")
     epmd = shutil.which("epmd") or next(iter(sorted(glob.glob("/usr/lib/erlang/erts-*/bin/epmd"))), None)
     if not os.path.exists(server) or epmd is None:
         raise DaemonError("RabbitMQ is not installed (no /usr/lib/rabbitmq/bin/rabbitmq-server; `make setup` installs it)")
     os.makedirs(base, exist_ok=True)
-    port, dist_port, epmd_port = ports or (free_port(), free_port(), free_port())
+    ports = tuple(ports or (free_port(), free_port(), free_port()))
+    if tls and len(ports) < 4:
+        ports = (*ports[:3], free_port())
+    port, dist_port, epmd_port = ports[:3]
     node = node or f"dvrnet{port}@localhost"
     conf = os.path.join(base, "rabbitmq.conf")
+    tls_conf = ""
+    if tls:
+        cert, key = self_signed_cert(base)
+        tls_conf = (f"listeners.ssl.default = 127.0.0.1:{ports[3]}\nssl_options.cacertfile = {cert}\n"
+                    f"ssl_options.certfile = {cert}\nssl_options.keyfile = {key}\n"
+                    "ssl_options.verify = verify_none\nssl_options.fail_if_no_peer_cert = false\n")
     with open(conf, "w") as f:
         f.write(f"listeners.tcp.default = 127.0.0.1:{port}\n"
                 "loopback_users = none\n"
-                "log.console = false\nlog.file.level = info\n")
+                "log.console = false\nlog.file.level = info\n" + tls_conf)
     plugins = os.path.join(base, "enabled_plugins")
     with open(plugins, "w") as f:
         f.write("[].\n")
@@ -272,20 +302,40 @@ def start_rabbitmq(base: str, name: str = "rabbitmq", pid_dir: str | None = None
                              start_new_session=True)
     d = Daemon(name, p.pid, base, f"rabbit://guest:guest@127.0.0.1:{port}/", log, extra_pids=[ep.pid],
                stopper=_stop_rabbit)
-    d.ports = (port, dist_port, epmd_port)
+    d.ports = ports
+    if tls:
+        d.tls_url, d.tls_ca = f"rabbit://guest:guest@127.0.0.1:{ports[3]}/", os.path.join(base, "tls-cert.pem")
     d.node = node
     d.pid_file = _write_pid(pid_dir, name, [p.pid, ep.pid])
     d.env = env
+    d.proc = p
+    if wait:
+        await_rabbitmq(d, timeout)
+    return d
+
+
+def await_rabbitmq(d: Daemon, timeout: float = 90) -> Daemon:
+    """Return once the RabbitMQ of D passed `await_startup`; stops it and raises DaemonError if it
+    does not within TIMEOUT seconds (or exits)."""
     try:
         end = time.monotonic() + timeout
+        # first the AMQP port, by connecting to it (a socket, no CPU): each rabbitmqctl is an Erlang
+        # VM of its own (seconds of CPU on a loaded machine), which slowed the broker's own boot when
+        # it was asked every half second; then one `await_startup` says the boot is complete
+        while time.monotonic() < end and not (d.proc is not None and d.proc.poll() is not None):
+            try:
+                socket.create_connection(("127.0.0.1", d.ports[0]), timeout=1).close()
+                break
+            except OSError:
+                time.sleep(0.2)
         while True:     # await_startup fails at once while the node has not registered with epmd
-            r = subprocess.run([os.path.join(RABBIT_BIN, "rabbitmqctl"), "-n", node, "await_startup",
-                                "--timeout", str(int(timeout))], env=env, capture_output=True, text=True,
+            r = subprocess.run([os.path.join(RABBIT_BIN, "rabbitmqctl"), "-n", d.node, "await_startup",
+                                "--timeout", str(int(timeout))], env=d.env, capture_output=True, text=True,
                                timeout=timeout + 10, check=False)
             if r.returncode == 0:
                 break
-            if p.poll() is not None or time.monotonic() > end:
-                raise DaemonError(f"RabbitMQ did not start (rc {r.returncode}): {r.stderr.strip()[-300:]} {_tail(log)}")
+            if (d.proc is not None and d.proc.poll() is not None) or time.monotonic() > end:
+                raise DaemonError(f"RabbitMQ did not start (rc {r.returncode}): {r.stderr.strip()[-300:]} {_tail(d.log)}")
             time.sleep(0.5)
     except BaseException:
         d.stop()
@@ -366,7 +416,8 @@ def neutron_venv(root: str | None = None) -> str:
 
 
 def write_neutron_config(base: str, db_url: str, transport_url: str, port: int, venv: str,
-                         physnet: str = "physnet1", agent_down_time: int = 75, debug: bool = False) -> list[str]:
+                         physnet: str = "physnet1", agent_down_time: int = 75, debug: bool = False,
+                         extra: str = "") -> list[str]:
     """neutron.conf and ml2_conf.ini in BASE; returns the --config-file arguments."""
     state = os.path.join(base, "state")
     os.makedirs(os.path.join(state, "lock"), exist_ok=True)
@@ -381,31 +432,48 @@ def write_neutron_config(base: str, db_url: str, transport_url: str, port: int, 
     with open(conf, "w") as f:
         f.write(NEUTRON_CONF.format(port=port, transport_url=transport_url, state=state, paste=paste, db=db,
                                     agent_down_time=agent_down_time, log=os.path.join(base, "neutron-server.log"),
-                                    debug=debug))
+                                    debug=debug) + extra)
     with open(ml2, "w") as f:
         f.write(ML2_CONF.format(physnet=physnet))
     return ["--config-file", conf, "--config-file", ml2]
 
 
-def start_neutron_server(base: str, db_url: str, transport_url: str, venv: str | None = None,
-                         name: str = "neutron-server", pid_dir: str | None = None, timeout: float = 180,
-                         debug: bool = False) -> Daemon:
-    """Write the configuration, migrate the database (`neutron-db-manage upgrade heads`), start
-    neutron-server in a session of its own and wait until its API answers. url: http://127.0.0.1:PORT."""
-    import httpx
-    venv = venv or neutron_venv()
-    exe = os.path.join(venv, "bin", "neutron-server")
+def _neutron_exe(venv: str, name: str) -> str:
+    exe = os.path.join(venv, "bin", name)
     if not os.path.exists(exe):
         raise DaemonError(f"{exe} is missing: run `make neutron-venv` (neutron-server lives in its own venv)")
-    os.makedirs(base, exist_ok=True)
-    port = free_port()
-    args = write_neutron_config(base, db_url, transport_url, port, venv, debug=debug)
-    log = os.path.join(base, "neutron-server.log")
-    out = os.path.join(base, "neutron-server.out")
-    r = subprocess.run([os.path.join(venv, "bin", "neutron-db-manage"), *args, "upgrade", "heads"],
-                       capture_output=True, text=True, timeout=300, check=False)
+    return exe
+
+
+def migrate_neutron_db(base: str, db_url: str, venv: str | None = None) -> None:
+    """`neutron-db-manage upgrade heads` on DB_URL (a configuration of its own in BASE/migrate:
+    the migration needs the database only, not RabbitMQ)."""
+    venv = venv or neutron_venv()
+    exe = _neutron_exe(venv, "neutron-db-manage")
+    mig = os.path.join(base, "migrate")
+    os.makedirs(mig, exist_ok=True)
+    args = write_neutron_config(mig, db_url, "rabbit://", 0, venv)
+    r = subprocess.run([exe, *args, "upgrade", "heads"], capture_output=True, text=True, timeout=300, check=False)
     if r.returncode != 0:
         raise DaemonError(f"neutron-db-manage upgrade heads failed: {(r.stderr or r.stdout).strip()[-600:]}")
+
+
+def start_neutron_server(base: str, db_url: str, transport_url: str, venv: str | None = None,
+                         name: str = "neutron-server", pid_dir: str | None = None, timeout: float = 180,
+                         debug: bool = False, migrated: bool = False, extra_conf: str = "") -> Daemon:
+    """Write the configuration, migrate the database (`migrate_neutron_db`, unless MIGRATED), start
+    neutron-server in a session of its own and wait until its API answers. url: http://127.0.0.1:PORT.
+    EXTRA_CONF: more neutron.conf text (sections of its own, e.g. TLS to RabbitMQ)."""
+    import httpx
+    venv = venv or neutron_venv()
+    exe = _neutron_exe(venv, "neutron-server")
+    os.makedirs(base, exist_ok=True)
+    port = free_port()
+    args = write_neutron_config(base, db_url, transport_url, port, venv, debug=debug, extra=extra_conf)
+    log = os.path.join(base, "neutron-server.log")
+    out = os.path.join(base, "neutron-server.out")
+    if not migrated:
+        migrate_neutron_db(base, db_url, venv)
     with open(out, "ab") as o:
         p = subprocess.Popen([exe, *args], stdin=subprocess.DEVNULL, stdout=o, stderr=o, start_new_session=True)
     d = Daemon(name, p.pid, base, f"http://127.0.0.1:{port}", log, stopper=_stop_neutron)

@@ -29,6 +29,14 @@ from .world import WorldSpec
 
 NEUTRON_FILE = "neutron.json"
 PHYSNET = "physnet1"
+# neutron-server publishes every API write on its notification bus (what Ceilometer reads); the
+# agents read subnet writes from it (`[dvrnet] listen_notifications`): the L3 protocol notifies
+# nothing when a subnet is added to an external network
+NOTIFICATIONS_CONF = """
+[oslo_messaging_notifications]
+driver = messagingv2
+topics = notifications
+"""
 
 
 @dataclass
@@ -37,8 +45,11 @@ class NeutronLab:
     transport_url: str
     db_url: str
     agent_configs: dict[str, str] = field(default_factory=dict)      # node -> l3_agent.ini
-    rabbit_ports: list[int] = field(default_factory=list)            # amqp, distribution, epmd
+    rabbit_ports: list[int] = field(default_factory=list)            # amqp, distribution, epmd, amqps
     rabbit_node: str = ""
+    rabbit_tls_url: str = ""                # the same broker over TLS (self-signed: rabbit_tls_ca)
+    rabbit_tls_ca: str = ""
+    bridge_mappings: list[str] = field(default_factory=list)         # the agents' [dvrnet] bridge_mappings (NET:BR)
 
     def save(self, state_dir: str) -> None:
         with open(os.path.join(state_dir, NEUTRON_FILE), "w") as f:
@@ -60,14 +71,20 @@ def start_control(spec: WorldSpec, say=lambda m: None) -> NeutronLab:
     os.chmod(spec.state_dir, 0o755)        # PostgreSQL runs as 'nobody' below it
     ds = daemons.DaemonSet()
     try:
+        # RabbitMQ's Erlang VM boots while PostgreSQL starts and Neutron's database is migrated
+        rabbit = ds.add(daemons.start_rabbitmq(os.path.join(spec.state_dir, "rabbit"), pid_dir=spec.pid_dir,
+                                               wait=False, tls=True))
         pg = ds.add(daemons.start_postgres(os.path.join(spec.state_dir, "pg"), pid_dir=spec.pid_dir))
-        rabbit = ds.add(daemons.start_rabbitmq(os.path.join(spec.state_dir, "rabbit"), pid_dir=spec.pid_dir))
-        say("PostgreSQL and RabbitMQ")
         db = daemons.create_database(pg, "neutron")
+        daemons.migrate_neutron_db(os.path.join(base, "server"), db)
+        daemons.await_rabbitmq(rabbit)
+        say("PostgreSQL, Neutron's database migrated, RabbitMQ")
         neutron = ds.add(daemons.start_neutron_server(os.path.join(base, "server"), db, rabbit.url,
-                                                      pid_dir=spec.pid_dir))
+                                                      pid_dir=spec.pid_dir, migrated=True,
+                                                      extra_conf=NOTIFICATIONS_CONF))
         say(f"neutron-server on {neutron.url}")
-        lab = NeutronLab(neutron.url, rabbit.url, db, rabbit_ports=list(rabbit.ports), rabbit_node=rabbit.node)
+        lab = NeutronLab(neutron.url, rabbit.url, db, rabbit_ports=list(rabbit.ports), rabbit_node=rabbit.node,
+                         rabbit_tls_url=rabbit.tls_url, rabbit_tls_ca=rabbit.tls_ca)
         nodes = [f"--node={n.name}={spec.underlay_ip(n)}" for n in spec.nodes]
         _spawn(spec, "l2stub", [sys.executable, "-m", "dvrnet.lab.l2stub", "--transport-url", rabbit.url,
                                 "--interval", "10", *nodes])
@@ -80,14 +97,26 @@ def start_control(spec: WorldSpec, say=lambda m: None) -> NeutronLab:
         raise
 
 
+def _plugging(spec: WorldSpec, node) -> tuple[str, str, str]:
+    """(interface_driver line(s), [OVS] section, [dvrnet] port_kind line) for the lab's port kind,
+    as an operator's files say it: veth/macvlan -> linuxbridge, ovs/ovs-veth -> openvswitch with
+    the node's own ovs-vswitchd (lab/ovs_world.py) as [OVS] ovsdb_connection."""
+    if spec.ovs:
+        veth = "\novs_use_veth = True" if spec.port_kind == "ovs-veth" else ""
+        return (f"interface_driver = openvswitch{veth}",
+                f"\n[OVS]\nintegration_bridge = br-int\novsdb_connection = {spec.ovs_instance(node).db}\n", "")
+    return "interface_driver = linuxbridge", "", "port_kind = macvlan\n" if spec.port_kind == "macvlan" else ""
+
+
 def write_agent_config(spec: WorldSpec, node, transport_url: str, extra: str = "") -> str:
     path = os.path.join(spec.state_dir, "neutron", f"l3_agent-{node.name}.ini")
+    driver, ovs, kind = _plugging(spec, node)
     with open(path, "w") as f:
         f.write(f"""# what an operator's l3_agent.ini (plus neutron.conf's transport_url) says, for one lab node
 [DEFAULT]
 host = {node.name}
 agent_mode = {node.mode}
-interface_driver = linuxbridge
+{driver}
 transport_url = {transport_url}
 rpc_response_timeout = 30
 
@@ -95,17 +124,18 @@ metadata_proxy_socket = {spec.metadata_socket(node)}
 
 [AGENT]
 report_interval = 10
-
+{ovs}
 [dvrnet]
 netns_prefix = {spec.node_prefix(node)}
 bridge_netns = {spec.bridge_ns(node)}
 external_bridge = br-ex
 dvr_mac = {spec.node_mac(node)}
 resync_interval = 60
-neutron_resync_interval = 30
+neutron_resync_interval = 300
+listen_notifications = true
 coalesce_window = 0.05
 max_backoff = 5
-{extra}""")
+{kind}{extra}""")
     return path
 
 
@@ -275,24 +305,32 @@ def create_vms(api_url: str, topo: Topology, spec: ScenarioSpec, fips: bool = Tr
 
 
 def restart_agents(info, lab: NeutronLab, extra: tuple[str, ...] = (), env_path: str | None = None,
-                   nodes: tuple[str, ...] | None = None) -> dict[str, int]:
+                   nodes: tuple[str, ...] | None = None, transport_url: str | None = None,
+                   rabbit_conf: str = "") -> dict[str, int]:
     """Stop the nodes' neutron-agents (SIGTERM: the data plane stays) and start them again; EXTRA
     are `dvrnet agent` style arguments turned into `[dvrnet]` options (`--bridge-mapping NET=BR`
     -> `bridge_mappings = NET:BR`), written into the chosen nodes' configurations (without EXTRA
-    they are kept). ENV_PATH: a PATH to run them with (tests force failures)."""
+    or TRANSPORT_URL they are kept). ENV_PATH: a PATH to run them with (tests force failures).
+    TRANSPORT_URL: the agents' `transport_url` from now on (e.g. several hosts; None: the lab's);
+    RABBIT_CONF: `[oslo_messaging_rabbit]` options with it (e.g. `ssl = True`)."""
     from ..scenarios.seed import SEED
     from .steps import stop_process
     from .up import world_spec_for
     maps = [extra[i + 1].replace("=", ":", 1) for i, a in enumerate(extra) if a == "--bridge-mapping"]
-    spec = world_spec_for(SEED, info.prefix, info.state_dir)
+    if extra:
+        lab.bridge_mappings = maps
+    maps = lab.bridge_mappings          # a new transport_url alone keeps the mappings the agents have
+    spec = world_spec_for(SEED, info.prefix, info.state_dir, info.port_kind)
     chosen = [n for n in spec.nodes if nodes is None or n.name in nodes]
     for n in info.nodes:
         if n.agent_pid and n.name in {c.name for c in chosen}:
             stop_process(n.agent_pid)
-    if extra:           # new options; without, each node keeps the configuration it has
+    if extra or transport_url:      # new options; without, each node keeps the configuration it has
+        more = f"bridge_mappings = {','.join(maps)}\n" if maps else ""
+        if rabbit_conf:
+            more += f"\n[oslo_messaging_rabbit]\n{rabbit_conf}"
         for n in chosen:
-            lab.agent_configs[n.name] = write_agent_config(
-                spec, n, lab.transport_url, f"bridge_mappings = {','.join(maps)}\n" if maps else "")
+            lab.agent_configs[n.name] = write_agent_config(spec, n, transport_url or lab.transport_url, more)
         lab.save(info.state_dir)
     old = os.environ.get("PATH")
     try:
@@ -338,4 +376,4 @@ def restart_rabbitmq(state_dir: str, lab: NeutronLab) -> daemons.Daemon:
     except (OSError, ValueError):
         pass
     return daemons.start_rabbitmq(os.path.join(state_dir, "rabbit"), pid_dir=pid_dir, node=lab.rabbit_node,
-                                  ports=tuple(lab.rabbit_ports))
+                                  ports=tuple(lab.rabbit_ports), tls=bool(lab.rabbit_tls_url))

@@ -74,25 +74,33 @@ def refresh(info: LabInfo, c: httpx.Client | None = None) -> LabInfo:
 # ------------------------------------------------------------------------------------------------
 # convergence
 
+def neutron_clouds(info: LabInfo) -> dict | None:
+    """Neutron control: every node's Cloud as the agent translates what neutron-server sends
+    now (one look: `snapshot.snapshots`); None for a lab on dvrnet's own server."""
+    from .neutron import NeutronLab
+    lab = NeutronLab.load(info.state_dir)
+    if lab is None:
+        return None
+    from ..neutron.snapshot import snapshots
+    snaps = snapshots([(n.name, n.mode) for n in info.nodes], lab.transport_url)
+    return {h: s.cloud for h, s in snaps.items()}
+
+
 def differences(info: LabInfo, bridge_mappings: tuple[tuple[str, str], ...] = (),
-                external_bridge: str = "br-ex", port_kind: str | None = None) -> dict[str, list[str]]:
-    """Per node: the operations that would make its kernel match the model (empty: converged)."""
+                external_bridge: str = "br-ex", port_kind: str | None = None,
+                clouds: dict | None = None) -> dict[str, list[str]]:
+    """Per node: the operations that would make its kernel match the model (empty: converged).
+    CLOUDS: the nodes' models already fetched (`neutron_clouds`); else each is fetched here."""
     from ..agent.feed import Feed
     from ..agent.loop import desired_state
     from ..kernel import Reconciler
     from ..plan import PlanConfig
     from ..reconcile import describe_plan, diff
-    from .neutron import NeutronLab
-    lab = NeutronLab.load(info.state_dir)
-    clouds = {}
-    if lab is not None:     # Neutron control: the agent's own translation of what Neutron sends
-        from ..neutron.snapshot import snapshot, transport_for
-        transport_for(lab.transport_url)        # made here, in the calling thread; used by all below
-        with ThreadPoolExecutor(max_workers=len(info.nodes) or 1) as ex:
-            snaps = list(ex.map(lambda n: snapshot(n.name, n.mode, lab.transport_url).cloud, info.nodes))
-        clouds = {n.name: c for n, c in zip(info.nodes, snaps)}
+    if clouds is None:
+        clouds = neutron_clouds(info)
+
     def one(n) -> list[str]:
-        if lab is not None:
+        if clouds is not None:
             cloud = clouds[n.name]
         else:
             feed = Feed(info.server_url or "", n.name, n.mode, max_backoff=0)
@@ -130,14 +138,33 @@ def agent_bgp():
 def wait_converged(info: LabInfo, timeout: float = 15.0, bridge_mappings: tuple[tuple[str, str], ...] = (),
                    settle: float = 0.0) -> float:
     """Poll until every node's kernel matches the model; returns the seconds it took. Raises
-    AssertionError with the remaining differences on timeout."""
+    AssertionError with the remaining differences on timeout.
+
+    With dvrnet's server a look at the model is one cheap HTTP GET per node, taken on every poll.
+    With Neutron a look is a full sync per node (`neutron_clouds`: about a second of
+    neutron-server's CPU per node, more under load, and it competes with the agents' own
+    fetches), so the model is looked at when the wait starts (after the change: the API call
+    returned, the change is in Neutron's database) and again only while the kernel does not
+    match it, after 2, 4, 8, then every 8 seconds (what the agents do after the change — an fg-
+    port they create, a status — then shows); the kernel is compared on every poll."""
     t0 = time.monotonic()
     if settle:
         time.sleep(settle)
     last: dict[str, list[str]] = {}
+    clouds = None
+    neutron = _is_neutron(info)
+    looked, every = 0.0, 2.0
     while True:
         try:
-            last = differences(info, bridge_mappings)
+            if neutron and (not looked or time.monotonic() - looked >= every):
+                if looked:
+                    every = min(every * 2, 8.0)
+                looked = time.monotonic()
+                clouds = neutron_clouds(info)
+                looked = time.monotonic()
+            if neutron and clouds is None:
+                raise RuntimeError("no look at neutron-server's model yet")
+            last = differences(info, bridge_mappings, clouds=clouds)
         except Exception as e:      # noqa: BLE001 - e.g. a namespace vanished while it was read: the agent is busy
             last = {"(read)": [f"{type(e).__name__}: {e}"]}
         if not any(last.values()):
@@ -145,7 +172,12 @@ def wait_converged(info: LabInfo, timeout: float = 15.0, bridge_mappings: tuple[
         if time.monotonic() - t0 > timeout:
             text = "\n".join(f"{h}: {d}" for h, ds in last.items() for d in ds[:15])
             raise AssertionError(f"not converged after {timeout}s:\n{text}")
-        time.sleep(0.1)
+        time.sleep(0.1 if not neutron else 0.25)
+
+
+def _is_neutron(info: LabInfo) -> bool:
+    from .neutron import NeutronLab
+    return NeutronLab.load(info.state_dir) is not None
 
 
 # ------------------------------------------------------------------------------------------------
@@ -270,6 +302,7 @@ __all__ = [
     "api",
     "differences",
     "kernel",
+    "neutron_clouds",
     "node_namespaces",
     "ok",
     "refresh",

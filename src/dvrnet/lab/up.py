@@ -192,8 +192,9 @@ def up(prefix: str = "dvl-", state_dir: str = "/var/lib/dvrnet/lab", scenario: S
     reporter: where steps and the progress of long ones go (else PROGRESS gets the step lines).
     port_kind: the agents' --port-kind; "ovs"/"ovs-veth" also run Open vSwitch on every node
     (`ovs_world.py`).
-    control="neutron": a real neutron-server instead of `dvrnet server` (lab/neutron.py); its
-    agents start before the topology, since Neutron schedules SNAT only to a live dvr_snat agent.
+    control="neutron": a real neutron-server instead of `dvrnet server` (lab/neutron.py); the
+    network node's agent starts before the topology (Neutron schedules SNAT only to a live dvr_snat
+    agent), the compute nodes' once the VM ports and FIPs are made.
     agent_args: more `dvrnet agent` options for every node (e.g. `--stateless-fips`)."""
     if control not in ("dvrnet", "neutron"):
         raise ValueError(f"control {control!r}: dvrnet or neutron")
@@ -242,9 +243,10 @@ def up(prefix: str = "dvl-", state_dir: str = "/var/lib/dvrnet/lab", scenario: S
         url = lab.api_url
         info.server_url = url
         info.save()
-        if agents:
-            neutron_pids = nlab.start_agents(spec, lab)
-            step("dvrnet neutron-agent on every node (registered with Neutron as L3 agents)")
+        if agents:      # the network nodes' first: Neutron schedules SNAT only to a live dvr_snat agent
+            snat_nodes = [n for n in spec.nodes if n.mode == "dvr_snat"]
+            neutron_pids = nlab.start_agents(spec, lab, nodes=snat_nodes)
+            step(f"dvrnet neutron-agent on {', '.join(n.name for n in snat_nodes)} (registered as an L3 agent)")
         topo = nlab.create_topology(url, scenario, gateways=gateways)
         step("topology through Neutron with the openstack client: external network and subnets, "
              "tenant networks, routers, interfaces")
@@ -302,6 +304,11 @@ def up(prefix: str = "dvl-", state_dir: str = "/var/lib/dvrnet/lab", scenario: S
         n.metadata_socket = sockets[n.name]
     info.save()
     if agents and control == "neutron":
+        # the compute nodes' agents join now: one full sync each, instead of a fetch per port and
+        # FIP made above (each `sync_routers` costs neutron-server about a second of CPU)
+        computes = [n for n in spec.nodes if n.mode != "dvr_snat"]
+        neutron_pids.update(nlab.start_agents(spec, lab, nodes=computes))
+        step(f"dvrnet neutron-agent on {', '.join(n.name for n in computes)} (registered as L3 agents)")
         from .steps import wait_converged
         secs = wait_converged(info, timeout=120)
         for n in info.nodes:

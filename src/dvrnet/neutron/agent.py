@@ -3,10 +3,13 @@
 Threads (all daemons of this process; the kernel is only ever touched by the main one):
 - main: `agent.loop.Agent` — the loop of `dvrnet agent` (incremental planner, reconciler,
   ownership, full kernel reads every `resync_interval`), fed by `source.NeutronSource`;
-- oslo.messaging's consumer threads: notifications become `Event`s queued in the source;
+- oslo.messaging's consumer threads: notifications become `Event`s queued in the source (with
+  `[dvrnet] listen_notifications`, also subnet writes read from Neutron's notification bus);
 - `state`: `report_state` every `[AGENT] report_interval` (the first with `start_flag`, each a
-  call, as upstream's agent does); a `revived` answer, or the first success after failures (RabbitMQ
-  or neutron-server was away and notifications may have been lost), asks for a full sync;
+  call, as upstream's agent does); a `revived` answer, a `new` one (the agent row was created just
+  now: a sync before it found no routers for this host — ports bound before the agent started),
+  or the first success after failures (RabbitMQ or neutron-server was away and notifications may
+  have been lost), asks for a full sync;
 - `status`: `update_floatingip_statuses` per router, from the kernel as read back after each pass
   (`status.fip_statuses`); a failed report is retried with the newest statuses.
 Stopping (SIGTERM) leaves the data plane exactly as it is. Nothing is stored on disk.
@@ -20,11 +23,31 @@ import time
 from ..agent.loop import Agent, PassReport
 from ..plan.state import HostState
 from .config import AgentConfig
-from .rpc import Consumers, L3AgentEndpoint, L3Plugin, RpcError, StateReporter, transport
+from .rpc import (
+    Consumers,
+    L3AgentEndpoint,
+    L3Plugin,
+    NotificationEndpoint,
+    NotificationListener,
+    RpcError,
+    StateReporter,
+    notification_transport,
+    transport,
+)
 from .source import NeutronSource
 from .status import changed, fip_statuses
 
 log = logging.getLogger("dvrnet.neutron")
+
+
+def switch_for(conf: AgentConfig):
+    """The node's Open vSwitch (kernel/ovs.py) with an OVS port kind (interface_driver =
+    openvswitch): the ovs-vswitchd of `[dvrnet] bridge_netns`, its database `[OVS]
+    ovsdb_connection`; None with the Linux kinds."""
+    if conf.ovs_db is None:
+        return None
+    from ..kernel.ovs import Switch
+    return Switch(netns=conf.plan.bridge_netns, db=conf.ovs_db)
 
 
 class NeutronAgent:
@@ -38,9 +61,14 @@ class NeutronAgent:
                                     resync_interval=conf.neutron_resync_interval, max_backoff=conf.max_backoff,
                                     on_synced=self._synced)
         self.consumers = Consumers(self.transport, conf.host, L3AgentEndpoint(self.source.notify))
+        self.notifications = None
+        if conf.listen_notifications:
+            self.notifications = NotificationListener(notification_transport(oslo_conf, transport_url), conf.host,
+                                                      NotificationEndpoint(self.source.notify),
+                                                      conf.notification_topics)
         self.agent = Agent(conf.host, self.source, conf.plan, resync_interval=conf.resync_interval,
                            ready_file=ready_file, on_pass=self._on_pass,
-                           adopt_neutron_state=conf.adopt_neutron_state)
+                           adopt_neutron_state=conf.adopt_neutron_state, switch=switch_for(conf))
         self.stop = self.agent.stop
         self._lock = threading.Lock()
         self._refetched: set[str] = set()
@@ -116,9 +144,12 @@ class NeutronAgent:
                 self.stop.wait(backoff)
                 continue
             self.state_answers.append(str(answer))
-            if answer == "revived" or (failed and started):
+            if answer in ("revived", "new") or (failed and started):
+                # 'new': neutron-server created the agent just now, so a full sync that ran before
+                # (the source's first, in the agent thread) was answered as for an unknown host:
+                # no routers (get_router_ids finds no L3 agent of that host)
                 log.info("state report answered %r after %s: full sync", answer,
-                         "failures" if failed else "a revival")
+                         "failures" if failed else "a revival" if answer == "revived" else "the agent's creation")
                 self.source.request_full_sync()
             started, failed, backoff = True, False, 0.0
             self.stop.wait(self.conf.report_interval)
@@ -145,6 +176,8 @@ class NeutronAgent:
             while not self.stop.is_set():
                 try:
                     self.consumers.start()
+                    if self.notifications is not None:
+                        self.notifications.start()
                     return
                 except Exception as e:      # noqa: BLE001 - the transport's own errors vary with the driver
                     log.warning("starting the l3_agent consumers: %s; retrying in %.1f s", e, backoff)
@@ -156,6 +189,8 @@ class NeutronAgent:
         self.stop.set()
         try:
             self.consumers.stop()
+            if self.notifications is not None:
+                self.notifications.stop()
         except Exception:
             log.exception("stopping the consumers")
         self.agent.close()

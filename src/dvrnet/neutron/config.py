@@ -8,9 +8,14 @@ What is read, and its Neutron meaning (options dvrnet does not know are ignored,
   as oslo.messaging reads them), `rpc_response_timeout`;
 - `[DEFAULT] agent_mode` — `dvr` (compute node) or `dvr_snat` (network node); `legacy` and
   `dvr_no_external` are refused;
-- `[DEFAULT] interface_driver` + `ovs_use_veth` -> dvrnet's port kind: `linuxbridge` (or its class
-  path) plugs router ports into Linux bridges as `veth` (or `macvlan` with `[dvrnet] port_kind`);
-  `openvswitch` needs an OVS port kind this dvrnet has not got, and is refused with the reason;
+- `[DEFAULT] interface_driver` + `ovs_use_veth` -> dvrnet's port kind (docs/port-kinds.md):
+  `linuxbridge` (or its class path) plugs router ports into Linux bridges as `veth` (or `macvlan`
+  with `[dvrnet] port_kind`); `openvswitch` (or its class path) plugs them into the integration
+  bridge as Neutron's OVSInterfaceDriver does: `ovs` (internal ports), with `ovs_use_veth = True`
+  `ovs-veth`. A `[dvrnet] port_kind` of the other family than the driver is refused;
+- `[OVS] integration_bridge` (br-int) and `[OVS] ovsdb_connection` (Neutron's default
+  tcp:127.0.0.1:6640; unix:PATH too) — read with the OVS driver only: the bridge ports plug into
+  and the database of the ovs-vswitchd running in `[dvrnet] bridge_netns`;
 - `[AGENT] report_interval` — seconds between `report_state` calls (30 by default, as upstream);
 - the metadata proxies (plan/metadata.py), as upstream's agent reads them: `[DEFAULT]
   enable_metadata_proxy` (True), `metadata_proxy_socket` (`$state_path/metadata_proxy`, with
@@ -22,7 +27,9 @@ What is read, and its Neutron meaning (options dvrnet does not know are ignored,
   `netns_prefix`, `port_kind`, `dvr_mac` and `uplinks` (the distributed gateway's L2 guard,
   plan/l2.py), `resync_interval` (full kernel read), `neutron_resync_interval`
   (get_router_ids + sync_routers; catches what Neutron does not notify, e.g. a new external
-  subnet), `coalesce_window` (routers_updated within it cause one sync_routers per router).
+  subnet), `coalesce_window` (routers_updated within it cause one sync_routers per router),
+  `listen_notifications` (read `[oslo_messaging_notifications] topics` for subnet writes: a subnet
+  added to an external network is fetched at once instead of at the next full sync).
 Bad values: `ConfigError` naming the option and the reason (one line from the CLI).
 """
 from __future__ import annotations
@@ -64,6 +71,10 @@ DEFAULT_OPTS = [
     cfg.StrOpt("metadata_proxy_user", default="", help="User the metadata proxy runs as (empty: the agent's)."),
     cfg.StrOpt("metadata_proxy_group", default="", help="Group the metadata proxy runs as."),
 ]
+OVS_OPTS = [        # Neutron's own names and defaults (neutron/conf/agent/ovs_conf.py)
+    cfg.StrOpt("integration_bridge", default="br-int", help="The OVS bridge router ports plug into."),
+    cfg.StrOpt("ovsdb_connection", default="tcp:127.0.0.1:6640", help="The OVS database (tcp:IP:PORT or unix:PATH)."),
+]
 AGENT_OPTS = [
     cfg.FloatOpt("report_interval", default=30.0, help="Seconds between state reports."),
     cfg.StrOpt("availability_zone", default="nova"),
@@ -73,7 +84,8 @@ DVRNET_OPTS = [
     cfg.DictOpt("bridge_mappings", default={}, help="external network id:bridge, for networks on their own segment."),
     cfg.StrOpt("bridge_netns", default="dvrnet-bridges", help="Namespace holding the node's bridges."),
     cfg.StrOpt("netns_prefix", default="", help="Prefix of every namespace dvrnet owns (the lab sets one)."),
-    cfg.StrOpt("port_kind", help="veth or macvlan (default: from interface_driver)."),
+    cfg.StrOpt("port_kind", help="veth or macvlan with linuxbridge, ovs or ovs-veth with openvswitch "
+                                 "(default: from interface_driver and ovs_use_veth)."),
     cfg.FloatOpt("resync_interval", default=60.0, help="Seconds between full kernel reads."),
     cfg.FloatOpt("neutron_resync_interval", default=60.0, help="Seconds between full syncs with neutron-server."),
     cfg.FloatOpt("coalesce_window", default=0.2, help="Seconds notifications are gathered before fetching."),
@@ -83,6 +95,9 @@ DVRNET_OPTS = [
     cfg.ListOpt("uplinks", default=[], help="Bridge ports leading off the node besides VXLAN/VLAN/bond ports."),
     cfg.BoolOpt("adopt_neutron_state", default=False,
                 help="Take over neutron-l3-agent's objects found on the node (docs/neutron.md)."),
+    cfg.BoolOpt("listen_notifications", default=False,
+                help="Read Neutron's notification bus ([oslo_messaging_notifications] topics, needs driver = "
+                     "messagingv2 on neutron-server): a subnet written on an external network is fetched at once."),
 ]
 
 
@@ -100,23 +115,29 @@ class AgentConfig:
     interface_driver: str
     availability_zone: str
     adopt_neutron_state: bool = False
+    listen_notifications: bool = False
+    notification_topics: tuple[str, ...] = ("notifications",)
+    ovs_db: str | None = None           # the OVS kinds: [OVS] ovsdb_connection
+
+
+OVS_KINDS = ("ovs", "ovs-veth")
 
 
 def port_kind_for(interface_driver: str | None, ovs_use_veth: bool, override: str | None) -> str:
     """dvrnet's port kind for Neutron's interface driver (see the module docstring)."""
     from ..plan.plug import PORT_KINDS
     drv = (interface_driver or "").strip()
-    if drv in OVS_DRIVERS:
-        # dvrnet has OVS port kinds ("ovs", "ovs-veth"), but Neutron mode does not hand the agent
-        # its switch (integration bridge, OVSDB) yet
-        raise ConfigError(f"interface_driver = {drv}{' with ovs_use_veth' if ovs_use_veth else ''}: Neutron mode "
-                          "plugs router ports into Linux bridges only for now (veth/macvlan); use "
-                          "interface_driver = linuxbridge")
-    if drv and drv not in BRIDGE_DRIVERS:
-        raise ConfigError(f"interface_driver = {drv}: unknown to dvrnet (use linuxbridge)")
-    kind = override or "veth"
+    if drv and drv not in BRIDGE_DRIVERS + OVS_DRIVERS:
+        raise ConfigError(f"interface_driver = {drv}: unknown to dvrnet (linuxbridge or openvswitch)")
+    ovs = drv in OVS_DRIVERS
+    kind = (override or "").strip() or (("ovs-veth" if ovs_use_veth else "ovs") if ovs else "veth")
     if kind not in PORT_KINDS:
         raise ConfigError(f"[dvrnet] port_kind = {kind}: one of {', '.join(PORT_KINDS)}")
+    if ovs != (kind in OVS_KINDS):
+        raise ConfigError(f"[dvrnet] port_kind = {kind} contradicts interface_driver = {drv or 'linuxbridge'}: "
+                          f"{'ovs or ovs-veth' if ovs else 'veth or macvlan'} with that driver")
+    if ovs and override and (kind == "ovs-veth") != ovs_use_veth:
+        raise ConfigError(f"[dvrnet] port_kind = {kind} contradicts ovs_use_veth = {ovs_use_veth}")
     return kind
 
 
@@ -134,7 +155,7 @@ def register(conf: cfg.ConfigOpts) -> None:
                 conf.register_opt(o, group=None if group == "DEFAULT" else group)
             except cfg.DuplicateOptError:
                 pass
-    for opts, group in ((DEFAULT_OPTS, None), (AGENT_OPTS, "AGENT"), (DVRNET_OPTS, "dvrnet")):
+    for opts, group in ((DEFAULT_OPTS, None), (AGENT_OPTS, "AGENT"), (OVS_OPTS, "OVS"), (DVRNET_OPTS, "dvrnet")):
         for o in opts:
             try:
                 conf.register_opt(o, group=group)
@@ -162,6 +183,8 @@ def load(config_files: Sequence[str], conf: cfg.ConfigOpts | None = None, host: 
         metadata = MetadataConfig(socket=conf.metadata_proxy_socket if conf.enable_metadata_proxy else None,
                                   port=conf.metadata_port, user=conf.metadata_proxy_user or None,
                                   group=conf.metadata_proxy_group or None)
+        topics = tuple(t for t in conf.oslo_messaging_notifications.topics if t) or ("notifications",)
+        bridge, ovs_db = conf.OVS.integration_bridge, conf.OVS.ovsdb_connection
     except (cfg.Error, ValueError) as e:
         raise ConfigError(f"configuration: {e}") from None
     if not conf.transport_url:
@@ -179,11 +202,19 @@ def load(config_files: Sequence[str], conf: cfg.ConfigOpts | None = None, host: 
     if mac is not None and (not re.fullmatch(r"[0-9a-f]{2}(:[0-9a-f]{2}){5}", mac) or int(mac[:2], 16) & 1
                             or mac == "00:00:00:00:00:00"):
         raise ConfigError(f"[dvrnet] dvr_mac = {d.dvr_mac}: expected a unicast MAC like fa:16:3f:00:00:01")
+    ovs = kind in OVS_KINDS
+    if ovs and not (ovs_db or "").startswith(("unix:", "tcp:")):
+        raise ConfigError(f"[OVS] ovsdb_connection = {ovs_db}: expected unix:PATH or tcp:IP:PORT")
+    if ovs and not (bridge or "").strip():
+        raise ConfigError("[OVS] integration_bridge is empty: the OVS bridge router ports plug into")
     plan = PlanConfig(netns_prefix=d.netns_prefix, bridge_netns=d.bridge_netns, external_bridge=d.external_bridge,
                       port_kind=kind, bridge_mappings=tuple(sorted(d.bridge_mappings.items())), dvr_mac=mac,
-                      uplinks=tuple(u.strip() for u in d.uplinks if u.strip()), metadata=metadata)
+                      uplinks=tuple(u.strip() for u in d.uplinks if u.strip()), metadata=metadata,
+                      **({"integration_bridge": bridge.strip()} if ovs else {}))
     return AgentConfig(host=host or conf.host, mode=mode, plan=plan, report_interval=report_interval,
                        resync_interval=d.resync_interval, neutron_resync_interval=d.neutron_resync_interval,
                        coalesce_window=d.coalesce_window, max_backoff=d.max_backoff, rpc_timeout=rpc_timeout,
                        interface_driver=conf.interface_driver or "linuxbridge", availability_zone=az,
-                       adopt_neutron_state=d.adopt_neutron_state)
+                       adopt_neutron_state=d.adopt_neutron_state,
+                       listen_notifications=d.listen_notifications, notification_topics=topics,
+                       ovs_db=ovs_db if ovs else None)

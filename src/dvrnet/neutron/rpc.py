@@ -18,6 +18,14 @@ returns at once; an argument of the wrong shape is logged and dropped (never rai
 oslo.messaging, never a crash). A method dvrnet does not know is answered by oslo.messaging's
 dispatcher (logged, NoSuchMethod for a call) and changes nothing.
 
+Optionally (`[dvrnet] listen_notifications`), Neutron's notification bus: with `[oslo_messaging_notifications]
+driver = messagingv2` neutron-server publishes `<resource>.<action>.end` for every API write on
+`notifications.info` (what Ceilometer and Designate read). The L3 protocol says nothing when a
+subnet is added to (or removed from, or changed on) an external network; `NotificationListener`
+turns `subnet.create.end`, `subnet.update.end` and `subnet.delete.end` into a `network_update`
+Event for the subnet's network, so the routers on it are fetched again at once instead of at the
+next periodic full sync. Each agent reads from a queue of its own (pool `dvrnet-l3-agent.<host>`).
+
 Context: neutron-server rebuilds a RequestContext from the plain dict `agent_context()`.
 The executor is oslo.messaging's `threading` one: no eventlet monkey-patching in dvrnet.
 """
@@ -67,6 +75,20 @@ def transport(conf: cfg.ConfigOpts | None, url: str | None = None) -> om.RPCTran
         if conf._args is None:
             conf([], project="dvrnet", default_config_files=[], default_config_dirs=[])
     return om.get_rpc_transport(conf, url=url)
+
+
+def notification_transport(conf: cfg.ConfigOpts | None, url: str | None = None) -> om.Transport:
+    """The transport notifications come on: `[oslo_messaging_notifications] transport_url`, else
+    URL, else `[DEFAULT] transport_url` (as neutron-server publishes them)."""
+    om.set_transport_defaults(control_exchange=EXCHANGE)
+    conf = conf if conf is not None else cfg.CONF
+    if conf._args is None:
+        conf([], project="dvrnet", default_config_files=[], default_config_dirs=[])
+    try:
+        own = conf.oslo_messaging_notifications.transport_url      # registered by config.register
+    except cfg.NoSuchOptError:
+        own = None
+    return om.get_notification_transport(conf, url=own or url)
 
 
 class RpcError(DvrnetError):
@@ -244,6 +266,56 @@ class L3AgentEndpoint:
                 raise Malformed("network: expected a network dict with an id")
             return Event("network_update", (), {"network_id": network["id"]})
         self._emit("network_update", build)
+
+
+SUBNET_EVENTS = ("subnet.create.end", "subnet.update.end", "subnet.delete.end")
+NOTIFICATIONS_POOL = "dvrnet-l3-agent"
+
+
+class NotificationEndpoint:
+    """`info` notifications of Neutron's bus: subnet writes -> `network_update` Events (the
+    routers on that network are fetched again); everything else is ignored."""
+
+    filter_rule = om.NotificationFilter(event_type=r"^subnet\.(create|update|delete)\.end$")
+
+    def __init__(self, sink: Callable[[Event], None]):
+        self._sink = sink
+
+    def info(self, ctxt, publisher_id, event_type, payload, metadata):
+        try:
+            sub = payload.get("subnet") if isinstance(payload, dict) else None
+            net = sub.get("network_id") if isinstance(sub, dict) else None
+            if not isinstance(net, str):
+                raise Malformed("payload.subnet.network_id: expected a network id")
+            self._sink(Event("network_update", (), {"network_id": net, "via": event_type}))
+        except Malformed as e:
+            log.error("ignoring %s with a malformed payload: %s", event_type, e)
+        except Exception:       # the listener thread must survive whatever the sink does
+            log.exception("handling %s failed", event_type)
+        return om.NotificationResult.HANDLED
+
+
+class NotificationListener:
+    """One notification listener on TOPICS (`<topic>.info`, exchange `neutron`), in a pool of
+    this host's own, on the threading executor. start()/stop() as `Consumers`."""
+
+    def __init__(self, ntr: om.Transport, host: str, endpoint: NotificationEndpoint,
+                 topics: tuple[str, ...] = ("notifications",)):
+        self.listener = om.get_notification_listener(
+            ntr, [om.Target(topic=t, exchange=EXCHANGE) for t in topics], [endpoint], executor="threading",
+            pool=f"{NOTIFICATIONS_POOL}.{host}")
+        self.started = False
+
+    def start(self) -> None:
+        if not self.started:
+            self.listener.start()
+            self.started = True
+
+    def stop(self) -> None:
+        if self.started:
+            self.listener.stop()
+            self.listener.wait()
+            self.started = False
 
 
 class Consumers:
