@@ -140,3 +140,26 @@ def test_endpoint_drops_malformed_notifications(caplog):
     ep.routers_updated({}, routers=["r1", {"id": "r2"}])
     ep.router_added_to_agent({}, payload=["r3"])
     assert got == [Event("routers_updated", ("r1", "r2")), Event("router_added_to_agent", ("r3",))]
+
+
+def test_a_fetched_router_is_a_changeset_against_the_model(rec):
+    """The model is changed by the fetched router's ChangeSet (assemble.py), not rebuilt: after
+    a FIP of the router is removed in Neutron, the new Cloud is exactly `cloud_of` of the graphs,
+    it shares every unchanged resource with the previous one, and `touched` (since the last view)
+    names the FIP (and the VM port only it brought) and index buckets, no other resource."""
+    from dvrnet.neutron.translate import cloud_of
+    s = src(rec)
+    v = s.next_view(None)
+    assert s.view_touched is None and s.assembly.snapshots == 1         # the first view: a snapshot
+    gone = rec.routers[ROUTER]["_floatingips"].pop()
+    s.notify(Event("routers_updated", (ROUTER,)))
+    v2 = s.next_view(v.revision)
+    assert s.assembly.applied == 1 and s.assembly.snapshots == 1
+    assert v2.cloud == cloud_of("compute1", "dvr", list(s.graphs.values()), revision=v2.revision)
+    assert gone["id"] in v.cloud.floatingips and gone["id"] not in v2.cloud.floatingips
+    kept = [p for p in v2.cloud.ports if p in v.cloud.ports]
+    assert kept and all(v2.cloud.ports[p] is v.cloud.ports[p] for p in kept)     # unchanged: the same objects
+    touched = s.view_touched
+    assert ("floatingips", gone["id"]) in touched
+    resources = {k for k in touched if k[0] in ("networks", "subnets", "routers", "ports", "floatingips", "hosts")}
+    assert resources <= {("floatingips", gone["id"]), ("ports", gone["port_id"])}, resources

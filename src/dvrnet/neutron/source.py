@@ -13,10 +13,12 @@ How a view changes:
 - notifications (`Event`s from rpc.L3AgentEndpoint) are gathered for `coalesce_window` seconds
   after the first one; then each router they name is fetched once (`sync_routers([ids])`), its
   unseen tenant subnets' ports fetched, and only those routers re-translated: the cost of a change
-  is that of the routers it names. (The Cloud handed to the planner is re-assembled from the
-  cached graphs — dict merging only, the resources of untouched routers are the same objects, so
-  the incremental planner compares nothing for them. When the agent core's ChangeSet lands, each
-  router's graph becomes one ChangeSet instead.)
+  is that of the routers it names. The Cloud handed to the planner is changed, not rebuilt: the
+  changed routers' graphs become one ChangeSet against what the model holds for them, applied
+  with `model.changeset.apply` (assemble.py: the same value as `translate.cloud_of` of all
+  graphs, at the cost of the routers and shared groups touched); the touched keys since the last
+  view returned are `touched` (None after a snapshot), for the View's `touched`
+  (agent/view.py; `HAND_ON_TOUCHED`).
 - a router missing from `sync_routers`, `router_deleted` or `router_removed_from_agent` drops it;
 - a router dvrnet cannot serve (translate.Refused) is logged at ERROR once per reason, listed in
   `refused`, and left as it is: never planned if it was not, its last good graph kept if it was;
@@ -34,15 +36,21 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from ..agent.feed import View
+from ..agent.view import View
 from ..model import Cloud
+from ..model.changeset import Key
 from ..model.resources import AgentMode
+from .assemble import Assembly
 from .rpc import Event, RpcError
-from .translate import Refused, RouterGraph, cloud_of, translate_router
+from .translate import Refused, RouterGraph, translate_router
 
 log = logging.getLogger("dvrnet.neutron")
 
 SYNC_CHUNK = 64
+# touched keys handed to the agent loop (agent.view.View.touched, its incremental planner); off
+# until the Neutron lab suite has run with it on: each View is a snapshot to the loop (compared
+# with what it planned last, O(n)), always correct
+HAND_ON_TOUCHED = False
 
 
 class Plugin:
@@ -91,6 +99,9 @@ class NeutronSource:
         self.stats = SyncStats()
         self.revision = 0
         self.cloud: Cloud | None = None
+        self.assembly = Assembly(host, self.mode)
+        self.touched: frozenset[Key] | None = None      # since the last view returned (None: snapshot)
+        self.view_touched: frozenset[Key] | None = None
         self._seq = 0
         self._events: list[Event] = []
         self._cv = threading.Condition()
@@ -146,7 +157,13 @@ class NeutronSource:
         return self._view()
 
     def _view(self) -> View | None:
-        return None if self.cloud is None else View(self.revision, self.cloud)
+        if self.cloud is None:
+            return None
+        touched, self.touched = self.touched, frozenset()
+        self.view_touched = touched         # what the view would carry as View.touched
+        if HAND_ON_TOUCHED:
+            return View(self.revision, self.cloud, touched)
+        return View(self.revision, self.cloud)
 
     def _guarded(self, fn: Callable[[], None]) -> None:
         try:
@@ -189,13 +206,14 @@ class NeutronSource:
             with self._cv:
                 self._events[:0] = pending
             raise
+        before = set(self.graphs)
         for rid in list(self.routers):
             if rid not in got:
                 self._drop(rid)
         self._take(fetched)
         self.stats.full_syncs += 1
         self._next_full = time.monotonic() + self.resync_interval
-        self._publish(set(got), time.perf_counter() - t0)
+        self._publish(set(got), time.perf_counter() - t0, before | set(self.graphs))
         log.info("full sync: %d routers (%d refused) in %.2f s", len(self.graphs), len(self.refused),
                  time.perf_counter() - t0)
 
@@ -259,7 +277,7 @@ class NeutronSource:
                  ", ".join(f"{n} {k}" for k, n in sorted(kinds.items())), len(fetch), len(dropped),
                  len(retranslate), time.perf_counter() - t0)
         if fetch or dropped or retranslate:
-            self._publish(set(fetch), time.perf_counter() - t0)
+            self._publish(set(fetch), time.perf_counter() - t0, set(fetch) | dropped | retranslate)
 
     def _take(self, fetched: Iterable[dict]) -> None:
         for r in fetched:
@@ -357,11 +375,12 @@ class NeutronSource:
         self.order.pop(rid, None)
         self.refused.pop(rid, None)
 
-    def _publish(self, fetched: set[str], seconds: float) -> None:
-        graphs = [self.graphs[r] for r in sorted(self.graphs, key=lambda r: self.order.get(r, 0))]
-        cloud = cloud_of(self.host, self.mode, graphs)
+    def _publish(self, fetched: set[str], seconds: float, changed: set[str]) -> None:
+        """A new model after the graphs of CHANGED routers changed (added, replaced or dropped)."""
         self.revision += 1
-        self.cloud = cloud.with_(revision=self.revision)
+        touched = self.assembly.update(self.graphs, self.order, changed, self.revision)
+        self.cloud = self.assembly.cloud
+        self.touched = None if touched is None or self.touched is None else self.touched | touched
         self.stats.last_change_seconds = seconds
         if self.on_synced is not None:
             try:
