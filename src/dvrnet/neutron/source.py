@@ -47,10 +47,10 @@ from .translate import Refused, RouterGraph, translate_router
 log = logging.getLogger("dvrnet.neutron")
 
 SYNC_CHUNK = 64
-# touched keys handed to the agent loop (agent.view.View.touched, its incremental planner); off
-# until the Neutron lab suite has run with it on: each View is a snapshot to the loop (compared
-# with what it planned last, O(n)), always correct
-HAND_ON_TOUCHED = False
+# touched keys handed to the agent loop (agent.view.View.touched): its incremental planner
+# re-plans only the namespaces reading them (False: each View a snapshot to the loop, compared
+# with what it planned last, O(n); tests/neutron/test_source_touched.py checks both agree)
+HAND_ON_TOUCHED = True
 
 
 class Plugin:
