@@ -90,7 +90,7 @@ def test_refused_router_is_logged_once_and_left_as_it_was(rec, caplog):
             s.notify(Event("routers_updated", (ROUTER,)))
             v = s.next_view(v.revision)
     assert "extra routes" in s.refused[ROUTER]
-    assert sum("refused" in r.message for r in caplog.records) == 1
+    assert sum("refused" in r.message for r in caplog.records if r.name == "dvrnet.neutron") == 1   # not oslo's "Connection refused" of an earlier test's transport
     assert v.cloud.routers[ROUTER] is before             # the last good graph stays
 
 
