@@ -11,7 +11,7 @@ echo "== gate: mypy (model, ipam, plan, reconcile; configuration in pyproject.to
 if [ "$(id -u)" != 0 ]; then
   echo "NOTE: not running as root: the kernel and lab suites (tests/kernel, tests/lab) are skipped; they need network namespaces."
 fi
-.venv/bin/python -m pytest "$@"
+.venv/bin/python -m pytest --durations=25 "$@"
 prc=$?
 # pytest exits 5 when it collected nothing: that is a failure of the suite, not a pass.
 [ $prc -ne 0 ] && rc=$prc
