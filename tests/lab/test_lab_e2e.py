@@ -132,9 +132,28 @@ def test_agents_log_each_pass_at_info_in_the_state_dir(lab):
 
 
 def test_a_broken_subnet_table_is_reported(lab):
+    """A planted fault (green's default replaced by red's in every fip- namespace) is what the
+    checks report. The agents would repair it within moments (that is their job), so they are
+    stopped (SIGSTOP) while it is planted and checked, and resumed after."""
+    import os
+    import signal
+
+    from dvrnet.lab import steps
     info, _ = lab
     green = next(g for g in info.gateways if g.name == "green")
     red = next(g for g in info.gateways if g.name == "red")
+    pids = [n.agent_pid for n in info.nodes if n.agent_pid]
+    for pid in pids:
+        os.kill(pid, signal.SIGSTOP)
+    try:
+        _broken_table_is_reported(info, green, red)
+    finally:
+        for pid in pids:
+            os.kill(pid, signal.SIGCONT)
+    steps.wait_converged(info, timeout=60)
+
+
+def _broken_table_is_reported(info, green, red):
     broken = []
     for ns in subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=False).stdout.split():
         if not (ns.startswith(info.prefix) and "-fip-" in ns):
