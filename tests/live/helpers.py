@@ -179,3 +179,20 @@ def agent_once(info: LabInfo, host: str, *extra: str, timeout: float = 60) -> tu
 def assert_zero(results: dict[str, FlowResult], names=None) -> None:
     bad = [r.line() for n, r in results.items() if (names is None or n in names) and (r.lost or r.error)]
     assert not bad, "traffic the change does not concern lost packets:\n" + "\n".join(bad)
+
+
+PLUGGED = ("fg-", "qg-", "qr-", "sg-")      # the router ports a port kind applies to
+
+
+def kinds(info, host: str) -> dict[str, str]:
+    """Every router port of HOST's fip-/qrouter-/snat- namespaces: its link kind (veth, macvlan, tun...)."""
+    out = {}
+    for ns in netns(info, host):
+        if not any(k in ns for k in ("-fip-", "-qrouter-", "-snat-")):
+            continue
+        links = json.loads(subprocess.run(["ip", "-d", "-j", "-n", ns, "link", "show"], capture_output=True,
+                                          text=True, check=False).stdout or "[]")
+        for lk in links:
+            if lk["ifname"].startswith(PLUGGED):
+                out[f"{ns}/{lk['ifname']}"] = lk.get("linkinfo", {}).get("info_kind", "")
+    return out

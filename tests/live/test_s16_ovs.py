@@ -18,11 +18,10 @@ from dvrnet.lab.checks import run_checks
 from dvrnet.lab.traffic import Traffic, fip_flows, outbound_flows, tcp_flow
 
 from .conftest import record, unique_prefix
-from .helpers import agent_once, kill_agent, log_since, netns, start_agent, wait_converged, wait_for
+from .helpers import PLUGGED, agent_once, kill_agent, kinds, log_since, start_agent, wait_converged, wait_for
 
 pytestmark = pytest.mark.root
 PASS = re.compile(r"revision (\d+): (\d+) ops")
-PLUGGED = ("fg-", "qg-", "qr-", "sg-")
 # One port down at a time: its group's ip batches, one ovs-vsctl, and the stand-in L2 agent
 # moving the new port out of the dead VLAN. Measured worst gaps through compute1: see the
 # summary printed by the test (ping every 10 ms on the shared 2-core machine).
@@ -44,19 +43,6 @@ def ovs_lab(tmp_path_factory):
         assert not [n for n in names if n.startswith(prefix)] and not rep.leftover_namespaces
         ps = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True, check=False).stdout
         assert prefix not in ps and state not in ps, "lab processes (agents, ovs daemons) left behind"
-
-
-def kinds(info, host: str) -> dict[str, str]:
-    out = {}
-    for ns in netns(info, host):
-        if not any(k in ns for k in ("-fip-", "-qrouter-", "-snat-")):
-            continue
-        links = json.loads(subprocess.run(["ip", "-d", "-j", "-n", ns, "link", "show"], capture_output=True,
-                                          text=True, check=False).stdout or "[]")
-        for lk in links:
-            if lk["ifname"].startswith(PLUGGED):
-                out[f"{ns}/{lk['ifname']}"] = lk.get("linkinfo", {}).get("info_kind", "")
-    return out
 
 
 def ovs_ports(info, host: str) -> dict[str, tuple[str, str]]:

@@ -20,28 +20,14 @@ import pytest
 from dvrnet.lab.traffic import Traffic, fip_flows, outbound_flows, tcp_flow
 
 from .conftest import record
-from .helpers import agent_once, kill_agent, log_since, netns, start_agent, wait_converged, wait_for
+from .helpers import agent_once, kill_agent, kinds, log_since, start_agent, wait_converged, wait_for
 
 pytestmark = pytest.mark.root
 PASS = re.compile(r"revision (\d+): (\d+) ops")
-PLUGGED = ("fg-", "qg-", "qr-", "sg-")
 # One port down at a time, each for its group's few `ip -batch` runs (~15 ms): the worst gap of a
 # flow crossing compute1 measured 30-60 ms (ping every 10 ms; 5 runs on the noisy 2-core VM).
 # Before replacement groups every port of the node was down for the whole pass: 110-220 ms.
 MAX_GAP_S = 0.150
-
-
-def _kinds(info, host: str) -> dict[str, str]:
-    out = {}
-    for ns in netns(info, host):
-        if not any(k in ns for k in ("-fip-", "-qrouter-", "-snat-")):
-            continue
-        links = json.loads(subprocess.run(["ip", "-d", "-j", "-n", ns, "link", "show"], capture_output=True,
-                                          text=True, check=False).stdout or "[]")
-        for lk in links:
-            if lk["ifname"].startswith(PLUGGED):
-                out[f"{ns}/{lk['ifname']}"] = lk.get("linkinfo", {}).get("info_kind", "")
-    return out
 
 
 def _dv_links(info, host: str) -> list[str]:
@@ -56,7 +42,7 @@ def _switch(info, kind: str) -> tuple[dict, int, float]:
     crossing = fip_flows(info, c1) + outbound_flows(info, c1)
     unconcerned = fip_flows(info, others) + outbound_flows(info, others) + [tcp_flow(info, others[0])]
     names = {f.name for f in unconcerned}
-    before = _kinds(info, "compute1")
+    before = kinds(info, "compute1")
     with Traffic(crossing + unconcerned, info.state_dir) as tr:
         time.sleep(0.3)
         kill_agent(info, "compute1")
@@ -72,7 +58,7 @@ def _switch(info, kind: str) -> tuple[dict, int, float]:
         time.sleep(1.0)
         results = tr.stop()
     record("7 port kind change (S16)", f"compute1 agent restarted: {kind}", results, zero=names)
-    after = _kinds(info, "compute1")
+    after = kinds(info, "compute1")
     assert set(after) == set(before) and len(after) >= 3, (before, after)
     assert set(after.values()) == {kind}, after
     if kind == "macvlan":

@@ -10,13 +10,14 @@ reply (5 ms resolution); the clock stops there. The FIP is then deleted and the 
 from __future__ import annotations
 
 import shutil
-import statistics
 import subprocess
 import tempfile
 import time
 from dataclasses import dataclass, field
 
 import httpx
+
+from .stats import p50, pct
 
 
 @dataclass
@@ -26,14 +27,11 @@ class E2EResult:
     error: str | None = None
 
     def pct(self, q: float) -> float:
-        if not self.latencies:
-            return float("nan")
-        xs = sorted(self.latencies)
-        return xs[min(len(xs) - 1, max(0, round(q / 100 * len(xs) + 0.5) - 1))]
+        return pct(self.latencies, q)
 
     @property
     def p50(self) -> float:
-        return statistics.median(self.latencies) if self.latencies else float("nan")
+        return p50(self.latencies)
 
     @property
     def p99(self) -> float:

@@ -57,6 +57,7 @@ from ..model import (
 )
 from ..model.placement import router_hosts
 from ..scenarios.seed import seed_id
+from .stats import pct
 
 QUIET = 0.5           # seconds without an answer that close a change's window
 IDLE_BOUND = 0.03     # server CPU seconds per second below which it counts as idle
@@ -90,12 +91,6 @@ class FanoutResult:
     seed_s: float = 0.0
     error: str | None = None
 
-
-def pct(xs: list[float], q: float) -> float:
-    if not xs:
-        return float("nan")
-    s = sorted(xs)
-    return s[min(len(s) - 1, max(0, round(q / 100 * len(s) + 0.5) - 1))]
 
 
 def med(xs) -> float:

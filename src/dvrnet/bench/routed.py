@@ -27,7 +27,6 @@ import os
 import select
 import shutil
 import socket
-import statistics
 import struct
 import subprocess
 import tempfile
@@ -56,15 +55,6 @@ class RoutedResult:
     error: str | None = None
 
 
-def pct(xs: list[float], q: float) -> float:
-    if not xs:
-        return float("nan")
-    s = sorted(xs)
-    return s[min(len(s) - 1, max(0, round(q / 100 * len(s) + 0.5) - 1))]
-
-
-def p50(xs: list[float]) -> float:
-    return statistics.median(xs) if xs else float("nan")
 
 
 class RouteEvents:

@@ -20,6 +20,7 @@ from ..console import Console, Text, console, styled
 from ..kernel.connlimit import conntrack_max
 from ..progress import Progress
 from . import control, dataplane, e2e, e2e_scale, fanout, memory, noisy, routed
+from .stats import p50, pct
 from .svg import plot
 
 FULL = {"sizes": (100, 1000, 10000), "neutron": (100, 100), "dp_sizes": (1, 1000, 10000), "rounds": 5,
@@ -333,7 +334,7 @@ def _fanout_table(out: Console, fo: fanout.FanoutResult) -> None:
                   f"{fanout.med(st.bytes_concerned):,.0f}", f"{max(st.bytes_others, default=0):,.1f}",
                   (_ms(fanout.med(st.cpu)) if fanout.cpu_measurable(st) else
                    f"({_ms(fanout.med(st.cpu_raw))} − {_ms(fanout.med(st.idle_part))} idle)"),
-                  _ms(fanout.pct(st.latency, 50)), _ms(fanout.pct(st.latency, 99)),
+                  _ms(pct(st.latency, 50)), _ms(pct(st.latency, 99)),
                   _ms(fanout.med(st.last)))
     out.print(t)
     out.print(f"  server idle with every follower parked: {fo.idle_cpu_rate * 1000:.1f} ms CPU/s (subtracted; a "
@@ -349,10 +350,10 @@ def _fanout_table(out: Console, fo: fanout.FanoutResult) -> None:
                          "; ≤ 100 B to the others ", _verdict(max(f.bytes_others, default=0) <= 100),
                          "; server CPU ≤ 5 ms ", _verdict(fanout.med(f.cpu) <= 0.005) if fanout.cpu_measurable(f)
                          else "not measured (the server's idle share is too large at this load)",
-                         "; p99 ≤ 200 ms ", _verdict(fanout.pct(f.latency, 99) <= 0.200)))
+                         "; p99 ≤ 200 ms ", _verdict(pct(f.latency, 99) <= 0.200)))
     if s.samples:
         out.print(styled("  target +1 external subnet: every host has it, p99 ≤ 500 ms ",
-                         _verdict(fanout.pct(s.latency, 99) <= 0.500 and not s.errors)))
+                         _verdict(pct(s.latency, 99) <= 0.500 and not s.errors)))
 
 
 def _routed_table(out: Console, rr: routed.RoutedResult) -> None:
@@ -360,13 +361,13 @@ def _routed_table(out: Console, rr: routed.RoutedResult) -> None:
     for col in ("what", "samples", "p50", "p99 / max", "target"):
         t.add_column(col, justify="left" if col in ("what", "target") else "right")
     k = rr.kernel_to_tor
-    t.add_row("kernel /32 → route on the ToR", str(len(k)), _ms(routed.p50(k)), _ms(routed.pct(k, 99)),
-              styled("p99 ≤ 50 ms ", _verdict(routed.pct(k, 99) <= 0.050)) if k else "—")
+    t.add_row("kernel /32 → route on the ToR", str(len(k)), _ms(p50(k)), _ms(pct(k, 99)),
+              styled("p99 ≤ 50 ms ", _verdict(pct(k, 99) <= 0.050)) if k else "—")
     a = rr.api_to_tor
-    t.add_row("API call → route on the ToR", str(len(a)), _ms(routed.p50(a)), _ms(routed.pct(a, 99)),
-              styled("p99 ≤ 150 ms ", _verdict(routed.pct(a, 99) <= 0.150)) if a else "—")
+    t.add_row("API call → route on the ToR", str(len(a)), _ms(p50(a)), _ms(pct(a, 99)),
+              styled("p99 ≤ 150 ms ", _verdict(pct(a, 99) <= 0.150)) if a else "—")
     g = rr.migration_gaps
-    t.add_row("VM migration under ping -i 0.01: longest gap", str(len(g)), _ms(routed.p50(g)),
+    t.add_row("VM migration under ping -i 0.01: longest gap", str(len(g)), _ms(p50(g)),
               _ms(max(g)) if g else "—", styled("≤ 100 ms ", _verdict(bool(g) and max(g) <= 0.100)) if g else "—")
     t.add_row(f"{rr.bulk_n:,} /32s at once → all on the ToR", "1", _ms(rr.bulk_announce), "",
               styled("≤ 1 s ", _verdict(rr.bulk_announce <= 1.0)) if rr.bulk_n else "—")

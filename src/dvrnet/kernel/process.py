@@ -185,23 +185,26 @@ def _write_files(p: Process) -> None:
         os.replace(tmp, path)
 
 
-def _stop(ns: str, p: Process, grace: float = 2.0) -> str | None:
-    pid = p.pid
-    if pid is None:
-        return None
+def terminate(pid: int, grace: float = 2.0) -> None:
+    """SIGTERM, then SIGKILL if PID still lives (or is not yet reaped) after GRACE seconds."""
     try:
         os.kill(pid, signal.SIGTERM)
     except ProcessLookupError:
-        return None
+        return
     end = time.monotonic() + grace
     while time.monotonic() < end:
         if _starttime(pid) is None:
-            return None
+            return
         time.sleep(0.01)
     try:
         os.kill(pid, signal.SIGKILL)
     except ProcessLookupError:
         pass
+
+
+def _stop(ns: str, p: Process, grace: float = 2.0) -> str | None:
+    if p.pid is not None:
+        terminate(p.pid, grace)
     return None
 
 

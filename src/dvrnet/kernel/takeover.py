@@ -18,11 +18,9 @@ from __future__ import annotations
 
 import logging
 import os
-import signal
 import socket
 import struct
 import subprocess
-import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
@@ -50,6 +48,7 @@ from dvrnet.reconcile.takeover import (
 )
 
 from . import iproute, netns, nft, sysctl
+from .process import terminate
 from .read import table_num
 
 log = logging.getLogger("dvrnet.takeover")
@@ -318,27 +317,6 @@ def _gone(msg: str) -> bool:
     return any(g in msg for g in _GONE)
 
 
-def _stop(pid: int, grace: float = 2.0) -> str | None:
-    try:
-        os.kill(pid, signal.SIGTERM)
-    except ProcessLookupError:
-        return None
-    end = time.monotonic() + grace
-    while time.monotonic() < end:
-        try:
-            with open(f"/proc/{pid}/stat") as f:
-                if f.read().rsplit(")", 1)[1].split()[0] in ("Z", "X"):
-                    return None
-        except (OSError, IndexError):
-            return None
-        time.sleep(0.01)
-    try:
-        os.kill(pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-    return None
-
-
 def _iptables(ns: str, op: UpstreamIptablesDel) -> str | None:
     nft.uncommitted(ns)      # iptables-nft commits nftables transactions of its own: list the tables again
     tool = "iptables-restore" if op.family == "ip" else "ip6tables-restore"
@@ -406,7 +384,8 @@ def run(ns: str, ops: list[Op]) -> list[tuple[Op, str]]:
         if isinstance(op, VethRekey):
             msg = rekey(op)
         elif isinstance(op, UpstreamProcStop):
-            msg = _stop(op.proc.pid)
+            terminate(op.proc.pid)
+            msg = None
         elif isinstance(op, UpstreamIptablesDel):
             msg = _iptables(ns, op)
         elif isinstance(op, UpstreamSysctlReset):
