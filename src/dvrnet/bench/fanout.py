@@ -57,7 +57,7 @@ from ..model import (
 )
 from ..model.placement import router_hosts
 from ..scenarios.seed import seed_id
-from .stats import pct
+from .stats import cpu_seconds, pct
 
 QUIET = 0.5           # seconds without an answer that close a change's window
 IDLE_BOUND = 0.03     # server CPU seconds per second below which it counts as idle
@@ -167,17 +167,6 @@ def _mac(n: int, kind: int) -> str:
     return f"fa:16:3e:{kind:02x}:{(n >> 8) & 0xff:02x}:{n & 0xff:02x}"
 
 
-def _cpu(pid: int) -> float:
-    total = 0
-    for tid in os.listdir(f"/proc/{pid}/task"):
-        try:
-            with open(f"/proc/{pid}/task/{tid}/schedstat") as f:
-                total += int(f.read().split()[0])
-        except (OSError, ValueError, IndexError):
-            pass
-    return total / 1e9
-
-
 def _free_port() -> int:
     import socket
     with socket.socket() as s:
@@ -190,9 +179,9 @@ async def _quiesce(pid: int, bound: float, timeout: float = 120.0) -> None:
     followers are not enough, the server may still be answering their last requests."""
     end = time.monotonic() + timeout
     while time.monotonic() < end:
-        c0, t0 = _cpu(pid), time.monotonic()
+        c0, t0 = cpu_seconds(pid), time.monotonic()
         await asyncio.sleep(0.5)
-        if (_cpu(pid) - c0) / (time.monotonic() - t0) <= bound:
+        if (cpu_seconds(pid) - c0) / (time.monotonic() - t0) <= bound:
             return
 
 
@@ -278,16 +267,16 @@ async def _measure(url: str, pid: int, res: FanoutResult, names: list[str], spar
         try:
             await fol.settle(timeout=120)
             await _quiesce(pid, IDLE_BOUND, timeout=600)     # the first long-polls are all answered
-            c0, t0 = _cpu(pid), time.monotonic()
+            c0, t0 = cpu_seconds(pid), time.monotonic()
             await asyncio.sleep(3.0)
-            res.idle_cpu_rate = (_cpu(pid) - c0) / (time.monotonic() - t0)
+            res.idle_cpu_rate = (cpu_seconds(pid) - c0) / (time.monotonic() - t0)
             progress(f"  fan-out: {len(names):,} followers parked; server idle CPU {res.idle_cpu_rate * 1000:.1f} ms/s")
 
             async def one(st: ChangeStats, expected: set[str], do, undo) -> None:
                 await fol.settle()
                 await _quiesce(pid, max(IDLE_BOUND, 2 * res.idle_cpu_rate))   # the last change's re-polls are done
                 start = len(fol.answers)
-                c0, t0 = _cpu(pid), time.monotonic()
+                c0, t0 = cpu_seconds(pid), time.monotonic()
                 try:
                     made = await do()
                 except httpx.HTTPError as e:
@@ -295,7 +284,7 @@ async def _measure(url: str, pid: int, res: FanoutResult, names: list[str], spar
                     return
                 missing = await fol.until(start, expected)
                 t1 = time.monotonic()
-                cpu = _cpu(pid) - c0
+                cpu = cpu_seconds(pid) - c0
                 await asyncio.sleep(QUIET)          # answers to hosts it does not concern, if any
                 got = fol.answers[start:]
                 concerned = [a for a in got if a[3] and a[1] in expected]

@@ -33,6 +33,8 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 
+from .stats import cpu_seconds
+
 RTMGRP_IPV4_ROUTE = 0x40
 RTM_NEWROUTE, RTM_DELROUTE = 24, 25
 RTA_DST = 1
@@ -176,19 +178,6 @@ class Routes:
         return t
 
 
-def _cpu(pid: int) -> float:
-    """Seconds on CPU of every thread of PID so far (/proc/<pid>/task/*/schedstat: nanoseconds,
-    where /proc/<pid>/stat counts 10 ms ticks)."""
-    total = 0
-    for tid in os.listdir(f"/proc/{pid}/task"):
-        try:
-            with open(f"/proc/{pid}/task/{tid}/schedstat") as f:
-                total += int(f.read().split()[0])
-        except (OSError, ValueError, IndexError):
-            pass
-    return total / 1e9
-
-
 def _sh(*argv: str, input: str | None = None) -> None:
     p = subprocess.run(argv, input=input, capture_output=True, text=True, check=False)
     if p.returncode != 0:
@@ -246,7 +235,7 @@ def pair(prefix: str, singles: int, bulk: int, res: RoutedResult, say=print) -> 
             say(f"  routed: node/ToR BIRD pair up in {30 - (end - time.monotonic()):.1f}s")
             rt = Routes(node)
             try:
-                c0 = (_cpu(node_pid), _cpu(tor_pid))
+                c0 = (cpu_seconds(node_pid), cpu_seconds(tor_pid))
                 for a in _addrs(singles, "10.200.100.0"):
                     ev.drain()
                     t0 = rt.change([a], True)             # the node's kernel has it
@@ -257,7 +246,7 @@ def pair(prefix: str, singles: int, bulk: int, res: RoutedResult, say=print) -> 
                         res.kernel_to_tor.append(t1 - t0)
                     rt.change([a], False)
                     ev.wait([a], False, 10)
-                c1 = (_cpu(node_pid), _cpu(tor_pid))
+                c1 = (cpu_seconds(node_pid), cpu_seconds(tor_pid))
                 n = max(1, 2 * singles)
                 res.cpu_node_per_change = (c1[0] - c0[0]) / n
                 res.cpu_tor_per_change = (c1[1] - c0[1]) / n
@@ -266,12 +255,12 @@ def pair(prefix: str, singles: int, bulk: int, res: RoutedResult, say=print) -> 
                     res.bulk_n = bulk
                     for new in (True, False):
                         ev.drain()
-                        c0 = (_cpu(node_pid), _cpu(tor_pid))
+                        c0 = (cpu_seconds(node_pid), cpu_seconds(tor_pid))
                         t0 = rt.change(addrs, new)        # the node's kernel has (dropped) them all
                         t1 = ev.wait(addrs, new, 60)      # and the ToR's
                         took = (t1 - t0) if t1 is not None else float("nan")
                         time.sleep(0.5)                   # let both BIRDs finish their work
-                        c1 = (_cpu(node_pid), _cpu(tor_pid))
+                        c1 = (cpu_seconds(node_pid), cpu_seconds(tor_pid))
                         if new:
                             res.bulk_announce = took
                             res.cpu_node_bulk, res.cpu_tor_bulk = c1[0] - c0[0], c1[1] - c0[1]
