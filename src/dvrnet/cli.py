@@ -255,23 +255,14 @@ def _dvr_mac(value: str | None) -> str | None:
 
 def _bgp_config(bgp_local_as, bgp_peers, bgp_peer_as, bfd_ms, bfd_multiplier, blackhole_seconds, bgp_lease_seconds):
     """Routed mode's BgpConfig from the --bgp-*, --bfd-* and --blackhole-seconds options."""
-    import ipaddress
-
     from .kernel.watchdog import command as watchdog_command
-    from .plan.config import BgpConfig, BgpPeer
+    from .plan.config import BgpConfig, parse_bgp_peer
     peers = []
     for item in bgp_peers or ():
-        addr, sep, rest = item.partition(":")
-        asn, _, password = rest.partition(":")
         try:
-            ipaddress.IPv4Address(addr)
-            n = int(asn)
-        except ValueError:
-            raise click.BadParameter(f"{item!r}: expected ADDRESS:AS[:PASSWORD] with an IPv4 address and "
-                                     f"an AS number", param_hint="--bgp-peer") from None
-        if not sep or not 1 <= n <= 4294967294:
-            raise click.BadParameter(f"{item!r}: AS must be 1-4294967294", param_hint="--bgp-peer")
-        peers.append(BgpPeer(addr, n, password or None))
+            peers.append(parse_bgp_peer(item))
+        except ValueError as e:
+            raise click.BadParameter(str(e), param_hint="--bgp-peer") from None
     return BgpConfig(local_as=bgp_local_as, peers=tuple(peers), peer_as=bgp_peer_as, bfd_ms=bfd_ms,
                      bfd_multiplier=bfd_multiplier, blackhole_s=blackhole_seconds, lease_s=bgp_lease_seconds,
                      watchdog=watchdog_command() if bgp_lease_seconds > 0 else ())

@@ -76,3 +76,57 @@ def test_metadata_and_takeover_options_as_upstream_reads_them(tmp_path):
     assert c.plan.metadata.user == "neutron" and c.adopt_neutron_state
     c = load(files(tmp_path, "[DEFAULT]\nagent_mode = dvr\nenable_metadata_proxy = false\n"), cfg.ConfigOpts())
     assert not c.plan.metadata.enabled
+
+
+def test_routed_mode_options_default_as_the_agent(tmp_path):
+    """Issue 15: `dvrnet agent`'s --bgp-*, --bfd-*, --blackhole-seconds as [dvrnet] options, with
+    the same defaults (the CLI's defaults, read off its options) into PlanConfig.bgp."""
+    from dvrnet.cli import agent
+    from dvrnet.kernel.watchdog import command
+    defaults = {p.name: p.default for p in agent.params}
+    c = load(files(tmp_path, "[DEFAULT]\nagent_mode = dvr\n"), cfg.ConfigOpts())
+    b = c.plan.bgp
+    assert (b.local_as, b.peers, b.peer_as, b.bfd_ms, b.bfd_multiplier, b.blackhole_s, b.lease_s) == (
+        defaults["bgp_local_as"], (), defaults["bgp_peer_as"], defaults["bfd_ms"], defaults["bfd_multiplier"],
+        defaults["blackhole_seconds"], defaults["bgp_lease_seconds"])
+    assert b.watchdog == command()          # as the agent runs it: with the watchdog
+    assert b.asn("compute1") == 4262364057  # the AS derived from the host (docs/routed-mode.md)
+
+
+def test_routed_mode_options_set(tmp_path):
+    c = load(files(tmp_path, "[DEFAULT]\nagent_mode = dvr\n[dvrnet]\nbgp_local_as = 65101\n"
+                             "bgp_peer = 100.64.0.254:65000\nbgp_peer = 100.64.0.253:65010:se:cret\n"
+                             "bfd_ms = 300\nbfd_multiplier = 5\nblackhole_seconds = 0\nbgp_lease_seconds = 0\n"),
+             cfg.ConfigOpts())
+    b = c.plan.bgp
+    assert b.local_as == 65101 and b.asn("compute1") == 65101
+    assert [(p.address, p.asn, p.password) for p in b.peers] == [("100.64.0.254", 65000, None),
+                                                                  ("100.64.0.253", 65010, "se:cret")]
+    assert (b.bfd_ms, b.bfd_multiplier, b.blackhole_s, b.lease_s, b.watchdog) == (300, 5, 0.0, 0.0, ())
+
+
+def test_routed_mode_bounds_are_the_agents(tmp_path):
+    """The bounds the CLI's options check (click ranges) are the ones the config checks."""
+    from dvrnet.cli import agent
+    from dvrnet.plan import config as pc
+    rng = {p.name: (p.type.min, p.type.max) for p in agent.params if hasattr(p.type, "min")}
+    assert rng["bgp_local_as"] == rng["bgp_peer_as"] == pc.ASN_RANGE
+    assert rng["bfd_ms"] == pc.BFD_MS_RANGE and rng["bfd_multiplier"] == pc.BFD_MULTIPLIER_RANGE
+    assert rng["blackhole_seconds"] == rng["bgp_lease_seconds"] == pc.SECONDS_RANGE
+
+
+@pytest.mark.parametrize("opt, why", [
+    ("bgp_local_as = 0", r"\[dvrnet\] bgp_local_as = 0: must be 1-4294967294"),
+    ("bgp_peer_as = 4294967295", r"\[dvrnet\] bgp_peer_as = 4294967295: must be 1-4294967294"),
+    ("bfd_ms = 5", r"\[dvrnet\] bfd_ms = 5: must be 10-10000"),
+    ("bfd_multiplier = 256", r"\[dvrnet\] bfd_multiplier = 256: must be 1-255"),
+    ("blackhole_seconds = -1", r"\[dvrnet\] blackhole_seconds = -1: must be 0-3600"),
+    ("bgp_lease_seconds = 3601", r"\[dvrnet\] bgp_lease_seconds = 3601: must be 0-3600"),
+    ("bfd_ms = fast", "bfd_ms"),
+    ("bgp_peer = tor:65000", r"\[dvrnet\] bgp_peer = tor:65000: .*expected ADDRESS:AS\[:PASSWORD\]"),
+    ("bgp_peer = 100.64.0.254", r"\[dvrnet\] bgp_peer = 100.64.0.254: .*expected ADDRESS:AS"),
+    ("bgp_peer = 100.64.0.254:0", r"\[dvrnet\] bgp_peer = 100.64.0.254:0: .*AS must be"),
+])
+def test_routed_mode_bad_values_name_the_option(tmp_path, opt, why):
+    with pytest.raises(ConfigError, match=why):
+        load(files(tmp_path, f"[DEFAULT]\nagent_mode = dvr\n[dvrnet]\n{opt}\n"), cfg.ConfigOpts())

@@ -85,6 +85,12 @@ class _Recorded:
     def get_local_port_ids(self):
         return set()
 
+    def get_networks(self, ids):
+        return []
+
+    def get_subnets(self, net):
+        return []
+
 
 def per_change(sizes=(100, 1000), say=print) -> list[dict]:
     base = json.loads(PAYLOAD.read_text())[0]

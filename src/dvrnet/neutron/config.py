@@ -29,7 +29,13 @@ What is read, and its Neutron meaning (options dvrnet does not know are ignored,
   (get_router_ids + sync_routers; catches what Neutron does not notify, e.g. a new external
   subnet), `coalesce_window` (routers_updated within it cause one sync_routers per router),
   `listen_notifications` (read `[oslo_messaging_notifications] topics` for subnet writes: a subnet
-  added to an external network is fetched at once instead of at the next full sync).
+  added to an external network is fetched at once instead of at the next full sync);
+- routed mode (docs/routed-mode.md; used by external networks tagged `dvrnet:routed` only), the
+  options of `dvrnet agent` under `[dvrnet]`, with its defaults and bounds (plan/config.py):
+  `bgp_local_as` (default derived from the host), `bgp_peer` (ADDRESS:AS[:PASSWORD], repeatable:
+  one line each; default the gateway of the fg-/qg- subnet with `bgp_peer_as`), `bgp_peer_as`
+  (65000), `bfd_ms` (100), `bfd_multiplier` (3), `blackhole_seconds` (3.0), `bgp_lease_seconds`
+  (5.0; 0: no watchdog).
 Bad values: `ConfigError` naming the option and the reason (one line from the CLI).
 """
 from __future__ import annotations
@@ -46,7 +52,15 @@ with warnings.catch_warnings():
 
 from ..model.errors import DvrnetError
 from ..plan import PlanConfig
-from ..plan.config import MetadataConfig
+from ..plan.config import (
+    ASN_RANGE,
+    BFD_MS_RANGE,
+    BFD_MULTIPLIER_RANGE,
+    SECONDS_RANGE,
+    BgpConfig,
+    MetadataConfig,
+    parse_bgp_peer,
+)
 
 MODES = ("dvr", "dvr_snat")
 BRIDGE_DRIVERS = ("linuxbridge", "neutron.agent.linux.interface.BridgeInterfaceDriver")
@@ -95,6 +109,18 @@ DVRNET_OPTS = [
     cfg.ListOpt("uplinks", default=[], help="Bridge ports leading off the node besides VXLAN/VLAN/bond ports."),
     cfg.BoolOpt("adopt_neutron_state", default=False,
                 help="Take over neutron-l3-agent's objects found on the node (docs/neutron.md)."),
+    # routed mode: `dvrnet agent`'s --bgp-*, --bfd-*, --blackhole-seconds (bounds checked in bgp_config)
+    cfg.IntOpt("bgp_local_as", help="Routed mode: this node's AS (default: a private 4-byte AS derived from host)."),
+    cfg.MultiStrOpt("bgp_peer", default=[],
+                    help="Routed mode: a ToR session ADDRESS:AS[:PASSWORD]; repeatable, one per line "
+                         "(default: the gateway of the fg-/qg- subnet, AS bgp_peer_as)."),
+    cfg.IntOpt("bgp_peer_as", default=65000, help="Routed mode: the ToR's AS when no bgp_peer is given."),
+    cfg.IntOpt("bfd_ms", default=100, help="Routed mode: BFD interval in milliseconds (x bfd_multiplier)."),
+    cfg.IntOpt("bfd_multiplier", default=3, help="Routed mode: BFD detection multiplier."),
+    cfg.FloatOpt("blackhole_seconds", default=3.0,
+                 help="Routed mode: how long a FIP that left this node stays a blackhole here."),
+    cfg.FloatOpt("bgp_lease_seconds", default=5.0,
+                 help="Routed mode: the watchdog's lease (0: no watchdog; docs/routed-mode.md)."),
     cfg.BoolOpt("listen_notifications", default=False,
                 help="Read Neutron's notification bus ([oslo_messaging_notifications] topics, needs driver = "
                      "messagingv2 on neutron-server): a subnet written on an external network is fetched at once."),
@@ -141,6 +167,32 @@ def port_kind_for(interface_driver: str | None, ovs_use_veth: bool, override: st
     return kind
 
 
+def bgp_config(d) -> BgpConfig:
+    """Routed mode's BgpConfig from the `[dvrnet]` group D, bounds as `dvrnet agent` checks them;
+    ConfigError naming the option."""
+    def num(x: float) -> str:
+        return str(int(x)) if float(x).is_integer() else str(x)
+
+    def bounded(name: str, lo: float, hi: float) -> None:
+        v = getattr(d, name)
+        if v is not None and not lo <= v <= hi:
+            raise ConfigError(f"[dvrnet] {name} = {num(v)}: must be {num(lo)}-{num(hi)}")
+    for name, (lo, hi) in (("bgp_local_as", ASN_RANGE), ("bgp_peer_as", ASN_RANGE), ("bfd_ms", BFD_MS_RANGE),
+                           ("bfd_multiplier", BFD_MULTIPLIER_RANGE), ("blackhole_seconds", SECONDS_RANGE),
+                           ("bgp_lease_seconds", SECONDS_RANGE)):
+        bounded(name, lo, hi)
+    peers = []
+    for item in d.bgp_peer:
+        try:
+            peers.append(parse_bgp_peer(item.strip()))
+        except ValueError as e:
+            raise ConfigError(f"[dvrnet] bgp_peer = {item}: {e}") from None
+    from ..kernel.watchdog import command as watchdog_command
+    return BgpConfig(local_as=d.bgp_local_as, peers=tuple(peers), peer_as=d.bgp_peer_as, bfd_ms=d.bfd_ms,
+                     bfd_multiplier=d.bfd_multiplier, blackhole_s=d.blackhole_seconds, lease_s=d.bgp_lease_seconds,
+                     watchdog=watchdog_command() if d.bgp_lease_seconds > 0 else ())
+
+
 def register(conf: cfg.ConfigOpts) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -185,6 +237,7 @@ def load(config_files: Sequence[str], conf: cfg.ConfigOpts | None = None, host: 
                                   group=conf.metadata_proxy_group or None)
         topics = tuple(t for t in conf.oslo_messaging_notifications.topics if t) or ("notifications",)
         bridge, ovs_db = conf.OVS.integration_bridge, conf.OVS.ovsdb_connection
+        bgp = bgp_config(d)
     except (cfg.Error, ValueError) as e:
         raise ConfigError(f"configuration: {e}") from None
     if not conf.transport_url:
@@ -209,7 +262,7 @@ def load(config_files: Sequence[str], conf: cfg.ConfigOpts | None = None, host: 
         raise ConfigError("[OVS] integration_bridge is empty: the OVS bridge router ports plug into")
     plan = PlanConfig(netns_prefix=d.netns_prefix, bridge_netns=d.bridge_netns, external_bridge=d.external_bridge,
                       port_kind=kind, bridge_mappings=tuple(sorted(d.bridge_mappings.items())), dvr_mac=mac,
-                      uplinks=tuple(u.strip() for u in d.uplinks if u.strip()), metadata=metadata,
+                      uplinks=tuple(u.strip() for u in d.uplinks if u.strip()), metadata=metadata, bgp=bgp,
                       **({"integration_bridge": bridge.strip()} if ovs else {}))
     return AgentConfig(host=host or conf.host, mode=mode, plan=plan, report_interval=report_interval,
                        resync_interval=d.resync_interval, neutron_resync_interval=d.neutron_resync_interval,

@@ -5,6 +5,11 @@ Calls (topic `q-l3-plugin`, exchange `neutron`; `L3Plugin`): `get_router_ids(hos
 `get_agent_gateway_port(network_id, host)`, `update_floatingip_statuses(router_id, fip_statuses)`;
 on a dvr_snat node also ML2's `get_ports_by_vnic_type_and_host` (topic `q-plugin`), the one call
 that says which ports are bound to the node (`get_ports_by_subnet` leaves the binding out).
+Routed mode needs what `sync_routers` leaves out (translate.py): an external network's tags,
+`get_networks(filters={'id': [...]}, fields=['id', 'tags'])` on `q-l3-plugin` (version 1.12), and
+its subnets' service types, the resources pull RPC on `q-plugin` (ML2's ResourcesPullRpcCallback,
+version 1.1, no namespace in neutron-lib 3.16): `bulk_pull(resource_type='Subnet', version='1.2',
+filter_kwargs={'network_id': NET})`, Subnet object primitives with `service_types`.
 State reports (topic `q-reports-plugin`; `StateReporter`): `report_state(agent_state={'agent_state':
 {...}}, time=...)`, a call the first time (`start_flag`) and whenever the answer matters, else a cast.
 
@@ -95,6 +100,14 @@ class RpcError(DvrnetError):
     """A call to neutron-server failed (timeout, server away, remote error); names the method."""
 
 
+class RpcUnsupported(RpcError):
+    """neutron-server does not have that method or version (an older release): asking again
+    will not help."""
+
+
+UNSUPPORTED = ("UnsupportedVersion", "NoSuchMethod", "CallbackNotFound")
+
+
 class L3Plugin:
     """The agent side of `q-l3-plugin` for one HOST."""
 
@@ -104,8 +117,8 @@ class L3Plugin:
         self.client = om.get_rpc_client(tr, om.Target(topic=L3_PLUGIN_TOPIC, exchange=EXCHANGE, version="1.0"))
         self.ml2 = om.get_rpc_client(tr, om.Target(topic=PLUGIN_TOPIC, exchange=EXCHANGE, version="1.0"))
 
-    def _call(self, version: str, method: str, timeout: float | None = None, **kw) -> Any:
-        cctxt = self.client.prepare(version=version, timeout=timeout or self.timeout)
+    def _call(self, rpc_version: str, method: str, timeout: float | None = None, client=None, **kw) -> Any:
+        cctxt = (client or self.client).prepare(version=rpc_version, timeout=timeout or self.timeout)
         try:
             return cctxt.call(agent_context(), method, **kw)
         except om.MessagingTimeout as e:
@@ -113,7 +126,8 @@ class L3Plugin:
         except om.MessagingException as e:
             raise RpcError(f"{method}: {type(e).__name__}: {e}") from e
         except om.RemoteError as e:
-            raise RpcError(f"{method}: neutron-server answered {e.exc_type}: {e.value}") from e
+            cls = RpcUnsupported if e.exc_type in UNSUPPORTED else RpcError
+            raise cls(f"{method}: neutron-server answered {e.exc_type}: {e.value}") from e
         except (OSError, ConnectionError) as e:
             raise RpcError(f"{method}: {e}") from e
 
@@ -128,6 +142,16 @@ class L3Plugin:
 
     def get_agent_gateway_port(self, network_id: str) -> dict | None:
         return self._call("1.2", "get_agent_gateway_port", network_id=network_id, host=self.host)
+
+    def get_networks(self, network_ids: list[str]) -> list[dict]:
+        """The networks NETWORK_IDS with their `tags` (what routed mode reads)."""
+        return list(self._call("1.12", "get_networks", filters={"id": list(network_ids)},
+                               fields=["id", "tags"]) or [])
+
+    def get_subnets(self, network_id: str) -> list[dict]:
+        """The Subnet objects of NETWORK_ID as primitives (with `service_types`)."""
+        return list(self._call("1.1", "bulk_pull", client=self.ml2, resource_type="Subnet", version="1.2",
+                               filter_kwargs={"network_id": network_id}) or [])
 
     def update_floatingip_statuses(self, router_id: str, statuses: dict[str, str]) -> None:
         self._call("1.1", "update_floatingip_statuses", router_id=router_id, fip_statuses=statuses)

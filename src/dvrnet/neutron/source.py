@@ -23,7 +23,14 @@ How a view changes:
 - a router dvrnet cannot serve (translate.Refused) is logged at ERROR once per reason, listed in
   `refused`, and left as it is: never planned if it was not, its last good graph kept if it was;
 - a graph needing the host's `fg-` port that the payload did not carry asks
-  `get_agent_gateway_port` once per external network.
+  `get_agent_gateway_port` once per external network;
+- routed mode (translate.py `ExternalInfo`): the tags of the routers' external networks
+  (`get_networks`, one call) and their subnets' service types (`get_subnets`, one call per
+  network) are read on every full sync, when an external network is first seen, when a fetched
+  router names a subnet of it not read yet, and when a `network_update` names it (a subnet
+  notification, with `listen_notifications`); never per FIP change. A tag change notifies nothing
+  (Neutron's tag API casts nothing): it is seen at the next full sync (`neutron_resync_interval`).
+  A server without these calls (RpcUnsupported) leaves the networks `l2`, logged once.
 While calls fail the current view stays (the data plane is left as it is) and the next try waits
 a capped, jittered backoff; the first success after a failure runs a full sync.
 """
@@ -41,8 +48,8 @@ from ..model import Cloud
 from ..model.changeset import Key
 from ..model.resources import AgentMode
 from .assemble import Assembly
-from .rpc import Event, RpcError
-from .translate import Refused, RouterGraph, translate_router
+from .rpc import Event, RpcError, RpcUnsupported
+from .translate import BadAnswer, ExternalInfo, Refused, RouterGraph, external_info, translate_router
 
 log = logging.getLogger("dvrnet.neutron")
 
@@ -60,6 +67,8 @@ class Plugin:
     def get_ports_by_subnet(self, subnet_id: str) -> list[dict]: ...
     def get_agent_gateway_port(self, network_id: str) -> dict | None: ...
     def get_local_port_ids(self) -> set[str]: ...
+    def get_networks(self, network_ids: list[str]) -> list[dict]: ...
+    def get_subnets(self, network_id: str) -> list[dict]: ...
 
 
 @dataclass
@@ -68,6 +77,7 @@ class SyncStats:
     router_fetches: int = 0          # sync_routers calls
     routers_fetched: int = 0         # router dicts received
     port_fetches: int = 0            # get_ports_by_subnet calls
+    network_fetches: int = 0         # get_networks calls (each with get_subnets per network)
     last_change_seconds: float = 0.0
     events: int = 0
     failures: int = 0
@@ -94,6 +104,9 @@ class NeutronSource:
         self.order: dict[str, int] = {}     # router id -> fetch sequence (newest decides shared resources)
         self.ports: dict[str, dict[str, dict]] = {}     # tenant subnet -> ip -> port dict
         self.agent_gateways: dict[str, dict] = {}       # external network -> fg- port dict
+        self.external: dict[str, ExternalInfo] = {}     # external network -> tags, service types
+        self._external_subnets: dict[str, frozenset[str]] = {}     # ... and the subnets read with them
+        self._external_warned: set[str] = set()
         self.refused: dict[str, str] = {}
         self.local_ports: set[str] | None = None        # dvr_snat: the ports bound here (ML2)
         self.stats = SyncStats()
@@ -193,6 +206,7 @@ class NeutronSource:
             for i in range(0, len(ids), SYNC_CHUNK):
                 fetched += self._sync(ids[i:i + SYNC_CHUNK])
             got = {r["id"] for r in fetched if isinstance(r, dict) and isinstance(r.get("id"), str)}
+            self._read_external(fetched, force=True)
             self._read_local_ports()
             old_ports, self.ports = self.ports, {}      # every tenant subnet is read again ...
             try:
@@ -235,6 +249,7 @@ class NeutronSource:
         fetch: list[str] = []
         dropped: set[str] = set()
         touched: set[str] = set()
+        stale: set[str] = set()         # external networks whose tags/service types are read again
         for ev in events:
             if ev.kind in ("routers_updated", "router_added_to_agent"):
                 fetch += [r for r in ev.routers if r not in fetch]
@@ -252,6 +267,8 @@ class NeutronSource:
             elif ev.kind == "network_update":
                 net = ev.data["network_id"]
                 fetch += [rid for rid, g in self.graphs.items() if net in g.networks and rid not in fetch]
+                if net in self.external:
+                    stale.add(net)
             elif ev.kind == "agent_updated":
                 self.request_full_sync()
             else:
@@ -260,6 +277,7 @@ class NeutronSource:
             self._drop(rid)
         if fetch:
             fetched = self._sync(fetch)
+            self._read_external(fetched, stale=stale)
             self._read_local_ports()
             got = {r.get("id") for r in fetched if isinstance(r, dict)}
             for rid in fetch:
@@ -290,6 +308,58 @@ class NeutronSource:
             self.order[rid] = self._seq
             self._ports_for(r)
             self._translate(rid)
+
+    @staticmethod
+    def _external_of(r: dict) -> tuple[str | None, set[str]]:
+        """A raw router's external network and the ids of the subnets its payload names there."""
+        gw = r.get("gw_port") if isinstance(r, dict) else None
+        if not isinstance(gw, dict) or not isinstance(gw.get("network_id"), str):
+            return None, set()
+        subs = {s.get("id") for k in ("subnets", "extra_subnets") for s in (gw.get(k) or ()) if isinstance(s, dict)}
+        return gw["network_id"], {x for x in subs if isinstance(x, str)}
+
+    def _read_external(self, fetched: Iterable[dict], force: bool = False, stale: Iterable[str] = ()) -> None:
+        """Tags and subnet service types of the external networks of FETCHED routers: all of them
+        (FORCE: a full sync), else those not read yet, those named in STALE, and those whose payload
+        names a subnet not read yet. One get_networks, one get_subnets per network."""
+        want: set[str] = set(stale)
+        named: dict[str, set[str]] = {}
+        for r in fetched:
+            net, subs = self._external_of(r)
+            if net is not None:
+                named.setdefault(net, set()).update(subs)
+            if net is not None and (force or net not in self.external
+                                    or not subs <= self._external_subnets.get(net, frozenset())):
+                want.add(net)
+        if not want:
+            return
+        nets = sorted(want)
+        try:
+            self.stats.network_fetches += 1
+            networks = self.plugin.get_networks(nets)
+            prims = {n: self.plugin.get_subnets(n) for n in nets}
+            info = external_info(networks, prims)
+        except RpcUnsupported as e:
+            for n in nets:
+                if n not in self._external_warned:
+                    log.error("neutron-server cannot say network %s's tags or subnet service types (%s): "
+                              "treated as an l2 network", n, e)
+                    self._external_warned.add(n)
+                self.external.setdefault(n, ExternalInfo())
+                self._external_subnets[n] = self._external_subnets.get(n, frozenset()) | named.get(n, set())
+            return
+        except BadAnswer as e:
+            log.error("ignoring the answer about networks %s (kept what was known): %s", ", ".join(nets), e)
+            return
+        for n in nets:
+            old = self.external.get(n)
+            new = info.get(n, ExternalInfo())
+            if old is not None and old.routed != new.routed:
+                log.info("external network %s is %s now", n, "routed (tag dvrnet:routed)" if new.routed else "l2")
+            self.external[n] = new
+            # what was read, and what the payloads named (read with it, even if the answer left it out)
+            self._external_subnets[n] = frozenset(named.get(n, set())).union(
+                d["versioned_object.data"]["id"] for d in prims[n])
 
     def _ports_for(self, r: dict) -> None:
         """get_ports_by_subnet for the router's tenant subnets not read yet."""
@@ -347,9 +417,9 @@ class NeutronSource:
             return
         ports = {sid: list(by_ip.values()) for sid, by_ip in self.ports.items()}
         try:
-            g = translate_router(r, self.host, ports, self.agent_gateways, self.local_ports)
+            g = translate_router(r, self.host, ports, self.agent_gateways, self.local_ports, self.external)
             if self._wants_fg(g) and self._agent_gateway(g.external_network_id or ""):
-                g = translate_router(r, self.host, ports, self.agent_gateways, self.local_ports)
+                g = translate_router(r, self.host, ports, self.agent_gateways, self.local_ports, self.external)
         except Refused as e:
             if self.refused.get(rid) != e.reason:
                 log.error("router %s is refused and left as it is: %s", rid, e.reason)

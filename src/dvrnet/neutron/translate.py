@@ -26,10 +26,21 @@ What maps to what:
   their SNAT); otherwise the server sent the router because HOST serves it (a dvr node gets only
   such routers), so its compute ports count as bound here.
 
+Routed mode (S6, docs/routed-mode.md): `sync_routers` carries no network tags and no subnet
+`service_types`; the source fetches them (rpc.L3Plugin `get_networks`, `get_subnets`) and hands
+them in as `external`: network id -> `ExternalInfo` (its tags, its subnets' service types). The
+external network then carries its tags (`dvrnet:routed` makes it routed) and its subnets their
+service types (typed `network:floatingip_agent_gateway` / `network:router_gateway`: private).
+`external_info(networks, subnet_primitives)` reads the two answers (network dicts of
+`get_networks`; Subnet OVO primitives of `bulk_pull`). Service types dvrnet does not know are
+left out (they decide nothing here). Without an entry for the network it is `l2`, as before.
+
 Refused (`Refused`, with the reason; the router is left untouched): not distributed, HA, an IPv6
-external gateway, extra routes, default-route ECMP/BFD, port forwarding FIPs, and any field that
-does not parse (named in the reason). IPv6 subnets of a network are skipped (dvrnet is IPv4 only,
-like upstream's fip namespace).
+external gateway, extra routes, default-route ECMP/BFD, port forwarding FIPs, a gateway on a
+routed network without an address in a private subnet (`openstack router set --external-gateway
+EXT --fixed-ip subnet=PRIVATE --fixed-ip subnet=PUBLIC R` gives it one), and any field that does
+not parse (named in the reason). IPv6 subnets of a network are skipped (dvrnet is IPv4 only, like
+upstream's fip namespace).
 """
 from __future__ import annotations
 
@@ -40,7 +51,16 @@ from ipaddress import IPv4Address
 
 from ..model import Cloud, DeviceOwner, ExternalGateway, FixedIP, FloatingIP, Host, Network, Port, Router, Subnet
 from ..model.errors import DvrnetError
-from ..model.resources import AgentMode, is_compute, parse_cidr, parse_ip
+from ..model.resources import (
+    ROUTED_PRIVATE_SERVICE_TYPES,
+    ROUTED_TAG,
+    AgentMode,
+    check_tag,
+    is_compute,
+    parse_cidr,
+    parse_ip,
+    valid_service_type,
+)
 
 ROUTER_OWNED = frozenset({DeviceOwner.ROUTER_GATEWAY.value, DeviceOwner.ROUTER_INTERFACE_DISTRIBUTED.value,
                           DeviceOwner.ROUTER_INTERFACE.value, DeviceOwner.ROUTER_SNAT.value,
@@ -54,6 +74,71 @@ class Refused(DvrnetError):
         super().__init__(f"router {router_id}: {reason}")
         self.router_id = router_id
         self.reason = reason
+
+
+@dataclass(frozen=True)
+class ExternalInfo:
+    """What `sync_routers` leaves out of an external network: its tags, and the service types of
+    its subnets (subnet id -> types; a subnet not listed has none)."""
+    tags: tuple[str, ...] = ()
+    service_types: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+
+    @property
+    def routed(self) -> bool:
+        return ROUTED_TAG in self.tags
+
+
+class BadAnswer(DvrnetError):
+    """An answer of get_networks / bulk_pull that does not parse (names the field)."""
+
+
+def _tags(value: object, path: str) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if not isinstance(value, list):
+        raise BadAnswer(f"{path}: expected a list of tags, got {type(value).__name__}")
+    try:
+        return tuple(sorted({check_tag(t) for t in value}))
+    except DvrnetError as e:
+        raise BadAnswer(f"{path}: {e}") from None
+
+
+def _ovo_data(prim: object, path: str, name: str) -> dict:
+    """The fields of one oslo.versionedobjects primitive of object NAME."""
+    if not isinstance(prim, dict) or prim.get("versioned_object.name") != name:
+        raise BadAnswer(f"{path}: not a {name} object primitive")
+    data = prim.get("versioned_object.data")
+    if not isinstance(data, dict):
+        raise BadAnswer(f"{path}.versioned_object.data: expected an object")
+    return data
+
+
+def external_info(networks: Iterable[object], subnets: Mapping[str, Sequence[object]]) -> dict[str, ExternalInfo]:
+    """NETWORKS (network dicts of `get_networks`, at least `id` and `tags`) and SUBNETS (network id
+    -> the Subnet primitives `bulk_pull` returned for it) -> network id -> ExternalInfo, for every
+    network in either. Raises BadAnswer naming what does not parse."""
+    tags: dict[str, tuple[str, ...]] = {}
+    for i, n in enumerate(networks):
+        if not isinstance(n, dict) or not isinstance(n.get("id"), str):
+            raise BadAnswer(f"get_networks[{i}]: not a network with an id")
+        tags[n["id"]] = _tags(n.get("tags"), f"get_networks[{i}].tags")
+    types: dict[str, dict[str, tuple[str, ...]]] = {}
+    for nid, prims in subnets.items():
+        by = types.setdefault(nid, {})
+        for i, p in enumerate(prims):
+            path = f"bulk_pull(Subnet, network_id={nid})[{i}]"
+            d = _ovo_data(p, path, "Subnet")
+            sid, st = d.get("id"), d.get("service_types")
+            if not isinstance(sid, str):
+                raise BadAnswer(f"{path}.id: missing or not a string")
+            if d.get("network_id") not in (None, nid):
+                raise BadAnswer(f"{path}.network_id: {d.get('network_id')!r} is not {nid}")
+            if st is not None and not (isinstance(st, list) and all(isinstance(x, str) for x in st)):
+                raise BadAnswer(f"{path}.service_types: expected a list of strings")
+            known = tuple(dict.fromkeys(x for x in st or () if valid_service_type(x)))
+            if known:
+                by[sid] = known
+    return {nid: ExternalInfo(tags.get(nid, ()), types.get(nid, {})) for nid in {*tags, *types}}
 
 
 @dataclass(frozen=True)
@@ -130,8 +215,10 @@ def _is_v4(value: object) -> bool:
         return False
 
 
-def _subnet(f: _Field, d: dict, network_id: str, path: str) -> Subnet | None:
-    """A model Subnet from a payload subnet dict; None for an IPv6 subnet."""
+def _subnet(f: _Field, d: dict, network_id: str, path: str,
+            service_types: Mapping[str, tuple[str, ...]] | None = None) -> Subnet | None:
+    """A model Subnet from a payload subnet dict; None for an IPv6 subnet. SERVICE_TYPES: the
+    external network's, fetched apart (the payload has none)."""
     d = f.dict(d, path)
     sid = f.str(d, "id", path)
     cidr_s = d.get("cidr")
@@ -143,7 +230,8 @@ def _subnet(f: _Field, d: dict, network_id: str, path: str) -> Subnet | None:
         cidr = parse_cidr(f"{path}.cidr", cidr_s)
         gw = d.get("gateway_ip")
         gw_ip = parse_ip(f"{path}.gateway_ip", gw) if gw else None
-        return Subnet(id=sid, network_id=network_id, cidr=cidr, gateway_ip=gw_ip, name=str(d.get("name") or ""))
+        return Subnet(id=sid, network_id=network_id, cidr=cidr, gateway_ip=gw_ip, name=str(d.get("name") or ""),
+                      service_types=(service_types or {}).get(sid, ()))
     except DvrnetError as e:
         raise f.fail(path, str(e)) from None
 
@@ -211,10 +299,12 @@ def _refusal(f: _Field, r: dict) -> str | None:
 
 def translate_router(router: object, host: str, ports_by_subnet: Mapping[str, Sequence[dict]] | None = None,
                      agent_gateways: Mapping[str, dict] | None = None,
-                     local_ports: Collection[str] | None = None) -> RouterGraph:
+                     local_ports: Collection[str] | None = None,
+                     external: Mapping[str, ExternalInfo] | None = None) -> RouterGraph:
     """One router dict of `sync_routers` -> its RouterGraph on HOST; raises Refused.
     local_ports: ids of the ports bound to HOST when known (a dvr_snat node asks ML2); None: the
-    server sent the router because HOST serves it, so its compute ports count as bound here."""
+    server sent the router because HOST serves it, so its compute ports count as bound here.
+    external: network id -> its tags and subnet service types (see the module docstring)."""
     if not isinstance(router, dict) or not isinstance(router.get("id"), str) or not router["id"]:
         raise Refused("?", "payload is not a router object with an id")
     rid = router["id"]
@@ -224,21 +314,24 @@ def translate_router(router: object, host: str, ports_by_subnet: Mapping[str, Se
         raise Refused(rid, why)
     ports_by_subnet = ports_by_subnet or {}
     agent_gateways = agent_gateways or {}
+    ext_info = external or {}
     networks: dict[str, Network] = {}
     subnets: dict[str, dict[str, Subnet]] = {}
 
-    def add_net(nid: str, mtu: int, external: bool) -> None:
+    def add_net(nid: str, mtu: int, is_external: bool) -> None:
         old = networks.get(nid)
-        if old is None or (external and not old.external):
+        if old is None or (is_external and not old.external):
+            tags = ext_info[nid].tags if is_external and nid in ext_info else ()
             try:
-                networks[nid] = Network(id=nid, external=external, mtu=mtu)
+                networks[nid] = Network(id=nid, external=is_external, mtu=mtu, tags=tags)
             except DvrnetError as e:
                 raise f.fail(f"network {nid}", str(e)) from None
 
     def add_subnets(port: dict, nid: str, path: str) -> None:
+        info = ext_info.get(nid) if networks.get(nid) is not None and networks[nid].external else None
         for key in ("subnets", "extra_subnets"):
             for i, s in enumerate(f.list(port.get(key), f"{path}.{key}")):
-                sub = _subnet(f, s, nid, f"{path}.{key}[{i}]")
+                sub = _subnet(f, s, nid, f"{path}.{key}[{i}]", info.service_types if info else None)
                 if sub is not None:
                     subnets.setdefault(nid, {}).setdefault(sub.id, sub)
 
@@ -255,6 +348,8 @@ def translate_router(router: object, host: str, ports_by_subnet: Mapping[str, Se
         gp = _port(f, gw, "gw_port", DeviceOwner.ROUTER_GATEWAY.value, rid, str(gw_host))
         if not gp.fixed_ips:
             raise Refused(rid, "the gateway port has no IPv4 address")
+        if networks[ext_net].routed:
+            _check_routed_gateway(rid, ext_net, gp, subnets.get(ext_net, {}))
         own.append(gp)
         egi = router.get("external_gateway_info") or {}
         snat = egi.get("enable_snat", router.get("enable_snat", True)) if isinstance(egi, dict) else True
@@ -371,6 +466,20 @@ def translate_router(router: object, host: str, ports_by_subnet: Mapping[str, Se
         ports_on_subnet={s: tuple(vm_ports[p] for p in sorted(set(ids))) for s, ids in on_subnet.items()},
         own_ports=tuple(own), agent_gateways=fg_ports, fips=tuple(fips), skipped_fips=skipped,
         tenant_subnet_ids=tuple(tenant))
+
+
+def _check_routed_gateway(rid: str, net: str, gp: Port, subs: Mapping[str, Subnet]) -> None:
+    """A gateway on a routed network needs qg-'s private address (plan/routed.py): without one the
+    snat- namespace would have no address on the segment, no BGP session and no default route."""
+    if any(f.subnet_id in subs and subs[f.subnet_id].routed_private for f in gp.fixed_ips):
+        return
+    private = sorted(s.name or s.id for s in subs.values() if s.routed_private)
+    have = ", ".join(str(f.ip_address) for f in gp.fixed_ips)
+    hint = (f"set it with `openstack router set --external-gateway {net} --fixed-ip subnet={private[0]} "
+            f"--fixed-ip subnet=PUBLIC {rid}`" if private else
+            f"the network has no subnet typed {' or '.join(sorted(ROUTED_PRIVATE_SERVICE_TYPES))}")
+    raise Refused(rid, f"the gateway on routed network {net} (tag {ROUTED_TAG}) has no address in a private "
+                       f"subnet (it has {have}): {hint}")
 
 
 def cloud_of(host: str, mode: AgentMode | str, graphs: Iterable[RouterGraph], revision: int = 0) -> Cloud:

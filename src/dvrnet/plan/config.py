@@ -21,6 +21,30 @@ class BgpPeer:
     password: str | None = None           # TCP-MD5
 
 
+# the bounds of routed mode's settings, for every front end (`dvrnet agent` options, the
+# neutron-agent's `[dvrnet]` options): (lowest, highest)
+ASN_RANGE = (1, 4294967294)
+BFD_MS_RANGE = (10, 10000)
+BFD_MULTIPLIER_RANGE = (1, 255)
+SECONDS_RANGE = (0.0, 3600.0)         # blackhole and lease seconds
+
+
+def parse_bgp_peer(item: str) -> BgpPeer:
+    """`ADDRESS:AS[:PASSWORD]` (an IPv4 address, an AS in ASN_RANGE, a TCP-MD5 password that may
+    itself hold colons) -> BgpPeer; ValueError saying what is wrong."""
+    import ipaddress
+    addr, sep, rest = item.partition(":")
+    asn, _, password = rest.partition(":")
+    try:
+        ipaddress.IPv4Address(addr)
+        n = int(asn)
+    except ValueError:
+        raise ValueError(f"{item!r}: expected ADDRESS:AS[:PASSWORD] with an IPv4 address and an AS number") from None
+    if not sep or not ASN_RANGE[0] <= n <= ASN_RANGE[1]:
+        raise ValueError(f"{item!r}: AS must be {ASN_RANGE[0]}-{ASN_RANGE[1]}")
+    return BgpPeer(addr, n, password or None)
+
+
 @dataclass(frozen=True)
 class BgpConfig:
     """Routed mode (docs/routed-mode.md): eBGP from every routed fip-/snat- namespace to the ToR.
