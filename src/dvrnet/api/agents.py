@@ -119,7 +119,7 @@ def routes(svc: Service, auth: Auth, feed: Feed) -> APIRouter:
         state = await run_in_threadpool(svc.state)
         if name not in state.cloud.hosts:
             raise NotFound("Host", name)
-        await run_in_threadpool(svc.heartbeat, name, getattr(request.state, "request_id", "-"))
+        await svc.beat(name, getattr(request.state, "request_id", "-"))
         feed.bind()
         feed.observe(state.revision)
         if state.revision <= since and wait > 0:

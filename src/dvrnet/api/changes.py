@@ -17,10 +17,11 @@ Each call is the host's heartbeat (as the view is); admin-only.
 """
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Query, Request, Response
 from starlette.concurrency import run_in_threadpool
 
 from ..model import InvalidInput
@@ -78,6 +79,12 @@ def delta_body(host: str, hc: HostChanges) -> dict[str, Any] | None:
     return {**_head(host, hc.state, hc.feed.database_id), "resync": False, "upserts": upserts, "deletes": deletes}
 
 
+def encode_body(body: dict[str, Any]) -> bytes:
+    """The answer's bytes (as FastAPI's JSONResponse writes them, without its generic encoder:
+    every value here is already JSON's)."""
+    return json.dumps(body, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode()
+
+
 def answer(svc: Service, host: str, cursor: tuple[str, int] | None) -> tuple[dict[str, Any], bool]:
     """(body, empty delta?) for HOST after CURSOR."""
     store = svc.store
@@ -117,7 +124,7 @@ def routes(svc: Service, auth: Auth, feed: Feed) -> APIRouter:
         cursor = parse_since(since)
         feed.bind()
         body, empty = await run_in_threadpool(answer, svc, name, cursor)
-        await run_in_threadpool(svc.heartbeat, name, getattr(request.state, "request_id", "-"))
+        await svc.beat(name, getattr(request.state, "request_id", "-"))
         if empty and wait > 0:
             feed.observe(body["revision"])
             if await feed.wait_host(name, body["revision"], min(wait, MAX_WAIT)):
@@ -125,6 +132,6 @@ def routes(svc: Service, auth: Auth, feed: Feed) -> APIRouter:
             else:
                 latest, _ = await run_in_threadpool(answer, svc, name, cursor)
                 body = latest           # still nothing for this host: the newer cursor, O(1) bytes
-        return body
+        return Response(encode_body(body), media_type="application/json")
 
     return r

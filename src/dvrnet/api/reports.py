@@ -225,7 +225,7 @@ def routes(svc: Service, auth: Auth) -> APIRouter:
             return {"host": name, "revision": rev, "floatingips": sum(1 for x in mine if x.kind == "floatingips"),
                     "ports": sum(1 for x in mine if x.kind == "ports"), "ignored": sorted(ignored)}
         answer = await run_in_threadpool(store)
-        await run_in_threadpool(svc.heartbeat, name, getattr(request.state, "request_id", "-"))
+        await svc.beat(name, getattr(request.state, "request_id", "-"))
         return {"status": answer}
 
     @r.get("/v2.0/dvrnet/hosts/{name}/status",

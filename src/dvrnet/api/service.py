@@ -16,6 +16,8 @@ import logging
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from starlette.concurrency import run_in_threadpool
+
 from ..ops import Workspace
 from ..store import Change, DatabaseUnavailable, State, Store
 from .actions import Txn
@@ -38,6 +40,19 @@ class Service:
         fault the agent is still served, and the next call records it."""
         try:
             self.store.heartbeat(host)
+        except DatabaseUnavailable as e:
+            log.warning("request %s: heartbeat of host %s not recorded: %s", request_id, host, e.log_detail)
+
+    async def beat(self, host: str, request_id: str = "-") -> None:
+        """`heartbeat` from the event loop: the beat is noted in memory at once; only when the
+        batched write is due does it go to a worker thread (once per 10 s, not per request)."""
+        _, due = self.store.note_beat(host)
+        if due:
+            await run_in_threadpool(self._flush_beats, host, request_id)
+
+    def _flush_beats(self, host: str, request_id: str) -> None:
+        try:
+            self.store.flush_beats()
         except DatabaseUnavailable as e:
             log.warning("request %s: heartbeat of host %s not recorded: %s", request_id, host, e.log_detail)
 

@@ -1,6 +1,7 @@
 """Engines for the two supported databases, and the write lock each one uses.
 
-- SQLite (default, one server): WAL journal, foreign keys on, the driver's own transaction
+- SQLite (default, one server): connections kept for every worker thread (`SQLITE_POOL`: a
+  connection opened per read costs more than the read), WAL journal, foreign keys on, the driver's own transaction
   handling off so that we emit `BEGIN` ourselves: `BEGIN IMMEDIATE` for writes (takes the database
   write lock up front, so two writers never both read the old state) and a deferred `BEGIN` for
   reads (a consistent snapshot under WAL). `sqlite://` (in memory) shares one connection.
@@ -19,6 +20,7 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.pool import StaticPool
 
 WRITE_LOCK_KEY = 0x64767201   # "dvr\x01"
+SQLITE_POOL = 40
 
 
 def normalize_url(url: str) -> str:
@@ -43,6 +45,8 @@ def make_engine(url: str) -> Engine:
         kw: dict = {"connect_args": {"check_same_thread": False, "timeout": 60}}
         if memory:
             kw["poolclass"] = StaticPool
+        else:   # as many as the server's worker threads (anyio's 40): none opened and closed per read
+            kw.update(pool_size=SQLITE_POOL, max_overflow=8)
         engine = sa.create_engine(url, **kw)
 
         @event.listens_for(engine, "connect")

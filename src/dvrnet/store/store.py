@@ -259,17 +259,33 @@ class Store:
         database in one transaction, at most every `min_interval` seconds (0: now), so a thousand
         hosts following the feed cost one write per 10 s, not one per host (`heartbeats()` shows
         the unwritten ones too). Returns the timestamp recorded, or None when it was too soon."""
+        ts, due = self.note_beat(host, min_interval)
+        if due:
+            self.flush_beats(min_interval)
+        return ts
+
+    def note_beat(self, host: str, min_interval: float = 10.0) -> tuple[str | None, bool]:
+        """The in-memory half of `heartbeat` (no database, no waiting: the event loop may call
+        it): (the timestamp recorded or None, whether a `flush_beats` is due)."""
         import time
         mono = time.monotonic()
-        last = self._beats.get(host, 0.0)
-        if mono - last < min_interval:
-            return None
-        ts = now()
         with self._beat_lock:
+            last = self._beats.get(host, 0.0)
+            if mono - last < min_interval:
+                return None, False
+            ts = now()
             self._beats[host] = mono
             self._pending_beats[host] = ts
-            if mono - self._beats_flushed < min_interval:
-                return ts
+            return ts, mono - self._beats_flushed >= min_interval
+
+    def flush_beats(self, min_interval: float = 10.0) -> None:
+        """Write every beat not yet written, in one transaction (unless another flush did it less
+        than `min_interval` seconds ago); on a database fault they stay pending for the next one."""
+        import time
+        mono = time.monotonic()
+        with self._beat_lock:
+            if mono - self._beats_flushed < min_interval or not self._pending_beats:
+                return
             pending, self._pending_beats = self._pending_beats, {}
             flushed, self._beats_flushed = self._beats_flushed, mono
         try:
@@ -278,14 +294,13 @@ class Store:
                           .values(heartbeat_at=sa.bindparam("b_at")),
                           [{"b_name": h, "b_at": v} for h, v in sorted(pending.items())])
         except DB_FAULTS as e:
-            with self._beat_lock:             # not written: the next call tries again
+            with self._beat_lock:             # not written: the next beat tries again
                 for h, v in pending.items():
                     self._pending_beats.setdefault(h, v)
-                self._beats[host] = last
+                    self._beats.pop(h, None)
                 self._beats_flushed = flushed
             self._discard_connections()
             raise DatabaseUnavailable("written", e) from None
-        return ts
 
     # ---- writes ----------------------------------------------------------------------
     def write(self, fn: Callable[[State], Change[T]],
