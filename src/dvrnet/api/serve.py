@@ -1,6 +1,7 @@
-"""`run(...)`: start the server with uvicorn and block (what `dvrnet server` calls): httptools'
-parser and uvloop's event loop (pinned dependencies: less CPU per request than h11 and asyncio's
-loop, which matters for a thousand agents long-polling the delta feed)."""
+"""`run(...)`: start the server with uvicorn and block (what `dvrnet server` calls). uvicorn
+picks httptools' parser and uvloop's event loop when they are installed (pinned dependencies: less
+CPU per request than h11 and asyncio's loop, which matters for a thousand agents long-polling the
+delta feed); a venv made before they were added still runs, on h11 and asyncio."""
 from __future__ import annotations
 
 import os
@@ -27,5 +28,4 @@ def run(bind: str, db: str | None, auth: str, state_dir: str, tokens: str | None
     host, port = parse_bind(bind)
     os.makedirs(state_dir, exist_ok=True)
     app = create_app(db or default_db(state_dir), auth=auth, tokens=tokens, change_log_revisions=change_log_revisions)
-    uvicorn.run(app, host=host, port=port, log_level="info", timeout_graceful_shutdown=3,
-                http="httptools", loop="uvloop")
+    uvicorn.run(app, host=host, port=port, log_level="info", timeout_graceful_shutdown=3)   # http/loop "auto": httptools and uvloop
