@@ -803,7 +803,7 @@ def _run_trace(vm, dst, fip, src, host, server, token, state_dir, config, netns_
     """The trace a `dvrnet trace` command line asks for (lab or one real node)."""
     import ipaddress
 
-    from .trace import TraceError, Tracer, lab_tracer, server_node
+    from .trace import TraceError, Tracer, lab_tracer, server_fip_host, server_node
     if fip is not None and (vm or dst):
         raise click.UsageError("give either VM DST or --inbound FIP, not both")
     if fip is None and not (vm and dst):
@@ -818,7 +818,8 @@ def _run_trace(vm, dst, fip, src, host, server, token, state_dir, config, netns_
         if server is None:
             os.environ.setdefault("DVRNET_LAB_STATE", state_dir)
         url, prefix, bridge = _lab_defaults(host, server, netns_prefix, bridge_netns)
-        tracer = Tracer([server_node(host, url, config(host, prefix, bridge), token)])
+        tracer = Tracer([server_node(host, url, config(host, prefix, bridge), token)],
+                        served_at=server_fip_host(url, token))
     else:
         from .lab.info import LabInfo
         try:

@@ -1,6 +1,7 @@
 """Nothing lost, end to end (issue 11's property, the agent side): a real server (uvicorn, SQLite
 file, change log kept only a few revisions) takes random API writes — ports created, moved between
-hosts and deleted, floating IPs created, re-associated and deleted, routers with interfaces
+hosts and deleted, floating IPs created, re-associated and deleted (every run starts by moving one
+FIP between two hosts: its VM migrated, then the FIP re-associated), routers with interfaces
 created and deleted, subnets created and deleted, a router's gateway cleared and set — while every
 host follows it with the agent's own `Feed` (the delta feed, `/changes`) and plans with a
 `HostPlanner` fed the touched keys of each View, chained as the agent loop chains them
@@ -11,7 +12,9 @@ the host's view (`GET .../view`), and the incremental plan equals `plan_host` of
 Also across: server restarts (a new app on the same file: the change log tracker starts again),
 retention gaps (a laggard's cursor older than the log: a "resync" answer), a since from another
 database (the server moved to a fresh database built again with the same hosts) and a restored
-backup (the cursor ahead of the database). The test checks that each of those paths was taken."""
+backup (the cursor ahead of the database). And every FIP is in at most one host's view (the host
+its port is bound to: model/placement.py), so a migration or re-association moves it between
+views. The test checks that each of those paths was taken."""
 from __future__ import annotations
 
 import random
@@ -106,6 +109,28 @@ class Writer:
 
     def vms(self):
         return [p for p in self.lst("ports") if p["device_owner"].startswith("compute:")]
+
+    def routed_vm(self, host: str) -> str:
+        """A new VM port on HOST, on a subnet of a router with its gateway (a FIP can point at it)."""
+        gw = {r["id"] for r in self.lst("routers") if r["external_gateway_info"]}
+        sub = next(f["subnet_id"] for p in self.lst("ports") if p["device_owner"] == "network:router_interface_distributed"
+                   and p["device_id"] in gw for f in p["fixed_ips"])
+        return ok(self.c.post("/v2.0/ports", json={"port": {
+            "network_id": self.tenant, "fixed_ips": [{"subnet_id": sub}], "device_owner": "compute:nova",
+            "binding:host_id": host}}))["port"]["id"]
+
+    def across(self, i: int) -> str:
+        """Steps 0-2 of every run: a FIP on a VM of compute1, the VM migrated to compute2, the FIP
+        re-associated to a VM of compute1: the FIP moves between the two hosts' views."""
+        if i == 0:
+            self.moving = ok(self.c.post("/v2.0/floatingips", json={"floatingip": {
+                "floating_network_id": self.ext, "port_id": self.routed_vm("compute1")}}))["floatingip"]
+            return "fip+ (compute1)"
+        if i == 1:
+            ok(self.c.put(f"/v2.0/ports/{self.moving['port_id']}", json={"port": {"binding:host_id": "compute2"}}))
+            return "move the FIP's VM to compute2"
+        ok(self.c.put(f"/v2.0/floatingips/{self.moving['id']}", json={"floatingip": {"port_id": self.routed_vm("compute1")}}))
+        return "fip~ to a VM of compute1"
 
     def step(self) -> str:
         rnd, c = self.rnd, self.c
@@ -209,8 +234,9 @@ def test_delta_path_equals_fresh_snapshots(tmp_path_factory, seed):
             w = Writer(c, rnd)
             w.setup()
             followers = {h: Follower(url, h) for h in HOSTS}
+            served: dict[str, str] = {}        # FIP id -> the host whose view held it last
             for i in range(45):
-                what = w.step()
+                what = w.across(i) if i < 3 else w.step()
                 roll = rnd.random()
                 if i == 22:                                  # the server moves to another database
                     srv.__exit__(None, None, None)
@@ -230,6 +256,14 @@ def test_delta_path_equals_fresh_snapshots(tmp_path_factory, seed):
                 if i == 24:
                     backup = str(d / "backup.sqlite")
                     _backup(db_url.removeprefix("sqlite:///"), backup)
+                now: dict[str, str] = {}
+                for h in HOSTS:                                 # a FIP is in at most one host's view
+                    for fid in _snapshot(c, h).floatingips:
+                        assert fid not in now, f"seed {seed} step {i} ({what}): FIP {fid} in {now.get(fid)}'s and {h}'s views"
+                        now[fid] = h
+                if any(served.get(fid, h) != h for fid, h in now.items()):
+                    events.add("fip moved")
+                served.update(now)
                 for h, f in followers.items():
                     # lagging this step (the log keeps 4); never across the move to another database or
                     # the restore: a cursor of the old timeline past the backup's revision would be taken
@@ -250,7 +284,7 @@ def test_delta_path_equals_fresh_snapshots(tmp_path_factory, seed):
         srv.__exit__(None, None, None)
         for f in followers.values():
             f.feed.close()
-    assert {"delta", "resync", "restart", "new database", "restore"} <= events, events
+    assert {"delta", "resync", "restart", "new database", "restore", "fip moved"} <= events, events
     assert all(f.planner.fallbacks == 0 for f in followers.values())
 
 

@@ -69,6 +69,9 @@ def test_compute_host_view_has_router_ports_neighbours_and_its_fg_port():
     assert {f.description for f in v.floatingips.values()} == {"web"}
     assert len(v.subnets) == 4     # every external subnet plus the tenant subnet
     assert cloud_from_json(cloud_to_json(v)) == v
+    v2 = host_view(c, "compute2")      # the router is there too, vm1's FIP is not (not served there)
+    assert v2.validate() is v2 and {r.name for r in v2.routers.values()} == {"r1"}
+    assert "vm1" in {p.name for p in v2.ports.values()} and not v2.floatingips
 
 
 def test_snat_host_view_has_the_router_and_no_fg_port():
@@ -78,6 +81,7 @@ def test_snat_host_view_has_the_router_and_no_fg_port():
     assert routers_on_host(c, "network1") == ()
     assert any(p.device_owner == "network:router_centralized_snat" for p in v.ports.values())
     assert not any(p.device_owner == "network:floatingip_agent_gateway" for p in v.ports.values())
+    assert v.validate() is v and not v.floatingips      # no FIP is served on the SNAT host
 
 
 def test_unknown_host_is_not_found():

@@ -15,7 +15,7 @@ from tests.unit.test_plan_incremental import Walk
 from dvrnet.model import Cloud, DvrnetError, InvalidInput
 from dvrnet.model.changeset import ChangeSet, apply, changeset_between, changeset_replacing, key_of
 from dvrnet.model.cloud import INDEXES
-from dvrnet.model.placement import router_scope
+from dvrnet.model.placement import router_fips_scope, router_scope
 from dvrnet.scenarios.scale import scale_cloud
 
 
@@ -153,7 +153,9 @@ def test_changeset_replacing_a_router_subgraph():
     renamed) becomes the ChangeSet of exactly that difference; keys kept by others stay."""
     c = scale_cloud(routers=2, fips=6)
     rid = min(c.routers)
-    scope = router_scope(c, rid)
+    def scope_of(c):        # the router's part of compute1's view, its FIPs there included
+        return router_scope(c, rid) | router_fips_scope(c, rid, "compute1")
+    scope = scope_of(c)
     fetched = {k: getattr(c, k[0])[k[1]] for k in scope}
     gone = next(k for k in sorted(scope) if k[0] == "floatingips")
     del fetched[gone]
@@ -164,7 +166,7 @@ def test_changeset_replacing_a_router_subgraph():
     cs = changeset_replacing(c, scope, fetched.values(), keep={net}, revision=3)
     assert cs.deletes == (gone,) and [key_of(u) for u in cs.upserts] == [pk] and cs.revision == 3
     n, _ = apply(c, cs)
-    assert router_scope(n, rid) == scope - {gone} and n.ports[pk[1]].name == "renamed"
+    assert scope_of(n) == scope - {gone} and n.ports[pk[1]].name == "renamed"
 
 
 def test_apply_refuses_and_leaves_the_cloud_alone():

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from tests.unit.test_plan_incremental import HOSTS, Walk
 
 from dvrnet.model import Cloud
-from dvrnet.model.changeset import apply, changeset_between
+from dvrnet.model.changeset import apply, changeset_between, key_of
 from dvrnet.model.placement import (
     ViewTracker,
     fip_networks_on_host,
@@ -96,8 +96,8 @@ def test_delta_path_across_tracker_restarts(seed):
 
 
 def test_a_fip_concerns_only_its_hosts():
-    """One FIP created on compute1's router: compute1's view changes by that FIP alone; the other
-    hosts get nothing."""
+    """One VM port and its FIP created on compute1's router: compute1's view changes by both; the
+    router's SNAT host (network1) gets the port (a port of the router's subnets) but not the FIP."""
     a = scale_cloud(routers=5, fips=50)
     b = scale_cloud(routers=5, fips=51)
     t = ViewTracker()
@@ -107,7 +107,80 @@ def test_a_fip_concerns_only_its_hosts():
     new_fip = (set(b.floatingips) - set(a.floatingips)).pop()
     port = b.floatingips[new_fip].port_id
     host = b.ports[port].host
-    assert set(deltas) <= {host} | {r for r in b.hosts if b.hosts[r].mode.value == "dvr_snat"}
+    assert set(deltas) == {host, "network1"} and host != "network1"
+    assert [key_of(u) for u in deltas["network1"].upserts] == [("ports", port)]
     keys = {(type(u).__name__, getattr(u, "id", None)) for u in deltas[host].upserts}
     assert ("FloatingIP", new_fip) in keys and ("Port", port) in keys and len(keys) == 2
     assert deltas[host].deletes == ()
+
+
+def test_a_fip_concerns_only_its_ports_host_and_follows_the_port():
+    """A router spread over 10 hosts (and its SNAT on network1): +1 FIP wakes exactly the host its
+    port is bound to; migrating the VM, to a host of the router and to one the router enters only
+    with it, moves the FIP between exactly those two hosts' views; re-associating it to a VM on a
+    third host moves it again; deleting the VM's port takes it out. Every step: every host's view
+    from the tracker equals `view_keys` of the new cloud, and hosts whose view holds neither the FIP
+    nor its port before or after get nothing."""
+    from dvrnet.bench.fanout import fanout_cloud
+    from dvrnet.model.placement import local_fips
+    from dvrnet.ops import Workspace
+    c0 = fanout_cloud(hosts=20, routers=2, fips=40, spare_ports=3)
+    spare = next(p for p in c0.ports.values() if p.name == "spare0")
+    other = next(p for p in c0.ports.values() if p.name == "spare2")     # a VM of the same router
+    rid = next(r.device_id for r in c0.ports_by_subnet[spare.fixed_ips[0].subnet_id]
+               if r.device_owner == "network:router_interface_distributed")
+    on = sorted(router_hosts(c0, rid) - {"network1"})
+    off = sorted(h for h in c0.hosts if h not in router_hosts(c0, rid))
+    assert len(on) == 10 and off and spare.host in on and other.host in on and other.host != spare.host
+    assert other.fixed_ips[0].subnet_id == spare.fixed_ips[0].subnet_id
+    ext = next(n.id for n in c0.networks.values() if n.external)
+    pool = next(s.id for s in c0.subnets.values() if s.name == "fip-pool")
+    ws = Workspace(c0)
+    t = ViewTracker()
+    t.advance(c0)
+
+    def step(change):
+        change()
+        new = ws.snapshot()
+        assert t.cloud is not None
+        chain, touched = apply(t.cloud, changeset_between(t.cloud, new))
+        deltas = t.advance(chain, touched)
+        for h in new.hosts:
+            assert t.view_keys(h) == view_keys(new, h), h
+        return new, deltas
+
+    def fip_in(deltas) -> dict[str, str]:
+        """host -> "+" / "-" for the hosts whose delta upserts / deletes the FIP."""
+        out = {}
+        for h, cs in deltas.items():
+            if any(getattr(u, "id", None) == fid for u in cs.upserts):
+                out[h] = "+"
+            if ("floatingips", fid) in cs.deletes:
+                out[h] = "-"
+        return out
+
+    fid = ""
+
+    def create():
+        nonlocal fid
+        fid = ws.create_floatingip(ext, subnet_id=pool, port_id=spare.id).id
+    c, d = step(create)
+    assert set(d) == {spare.host} and fip_in(d) == {spare.host: "+"}
+    assert [f.id for f in local_fips(c, spare.host, c.routers[rid])].count(fid) == 1
+
+    a, b = spare.host, next(h for h in on if h not in (spare.host, other.host))
+    c, d = step(lambda: ws.update_port(spare.id, host=b))           # migration within the router's hosts
+    assert fip_in(d) == {a: "-", b: "+"}
+    assert set(d) <= set(on) | {"network1"}     # the others hold the port (a neighbour): its new binding
+    assert fid in {f.id for f in local_fips(c, b, c.routers[rid])}
+
+    x = off[0]
+    c, d = step(lambda: ws.update_port(spare.id, host=x))           # to a host the router enters with it
+    assert fip_in(d) == {b: "-", x: "+"} and ("routers", rid) in {key_of(u) for u in d[x].upserts}
+    c, d = step(lambda: ws.update_floatingip(fid, port_id=other.id))  # re-associated to a VM on a third host
+    assert fip_in(d) == {x: "-", other.host: "+"}
+    assert set(d) <= {x, other.host}
+
+    c, d = step(lambda: ws.delete_port(other.id))                    # the VM's port deleted
+    assert fip_in(d) == {other.host: "-"}
+    assert c.floatingips[fid].port_id is None

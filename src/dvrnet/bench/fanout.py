@@ -22,8 +22,8 @@ payload bytes per concerned host (median) and per other host (sum over the other
 number), hosts woken, the server's CPU from the request until the last concerned host had its
 answer (its idle rate over the same time subtracted: the SQLite revision poller), and the time
 from the request to each concerned host's answer (p50/p99 over all samples' hosts).
-(a) one FIP created for a spare VM port (concerns that router's hosts and network1), then deleted
-untimed; (b) one external subnet added (concerns every host), then deleted untimed.
+(a) one FIP created for a spare VM port (concerns the port's host alone: model/placement.py), then
+deleted untimed; (b) one external subnet added (concerns every host), then deleted untimed.
 Everything is in a temporary directory; the server is stopped by its PID, also on failure.
 """
 from __future__ import annotations
@@ -55,7 +55,7 @@ from ..model import (
     Router,
     Subnet,
 )
-from ..model.placement import router_hosts
+from ..model.placement import fip_host, router_hosts
 from ..scenarios.seed import seed_id
 from .stats import cpu_seconds, pct
 
@@ -161,6 +161,19 @@ def _router_of(cloud: Cloud, port_id: str) -> str:
     sid = cloud.ports[port_id].fixed_ips[0].subnet_id
     return next(p.device_id for p in cloud.ports_by_subnet.get(sid, ())
                 if p.device_owner == DeviceOwner.ROUTER_INTERFACE_DISTRIBUTED.value)
+
+
+def _fip_concerns(cloud: Cloud, port_id: str) -> set[str]:
+    """The hosts a FIP created for spare port PORT_ID concerns, by the one placement: the host
+    serving it (`fip_host`, its port's), when its router is placed there."""
+    port = cloud.ports[port_id]
+    rid = _router_of(cloud, port_id)
+    ext = cloud.routers[rid].gateway
+    assert ext is not None
+    f = FloatingIP("bench-probe", ext.network_id, IPv4Address("0.0.0.0"), "", port_id,
+                   port.fixed_ips[0].ip_address, rid)
+    host = fip_host(cloud, f)
+    return {host} if host is not None and host in router_hosts(cloud, rid) else set()
 
 
 def _mac(n: int, kind: int) -> str:
@@ -376,8 +389,7 @@ def run(hosts: int, routers: int, fips: int, fip_samples: int, subnet_samples: i
             time.sleep(0.1)
         spare = sorted(p.id for p in cloud.ports.values() if p.name.startswith("spare"))
         spare.sort(key=lambda i: int(cloud.ports[i].name[5:]))
-        concerned = [set(router_hosts(cloud, _router_of(cloud, p))) | {"network1"}
-                     for p in spare]
+        concerned = [_fip_concerns(cloud, p) for p in spare]
         everyone = set().union(*(router_hosts(cloud, r) for r in cloud.routers)) | {"network1"}
         asyncio.run(_measure(url, proc.pid, res, host_names(hosts) + ["network1"], spare, concerned, everyone, fip_samples,
                              subnet_samples, progress, tick))

@@ -9,28 +9,38 @@ The rules (DVR, as upstream Neutron places them):
 - its SNAT part (`snat-` namespace) is on the host its `network:router_gateway` port is bound to
   (the server schedules it on a `dvr_snat` host);
 - a FIP is on the host its port is bound to, when the port is a compute port of a router that is on
-  that host and the router's gateway is on the FIP's network;
+  that host and the router's gateway is on the FIP's network (`fip_host`, `local_fips`);
 - a host needs the `fip-` namespace (and an agent-gateway port) of external network N when a router
   with its gateway on N is on that host.
 
 What concerns a host (its *view*, `view_keys` / `host_view`: what its agent is sent) is the union
-of the host's own scope and the scopes of the routers placed there (on it, or SNAT on it):
+of the host's own scope, the scopes of the routers placed there (on it, or SNAT on it) and the
+places of those routers' FIPs served there:
 - `host_scope(H)`: the host, its agent-gateway ports, their networks with all of their subnets;
 - `router_scope(R)`: the router, all of its ports (interfaces, gateway, centralized SNAT), every
   port with an address on one of its interface subnets (the agent writes permanent neighbours for
-  them), its FIPs and the ports they point at, and the networks of all of these, of its gateway
-  and of its FIPs, with all of their subnets (so the view validates: every fixed IP's subnet is
-  present, and the agent sees every external subnet).
+  them), and the networks of all of these and of its gateway, with all of their subnets (so the
+  view validates: every fixed IP's subnet is present, and the agent sees every external subnet);
+  no FIPs;
+- `fip_place(F)`: a FIP is in H's view iff `fip_host(F)` is H (its port, a compute port, is bound
+  to H, and its router has its gateway on the FIP's network) and its router is placed on H; it
+  brings its port and the port's network with all of its subnets (its floating network and
+  subnet are the router's gateway network, in `router_scope`). Nothing else reads other hosts'
+  FIPs: the planners and the reporter take `local_fips` (the same `fip_host`), the server's
+  status shows a FIP from its port's host's report, `dvrnet trace` on one node asks the API where
+  a FIP that is not in its view is served. So a FIP concerns exactly one host (none while
+  unassociated or its port unbound); moving its port, re-associating it or deleting the port moves
+  or removes it in exactly the old and new hosts' views.
 A bigger view than strictly needed is fine; a smaller one is a bug.
 
 The scope functions read the cloud through `CloudView`'s keyed lookups only, so run over a
 `tracked.TrackedView` they record what they depend on; `ViewTracker` uses that to keep, across
-snapshots, every router's hosts and scope and every host's scope, recomputing only those whose
+snapshots, every router's hosts and scope, every host's scope and every FIP's place, recomputing only those whose
 reads a change touched, and to turn each change into exactly the per-host view changes.
 """
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Protocol
 
 from .changeset import ChangeSet, Key, Resource, apply, changeset_between
@@ -40,7 +50,7 @@ from .resources import AgentMode, DeviceOwner, FloatingIP, Host, Port, Router, i
 from .tracked import TrackedView
 
 AGW = DeviceOwner.AGENT_GATEWAY.value
-CellKey = tuple[str, str]       # ("hosts_of" | "scope", router id) or ("hostscope", host)
+CellKey = tuple[str, str]       # ("hosts_of" | "scope", router id), ("hostscope", host) or ("fip", FIP id)
 
 
 class PlacementSource(Protocol):
@@ -123,17 +133,32 @@ def fip_networks_on_host(cloud: PlacementSource, host: str) -> tuple[str, ...]:
     return tuple(sorted({r.gateway.network_id for r in routers_on_host(cloud, host) if r.gateway is not None}))
 
 
+def _fip_port(v: CloudView, f: FloatingIP) -> Port | None:
+    if f.port_id is None or f.router_id is None:
+        return None
+    r = v.routers.get(f.router_id, None)
+    if r is None or r.gateway is None or r.gateway.network_id != f.floating_network_id:
+        return None
+    port = v.ports.get(f.port_id, None)
+    if port is None or not port.host or not is_compute(port.device_owner):
+        return None
+    return port
+
+
+def fip_host(v: CloudView, f: FloatingIP) -> str | None:
+    """The host that serves FIP F (DVR, as Neutron sends a FIP only to its port's host): the host
+    its port is bound to, when the port is a compute port and the FIP's router has its gateway on
+    the FIP's network; None when no host serves it (unassociated, port unbound or not a VM's,
+    router without that gateway). Whether the router is on that host is the caller's question."""
+    port = _fip_port(v, f)
+    return port.host if port is not None else None
+
+
 def local_fips(cloud: CloudView, host: str, router: Router) -> tuple[FloatingIP, ...]:
-    """FIPs served by `router` on `host`, sorted by address."""
+    """FIPs served by `router` on `host` (`fip_host` is `host`), sorted by address."""
     if router.gateway is None:
         return ()
-    out = []
-    for f in cloud.fips_by_router.get(router.id, ()):
-        if f.port_id is None or f.floating_network_id != router.gateway.network_id:
-            continue
-        port = cloud.ports.get(f.port_id, None)
-        if port is not None and port.host == host and is_compute(port.device_owner):
-            out.append(f)
+    out = [f for f in cloud.fips_by_router.get(router.id, ()) if fip_host(cloud, f) == host]
     return tuple(sorted(out, key=lambda f: f.floating_ip_address))
 
 
@@ -164,7 +189,8 @@ def _with_networks(v: CloudView, keys: set[Key], nets: Iterable[str]) -> None:
 
 
 def router_scope(v: CloudView, router_id: str) -> frozenset[Key]:
-    """The keys of router `router_id`'s part of a host view (see the module doc); empty if absent."""
+    """The keys of router `router_id`'s part of a host view, FIPs apart (see the module doc); empty
+    if absent."""
     r = v.routers.get(router_id, None)
     if r is None:
         return frozenset()
@@ -173,19 +199,38 @@ def router_scope(v: CloudView, router_id: str) -> frozenset[Key]:
         for f in p.fixed_ips:
             for q in v.ports_by_subnet.get(f.subnet_id, ()):
                 ports[q.id] = q
-    fips = v.fips_by_router.get(router_id, ())
-    for fip in fips:
-        if fip.port_id:
-            fp = v.ports.get(fip.port_id, None)
-            if fp is not None:
-                ports[fp.id] = fp
     keys: set[Key] = {("routers", router_id)}
     keys.update(("ports", i) for i in ports)
-    keys.update(("floatingips", fip.id) for fip in fips)
-    nets = {p.network_id for p in ports.values()} | {fip.floating_network_id for fip in fips}
+    nets = {p.network_id for p in ports.values()}
     if r.gateway is not None:
         nets.add(r.gateway.network_id)
     _with_networks(v, keys, sorted(nets))
+    return frozenset(keys)
+
+
+FipPlace = tuple[str, str, frozenset[Key]]      # (router, host, keys)
+
+
+def fip_place(v: CloudView, fip_id: str) -> FipPlace | None:
+    """Where FIP `fip_id` is needed: (its router, `fip_host`, the keys it brings to that host's view:
+    itself, its port, the port's network with all of its subnets); None when no host needs it. The
+    host's view holds them while the router is placed there (see the module doc)."""
+    f = v.floatingips.get(fip_id, None)
+    port = _fip_port(v, f) if f is not None else None
+    if f is None or f.router_id is None or port is None:
+        return None
+    keys: set[Key] = {("floatingips", fip_id), ("ports", port.id)}
+    _with_networks(v, keys, (port.network_id,))
+    return f.router_id, port.host, frozenset(keys)
+
+
+def router_fips_scope(v: CloudView, router_id: str, host: str) -> frozenset[Key]:
+    """The keys the FIPs of router `router_id` bring to `host`'s view (`fip_place` there)."""
+    keys: set[Key] = set()
+    for f in v.fips_by_router.get(router_id, ()):
+        place = fip_place(v, f.id)
+        if place is not None and place[1] == host:
+            keys |= place[2]
     return frozenset(keys)
 
 
@@ -210,6 +255,7 @@ def view_keys(cloud: Cloud, host: str) -> frozenset[Key]:
     keys = set(host_scope(cloud, host))
     for r in placed_routers(cloud, host):
         keys |= router_scope(cloud, r.id)
+        keys |= router_fips_scope(cloud, r.id, host)
     return frozenset(keys)
 
 
@@ -245,12 +291,14 @@ class ViewTracker:
     {host: ChangeSet} for exactly the hosts whose view changed, each ChangeSet turning the host's
     old view into its new one (`apply(host_view(old, H), cs) == host_view(new, H)`, tested).
 
-    It keeps three kinds of cells, each computed over a `TrackedView` (so with recorded reads) and
+    It keeps four kinds of cells, each computed over a `TrackedView` (so with recorded reads) and
     recomputed only when a touched key meets its reads: `router_hosts(R)` for every router,
-    `router_scope(R)` for every router placed somewhere, `host_scope(H)` for every host. A change
-    then costs the cells it touches (e.g. one FIP: its router's scope) plus, per concerned host,
-    a membership test per candidate key over the host's placed routers' scopes. The first
-    `advance` (or one after `reset`) computes every cell and returns {} (no previous views)."""
+    `router_scope(R)` for every router placed somewhere, `host_scope(H)` for every host and
+    `fip_place(F)` for every FIP (indexed by (router, host) and by the keys it brings). A change
+    then costs the cells it touches (e.g. one FIP: its own cell) plus, per concerned host, a
+    membership test per candidate key over the host's scope, its placed routers' scopes and the
+    FIP cells holding the key. The first `advance` (or one after `reset`) computes every cell and
+    returns {} (no previous views)."""
 
     def __init__(self) -> None:
         self.reset()
@@ -260,6 +308,8 @@ class ViewTracker:
         self._cells: dict[CellKey, _Cell] = {}
         self._readers: dict[Key, set[CellKey]] = {}
         self._placed: dict[str, set[str]] = {}      # host -> routers placed there (router_hosts inverse)
+        self._fips_at: dict[tuple[str, str], set[str]] = {}   # (router, host) -> FIPs placed there
+        self._holders: dict[Key, set[str]] = {}     # key -> FIPs whose place brings it
 
     # ---- cells ----
     def _compute(self, cloud: Cloud, key: CellKey) -> _Cell:
@@ -267,7 +317,8 @@ class ViewTracker:
         v = TrackedView(cloud, reads)
         kind, arg = key
         value = (router_hosts(v, arg) if kind == "hosts_of" else
-                 router_scope(v, arg) if kind == "scope" else host_scope(v, arg))
+                 router_scope(v, arg) if kind == "scope" else
+                 fip_place(v, arg) if kind == "fip" else host_scope(v, arg))
         return _Cell(value, frozenset(reads))
 
     def _set(self, key: CellKey, cell: _Cell | None) -> None:
@@ -279,14 +330,28 @@ class ViewTracker:
                     cs.discard(key)
                     if not cs:
                         del self._readers[r]
+            if key[0] == "fip" and old.value is not None:
+                self._index_fip(key[1], old.value, add=False)
         if cell is not None:
             self._cells[key] = cell
             for r in cell.reads:
                 self._readers.setdefault(r, set()).add(key)
+            if key[0] == "fip" and cell.value is not None:
+                self._index_fip(key[1], cell.value, add=True)
+
+    def _index_fip(self, fid: str, place: FipPlace, add: bool) -> None:
+        rid, host, keys = place
+        _index(self._fips_at, (rid, host), fid, add)
+        for k in keys:
+            _index(self._holders, k, fid, add)
 
     def _value(self, key: CellKey) -> frozenset:
         c = self._cells.get(key)
         return c.value if c is not None else frozenset()
+
+    def _place(self, fid: str) -> FipPlace | None:
+        c = self._cells.get(("fip", fid))
+        return c.value if c is not None else None
 
     def _start(self, cloud: Cloud) -> None:
         self.reset()
@@ -299,6 +364,8 @@ class ViewTracker:
             self._set(("scope", rid), self._compute(cloud, ("scope", rid)))
         for h in cloud.hosts:
             self._set(("hostscope", h), self._compute(cloud, ("hostscope", h)))
+        for fid in cloud.floatingips:
+            self._set(("fip", fid), self._compute(cloud, ("fip", fid)))
 
     def placed(self, host: str) -> frozenset[str]:
         return frozenset(self._placed.get(host, ()))
@@ -310,6 +377,10 @@ class ViewTracker:
             return frozenset()
         for rid in self._placed.get(host, ()):
             keys |= self._value(("scope", rid))
+            for fid in self._fips_at.get((rid, host), ()):
+                place = self._place(fid)
+                if place is not None:
+                    keys |= place[2]
         return frozenset(keys)
 
     # ---- one step ----
@@ -330,11 +401,11 @@ class ViewTracker:
             cs = self._readers.get(k)
             if cs:
                 stale |= cs
-            if k[0] == "routers" and ("hosts_of", k[1]) not in self._cells:
-                stale.add(("hosts_of", k[1]))
-            if k[0] == "hosts" and ("hostscope", k[1]) not in self._cells:
-                stale.add(("hostscope", k[1]))
-        prev: dict[CellKey, frozenset] = {}       # old values of the cells recomputed
+            missing = {"routers": "hosts_of", "hosts": "hostscope", "floatingips": "fip"}.get(k[0])
+            if missing is not None and (missing, k[1]) not in self._cells:
+                stale.add((missing, k[1]))
+        prev: dict[CellKey, frozenset] = {}       # old values of the scope cells recomputed
+        prev_fip: dict[str, FipPlace | None] = {}  # old places of the FIP cells recomputed
         entered: dict[str, set[str]] = {}           # host -> routers placed there now, not before
         left: dict[str, set[str]] = {}
         self.cloud = new
@@ -352,8 +423,12 @@ class ViewTracker:
                 entered.setdefault(h, set()).add(rid)
                 self._placed.setdefault(h, set()).add(rid)
         for key in sorted((k for k in stale if k[0] != "hosts_of"), key=str):
-            prev[key] = self._value(key)
             kind, arg = key
+            if kind == "fip":
+                prev_fip[arg] = self._place(arg)
+                self._set(key, self._compute(new, key) if arg in new.floatingips else None)
+                continue
+            prev[key] = self._value(key)
             exists = arg in (new.routers if kind == "scope" else new.hosts)
             self._set(key, self._compute(new, key) if exists else None)
         for hs in entered.values():                 # a router placed for the first time: its scope
@@ -366,14 +441,25 @@ class ViewTracker:
         def old_value(key: CellKey) -> frozenset:  # the value before this step
             return prev[key] if key in prev else self._value(key)
 
+        def old_place(fid: str) -> FipPlace | None:
+            return prev_fip[fid] if fid in prev_fip else self._place(fid)
+
+        def fip_keys(rid: str, h: str, place: Callable[[str], FipPlace | None]) -> set[Key]:
+            out: set[Key] = set()
+            for fid in self._fips_at.get((rid, h), ()):
+                p = place(fid)
+                if p is not None:
+                    out |= p[2]
+            return out
+
         resources = {k for k in touched_s if k[0] in _KINDS}
         candidates: dict[str, set[Key]] = {}
         for h, rids in entered.items():
             for rid in rids:
-                candidates.setdefault(h, set()).update(self._value(("scope", rid)))
+                candidates.setdefault(h, set()).update(self._value(("scope", rid)), fip_keys(rid, h, self._place))
         for h, rids in left.items():
             for rid in rids:
-                candidates.setdefault(h, set()).update(old_value(("scope", rid)))
+                candidates.setdefault(h, set()).update(old_value(("scope", rid)), fip_keys(rid, h, old_place))
         for key, was in prev.items():
             kind, arg = key
             if kind == "hosts_of":
@@ -387,6 +473,30 @@ class ViewTracker:
             else:
                 for h in old_value(("hosts_of", arg)) | self._value(("hosts_of", arg)):
                     candidates.setdefault(h, set()).update(cand)
+        old_holders: dict[Key, set[str]] = {}       # key -> recomputed FIPs whose old place brought it
+        for fid, was_p in prev_fip.items():
+            now_p = self._place(fid)
+            k0 = was_p[2] if was_p is not None else frozenset()
+            k1 = now_p[2] if now_p is not None else frozenset()
+            for k in k0:
+                old_holders.setdefault(k, set()).add(fid)
+            if was_p is not None and now_p is not None and was_p[:2] == now_p[:2]:
+                cand = (k0 ^ k1) | ((k0 | k1) & resources)
+                if cand:
+                    candidates.setdefault(now_p[1], set()).update(cand)
+                continue
+            if was_p is not None:
+                candidates.setdefault(was_p[1], set()).update(k0)
+            if now_p is not None:
+                candidates.setdefault(now_p[1], set()).update(k1)
+
+        def in_fips(c: Key, h: str, placed: set[str], place: Callable[[str], FipPlace | None],
+                    holders: Iterable[str]) -> bool:
+            for fid in holders:
+                p = place(fid)
+                if p is not None and p[1] == h and p[0] in placed and c in p[2]:
+                    return True
+            return False
 
         out: dict[str, ChangeSet] = {}
         for h, keys in candidates.items():
@@ -398,8 +508,10 @@ class ViewTracker:
             upserts: list[Resource] = []
             deletes: list[Key] = []
             for c in sorted(keys):
-                in_old = bool(hs_old) and (c in hs_old or any(c in s for s in scopes_old))
-                in_new = bool(hs_new) and (c in hs_new or any(c in s for s in scopes_new))
+                in_old = bool(hs_old) and (c in hs_old or any(c in s for s in scopes_old) or in_fips(
+                    c, h, placed_old, old_place, self._holders.get(c, set()) | old_holders.get(c, set())))
+                in_new = bool(hs_new) and (c in hs_new or any(c in s for s in scopes_new) or in_fips(
+                    c, h, placed_now, self._place, self._holders.get(c, ())))
                 if in_new and (not in_old or c in resources):
                     upserts.append(getattr(new, c[0])[c[1]])
                 elif in_old and not in_new:
@@ -410,6 +522,17 @@ class ViewTracker:
             if not self._value(("hosts_of", rid)):
                 self._set(("scope", rid), None)
         return out
+
+
+def _index(index: dict, k, v: str, add: bool) -> None:
+    if add:
+        index.setdefault(k, set()).add(v)
+        return
+    vs = index.get(k)
+    if vs is not None:
+        vs.discard(v)
+        if not vs:
+            del index[k]
 
 
 _KINDS = frozenset(("networks", "subnets", "routers", "ports", "floatingips", "hosts"))

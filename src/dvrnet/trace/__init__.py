@@ -5,7 +5,7 @@ nodes (trace/nodes.py); the first hop of an inbound trace per kind of external n
 from __future__ import annotations
 
 from .hops import Check, Hop, KernelAnswer, Trace
-from .nodes import Node, lab_nodes, server_node
+from .nodes import Node, lab_nodes, server_fip_host, server_node
 from .probe import route_get as kernel_route_get
 from .tracer import TraceError, Tracer
 
@@ -21,4 +21,4 @@ def trace(info, vm: str, dst: str) -> Trace:
 
 
 __all__ = ["Check", "Hop", "KernelAnswer", "Node", "Trace", "TraceError", "Tracer", "kernel_route_get",
-           "lab_nodes", "lab_tracer", "server_node", "trace"]
+           "lab_nodes", "lab_tracer", "server_fip_host", "server_node", "trace"]

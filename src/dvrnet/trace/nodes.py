@@ -6,6 +6,7 @@ Sources (a desired-state source is a function returning `Node`s; Neutron mode pl
 translating what neutron-server says about the host into the same model):
 - `server_node(host, server, cfg)`: one real node, from `dvrnet server` — `dvrnet trace` run on
   that node. A path that leaves it (to another node's FIP or SNAT namespace) ends at its edge;
+  the node's view holds only its own FIPs, so `server_fip_host` asks the API where another is;
 - `lab_nodes(info)`: every node of a running lab (all share this machine's kernel), so a path is
   followed across nodes.
 """
@@ -47,6 +48,28 @@ def server_node(host: str, server: str, cfg: PlanConfig, token: str | None = Non
     finally:
         feed.close()
     return plan_node(view.cloud, host, cfg, switch)
+
+
+def server_fip_host(server: str, token: str | None = None) -> Callable[[str], str | None]:
+    """A function: FIP address -> the host its port is bound to, asked of `dvrnet server`'s API
+    (None: no such FIP, not associated, or the server cannot say). A node's view holds only the
+    FIPs it serves, so this is how a trace on one node names the node serving another FIP."""
+    def served_at(addr: str) -> str | None:
+        import httpx
+        headers = {"X-Auth-Token": token} if token else {}
+        try:
+            with httpx.Client(base_url=server.rstrip("/"), headers=headers, timeout=8) as c:
+                r = c.get("/v2.0/floatingips", params={"floating_ip_address": addr})
+                r.raise_for_status()
+                port = next((f["port_id"] for f in r.json()["floatingips"] if f.get("port_id")), None)
+                if port is None:
+                    return None
+                r = c.get(f"/v2.0/ports/{port}")
+                r.raise_for_status()
+                return r.json()["port"].get("binding:host_id") or None
+        except (httpx.HTTPError, ValueError, KeyError):
+            return None
+    return served_at
 
 
 def lab_config(node, info=None) -> PlanConfig:

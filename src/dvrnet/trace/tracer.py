@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from ..plan import names
@@ -102,10 +102,15 @@ class Tracer:
     lab: a LabInfo (VM names, gateway names, the ToR), or None on a real node; segment: what can
     be asked on the external segment (the lab's probes, trace/lab.py), or None."""
 
-    def __init__(self, nodes: Sequence[Node], lab=None, segment: Segment | None = None):
+    def __init__(self, nodes: Sequence[Node], lab=None, segment: Segment | None = None,
+                 served_at: Callable[[str], str | None] | None = None):
+        """SERVED_AT: the host serving a FIP address that no node's view holds (a node's view holds
+        only its own FIPs: model/placement.py), asked of the server (`nodes.server_fip_host`);
+        None: not asked."""
         self.nodes = {n.host: n for n in nodes}
         self.lab = lab
         self.segment = segment
+        self.served_at = served_at
         self.where: dict[str, tuple[str, Namespace]] = {
             ns_name: (n.host, ns) for n in nodes for ns_name, ns in n.desired.namespaces.items()}
 
@@ -241,6 +246,11 @@ class Tracer:
             raise TraceError(f"{fip!r} is not an IPv4 address") from None
         node, f = self._fip(fip)
         if f is None:
+            where = self.served_at(fip) if self.served_at is not None else None
+            if where and where not in self.nodes:
+                t = Trace(fip, src or "its subnet's gateway", direction="inbound")
+                t.end = f"{fip} is hosted on {where}: not visible from here (run `dvrnet trace --inbound` there)"
+                return t
             raise TraceError(f"no floating IP {fip} in the model" + (" of this node" if self.lab is None else ""))
         sub = node.cloud.subnets.get(f.subnet_id)
         asker = str(sub.gateway_ip) if sub is not None and sub.gateway_ip is not None else None
@@ -375,6 +385,9 @@ class Tracer:
                             p = next((n.cloud.ports.get(f.port_id) for n in self.nodes.values()
                                       if f.port_id in n.cloud.ports), None)
                             where = f" (hosted on {p.host}: not visible from here)" if p is not None else ""
+                        elif f is None and self.served_at is not None:
+                            h = self.served_at(dst)
+                            where = f" (hosted on {h}: not visible from here)" if h and h not in self.nodes else ""
                         t.end = f"on the external segment to {dst}{where or ' (no node hosts it)'}"
                     return _Leg("onlink", host, ns_name, dev, dst, src)
                 host, ns_name, nns = nxt
