@@ -599,6 +599,37 @@ def _diff_rules(d: Namespace, o: Namespace, acc: _Acc) -> None:
 
 # --- neighbours -------------------------------------------------------------------------------
 def _diff_neighbours(d: Namespace, o: Namespace, own: Ownership, acc: _Acc) -> None:
+    """Replace every desired neighbour the kernel does not hold as it is, delete owned ones
+    nobody wants. Computed from the two set differences (C-level, with the hashes the frozensets
+    store: a qrouter holds one neighbour per port of its subnets, thousands, and one FIP changes
+    none of them), which gives the per-object pass's plan (`_diff_neighbours_all`) because keys
+    (dev, ip) are unique on both sides (the builder's `_put`, the kernel's table) and desired
+    neighbours are on owned devices (`check_owned`): a desired neighbour held as it is needs
+    nothing, one held with another MAC is in both differences under one key. When a device of
+    this namespace vanishes in this plan, the per-object pass runs (everything on it is created
+    again)."""
+    if any(ns == d.name for ns, _ in acc.gone):
+        _diff_neighbours_all(d, o, own, acc)
+        return
+    added = d.neighbours - o.neighbours
+    removed = o.neighbours - d.neighbours
+    if not added and not removed:
+        return
+    owned: dict[str, bool] = {}
+
+    def ok(dev: str) -> bool:
+        v = owned.get(dev)
+        if v is None:
+            v = owned[dev] = own.owns_dev_object(d, dev)
+        return v
+    have = {(n.dev, n.ip): n for n in removed if ok(n.dev)}
+    for n in sorted(added):
+        acc.target("neighbour", d.name, n.dev).append(NeighReplace(d.name, n, have.get((n.dev, n.ip))))
+    want = {(n.dev, n.ip) for n in added}
+    acc.deletes["neighbour"] += [NeighDel(d.name, n) for k, n in sorted(have.items()) if k not in want]
+
+
+def _diff_neighbours_all(d: Namespace, o: Namespace, own: Ownership, acc: _Acc) -> None:
     have = {(n.dev, n.ip): n for n in o.neighbours
             if own.owns_dev_object(d, n.dev) and _alive(d.name, n.dev, acc)}
     for n in sorted(d.neighbours):
