@@ -278,9 +278,44 @@ def test_same_cloud_twice_is_the_same_state_and_a_fip_recomputes_two_cells():
     assert p.plan(scale_cloud(routers=5, fips=50)) is a and p.recomputed == []
     b = p.plan(scale_cloud(routers=5, fips=51))
     assert b == plan_host(scale_cloud(routers=5, fips=51), "compute1", cfg)
-    # the router of FIP 51: its qrouter- namespace and its FIP routes in the fip- namespace
-    assert sorted(k[0] for k in p.recomputed) == ["fip-routes", "qrouter"]
+    # FIP 51 comes with its VM's port: the router's qrouter- cells (a neighbour, a limit); its
+    # FIP (the /32 in the fip- namespace, the NAT elements) is not a cell (`_Fips`)
+    assert sorted(k[0] for k in p.recomputed) == ["qrouter", "qrouter-nat"]
     assert sum(1 for n, ns in b.namespaces.items() if a.namespaces.get(n) is ns) == len(b.namespaces) - 2   # all but the fip- and one qrouter-
+
+
+def test_a_fip_on_a_held_port_recomputes_no_cell():
+    """+1 FIP, its port moved, -1 FIP, through `changeset.apply`'s touched keys: equal to plan_host
+    each time, no cell recomputed for a FIP alone, and the qrouter- namespace's other parts (its
+    neighbours) and every other namespace are the same objects as before."""
+    from dataclasses import replace
+
+    from dvrnet.model.changeset import ChangeSet
+    cfg = PlanConfig()
+    cloud = scale_cloud(routers=3, fips=30)
+    p = HostPlanner("compute1", cfg)
+    a = p.plan(cloud)
+    f0 = next(f for f in sorted(cloud.floatingips.values(), key=lambda f: f.id)
+              if f.port_id and cloud.ports[f.port_id].host == "compute1")
+    port = cloud.ports[f0.port_id]
+    held = {g.floating_ip_address for g in cloud.floatingips.values()}
+    addr = next(x for x in cloud.subnets[f0.subnet_id].cidr.hosts() if x not in held)
+    second = replace(f0, id="fip-extra", floating_ip_address=addr)
+    qr = next(n for n in a.namespaces if "qrouter-" in n and f0.router_id in n)
+    steps = [ChangeSet(upserts=(second,)), ChangeSet(upserts=(replace(port, host="compute2"),)),
+             ChangeSet(upserts=(port,)), ChangeSet(deletes=(("floatingips", second.id),))]
+    last = a
+    for i, cs in enumerate(steps):
+        cloud, touched = apply(cloud, cs)
+        b = p.plan(cloud, None, touched)
+        assert b == plan_host(cloud, "compute1", cfg)
+        assert render(b) == render(plan_host(cloud, "compute1", cfg))
+        if i in (0, 3):                 # a FIP alone: no cell, one qrouter- and the fip- namespace change
+            assert p.recomputed == []
+            assert b.namespaces[qr].neighbours is last.namespaces[qr].neighbours
+            changed = [n for n, ns in b.namespaces.items() if last.namespaces.get(n) is not ns]
+            assert len(changed) == 2 and qr in changed and any("fip-" in n for n in changed)
+        last = b
 
 
 def test_planner_errors_are_plan_hosts():

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from ipaddress import IPv4Address
 
-from ..model import Network, Port, Router
+from ..model import FloatingIP, Network, Port, Router
 from ..model.cloud import CloudView
 from ..model.placement import local_fips
 from . import names
@@ -91,8 +91,12 @@ def fip_routes(cloud: CloudView, host: str, r: Router, slot: int) -> list[Route]
     """main: one /32 per FIP of router R on HOST, via its rfp- address (the only routes in main)."""
     via = str(pair(slot)[0])
     fpr = names.fpr_dev(r.id)
-    return [Route(MAIN_TABLE_ID, ipstr(f.floating_ip_address) + "/32", via=via, dev=fpr, onlink=True)
-            for f in local_fips(cloud, host, r)]
+    return [fip_route(f, via, fpr) for f in local_fips(cloud, host, r)]
+
+
+def fip_route(f: FloatingIP, via: str, fpr: str) -> Route:
+    """The main-table /32 of FIP F towards its router's rfp- address VIA (on the router's FPR)."""
+    return Route(MAIN_TABLE_ID, ipstr(f.floating_ip_address) + "/32", via=via, dev=fpr, onlink=True)
 
 
 def fip_tail(ns: NsBuilder, fg_dev: str, routed: bool = False) -> None:

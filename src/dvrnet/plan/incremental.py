@@ -40,18 +40,20 @@ import time
 from collections.abc import Callable, Hashable, Iterable, Mapping
 from dataclasses import replace
 
-from ..model import Cloud, Router
+from ..model import Cloud, FloatingIP, Router
 from ..model.changeset import apply, changeset_between
 from ..model.placement import routers_on_host, snat_routers_on_host
+from ..model.resources import is_compute
 from ..model.tracked import TrackedView
+from . import names
 from .builder import NsBuilder
 from .config import DEFAULT_CONFIG, PlanConfig
-from .fip import fip_base, fip_router_link, fip_routes, fip_tail
+from .fip import fip_base, fip_route, fip_router_link, fip_tail
 from .host import plan_host
 from .l2 import bridge_guard
-from .linklocal import assign_slots
-from .numbers import MAIN_TABLE_ID
-from .qrouter import qrouter_namespace
+from .linklocal import assign_slots, pair
+from .numbers import MAIN_TABLE_ID, NFT_TABLE
+from .qrouter import nat_pair, nat_table, qrouter_namespace, qrouter_nat_frame
 from .snat import snat_namespace
 from .state import HostState, Namespace
 
@@ -73,6 +75,107 @@ class _Cell:
 
 class _Fallback(Exception):
     pass
+
+
+def _is_local(cloud: Cloud, host: str, r: Router, f: FloatingIP) -> bool:
+    """`placement.local_fips`'s rule for one FIP of R's bucket (`fips_by_router`): R has a gateway
+    on F's network, F has a port, and that port is a compute port bound to HOST."""
+    if r.gateway is None or f.port_id is None or f.floating_network_id != r.gateway.network_id:
+        return False
+    port = cloud.ports.get(f.port_id)
+    return port is not None and port.host == host and is_compute(port.device_owner)
+
+
+class _Fips:
+    """One router's FIPs on this host (`placement.local_fips`, as a set) and what the plan makes
+    of each — its fip- /32 (`fip.fip_route`, for the slot it was made with) and its NAT pair
+    (`qrouter.nat_pair`) — kept up to date from the touched keys: a FIP change re-evaluates that
+    FIP alone (its `floatingips` key), a port change the FIPs of the router on that port; the
+    sets are changed by set difference and union (C-level, no per-FIP Python call for the rest).
+    Anything else that could change the answer (the router itself) builds it again."""
+    __slots__ = ("dsts", "local", "pairs", "port_of", "ports", "router", "routes", "rpairs", "slot")
+
+    def __init__(self, cloud: Cloud, host: str, r: Router, slot: int | None):
+        self.router, self.slot = r, slot
+        self.local: dict[str, FloatingIP] = {}
+        self.port_of: dict[str, str] = {}           # FIP id -> its port (every FIP of the bucket with one)
+        self.ports: dict[str, set[str]] = {}        # port id -> FIP ids of the bucket on it
+        for f in cloud.fips_by_router.get(r.id, ()):
+            self._track(f)
+            if _is_local(cloud, host, r, f):
+                self.local[f.id] = f
+        fs = self.local.values()
+        self.routes, self.dsts = self._route_sets(fs)
+        self.pairs = frozenset(nat_pair(f) for f in fs)
+        self.rpairs = frozenset((b, a) for a, b in self.pairs)
+
+    def _track(self, f: FloatingIP) -> None:
+        if f.port_id is not None:
+            self.port_of[f.id] = f.port_id
+            self.ports.setdefault(f.port_id, set()).add(f.id)
+
+    def _untrack(self, fid: str) -> None:
+        pid = self.port_of.pop(fid, None)
+        if pid is not None:
+            on = self.ports.get(pid)
+            if on is not None:
+                on.discard(fid)
+                if not on:
+                    del self.ports[pid]
+
+    def _route_sets(self, fs) -> tuple[frozenset, frozenset]:
+        if self.slot is None:
+            return frozenset(), frozenset()
+        via, fpr = str(pair(self.slot)[0]), names.fpr_dev(self.router.id)
+        rs = frozenset(fip_route(f, via, fpr) for f in fs)
+        return rs, frozenset(x.dst for x in rs)
+
+    def update(self, cloud: Cloud, host: str, dirty: Iterable[Key]) -> bool:
+        """Bring it to CLOUD given the keys touched since (DIRTY); False when it must be built
+        again (the router changed, or its bucket changed without a FIP key saying which)."""
+        rid = self.router.id
+        cands: set[str] = set()
+        bucket = False
+        for k in dirty:
+            kind = k[0]
+            if kind == "floatingips":
+                cands.add(k[1])
+            elif kind == "ports":
+                cands |= self.ports.get(k[1], set())
+            elif kind == "routers" and k[1] == rid:
+                return False
+            elif kind == "fips_by_router" and k[1] == rid:
+                bucket = True
+        if bucket and not any(k[0] == "floatingips" for k in dirty):
+            return False
+        if not cands:
+            return True
+        r = self.router
+        gone: list[FloatingIP] = []
+        new: list[FloatingIP] = []
+        for fid in cands:
+            old = self.local.pop(fid, None)
+            self._untrack(fid)
+            f = cloud.floatingips.get(fid)
+            if f is not None and f.router_id == rid:
+                self._track(f)
+                if _is_local(cloud, host, r, f):
+                    self.local[fid] = f
+            now = self.local.get(fid)
+            if old is not now and old != now:
+                if old is not None:
+                    gone.append(old)
+                if now is not None:
+                    new.append(now)
+        if gone or new:
+            rg, dg = self._route_sets(gone)
+            rn, dn = self._route_sets(new)
+            self.routes = self.routes.difference(rg).union(rn)
+            self.dsts = self.dsts.difference(dg).union(dn)
+            pg, pn = {nat_pair(f) for f in gone}, {nat_pair(f) for f in new}
+            self.pairs = self.pairs.difference(pg).union(pn)
+            self.rpairs = self.rpairs.difference((b, a) for a, b in pg).union((b, a) for a, b in pn)
+        return True
 
 
 class HostPlanner:
@@ -102,6 +205,9 @@ class HostPlanner:
         self._fip: dict[str, tuple] = {}        # network -> (parts, namespace) of the last merge
         self._bridge: tuple | None = None       # (records, namespace) of the last bridge namespace
         self._last: HostState | None = None
+        self._fips: dict[str, _Fips] = {}       # router -> its FIPs on this host (kept from the touched keys)
+        self._qr: dict[str, tuple] = {}         # router -> (base, frame, pairs, namespace) of the last merge
+        self._dirty: Iterable[Key] = ()
 
     # ---- cells -------------------------------------------------------------------------------
     def _invalidate(self, dirty: Iterable[Key]) -> None:
@@ -154,11 +260,44 @@ class HostPlanner:
     def _record(ns: Namespace | None, br: NsBuilder) -> tuple:
         return (ns, (tuple(br.links.values()), tuple(br.ovs_ports.values())), br.used)
 
+    def _local(self, r: Router, slot: int | None) -> _Fips:
+        """R's FIPs on this host (`_Fips`), updated from this pass's touched keys."""
+        f = self._fips.get(r.id)
+        if r.id in self._used_fips and f is not None and f.router is r and f.slot == slot:
+            return f                            # already brought up to date in this pass
+        self._used_fips.add(r.id)
+        assert self._cloud is not None
+        if f is None or f.router is not r or f.slot != slot or not f.update(self._cloud, self.host, self._dirty):
+            f = self._fips[r.id] = _Fips(self._cloud, self.host, r, slot)
+        return f
+
     def _qrouter(self, r: Router, slot: int | None) -> tuple:
+        """The qrouter- namespace: a cell for all but the FIP NAT table (`nat=False`), one for
+        that table's frame (chains, connection limits), and the FIP maps from `_Fips`: a FIP
+        change rebuilds neither cell (thousands of neighbours and limits at scale)."""
         def compute(view: TrackedView) -> tuple:
             br = self._bridges()
-            return self._record(qrouter_namespace(view, self.host, r, slot, br, self.cfg).freeze(), br)
-        return self._cell(("qrouter", r.id), slot, compute, (("routers", r.id),))
+            return self._record(qrouter_namespace(view, self.host, r, slot, br, self.cfg, nat=False).freeze(), br)
+        rec = self._cell(("qrouter", r.id), slot, compute, (("routers", r.id),))
+        if slot is None or r.gateway is None:
+            return rec
+        frame = self._cell(("qrouter-nat", r.id), None, lambda view: qrouter_nat_frame(view, self.host, r, self.cfg),
+                           (("routers", r.id),))
+        fips = self._local(r, slot)
+        base: Namespace = rec[0]
+        last = self._qr.get(r.id)
+        if (last is not None and last[0] is base and last[1] is frame and last[2] is fips.pairs
+                and last[3] is fips.rpairs):
+            return (last[4],) + rec[1:]
+        table = nat_table(frame[0], frame[1], fips.pairs, fips.rpairs)
+        key = ("ip", NFT_TABLE)
+        if key in base.nft:
+            raise _Fallback("qrouter- namespace: a second table named like the FIP NAT table")
+        ns = replace(base, nft=dict(sorted({**base.nft, key: table}.items())))
+        if last is not None and last[4] == ns:
+            ns = last[4]
+        self._qr[r.id] = (base, frame, fips.pairs, fips.rpairs, ns)
+        return (ns,) + rec[1:]
 
     def _snat(self, r: Router) -> tuple:
         def compute(view: TrackedView) -> tuple:
@@ -185,10 +324,8 @@ class HostPlanner:
 
         parts = [rec[0]]
         for r in rs:
-            def fip32s(view: TrackedView, r=r) -> tuple:
-                rr = fip_routes(view, host, r, slots[r.id])
-                return frozenset(rr), frozenset(x.dst for x in rr)
-            parts.append(self._cell(("fip-routes", net_id, r.id), slots[r.id], fip32s, (("routers", r.id),)))
+            fips = self._local(r, slots[r.id])
+            parts += [fips.routes, fips.dsts]
         last = self._fip.get(net_id)
         if last is not None and len(last[0]) == len(parts) and all(a is b for a, b in zip(last[0], parts)):
             return (last[1],) + rec[1:]
@@ -198,7 +335,8 @@ class HostPlanner:
         routes = set(small.routes)
         dsts: set = set()
         total = 0
-        for rr, dd in parts[1:]:
+        for i in range(1, len(parts), 2):
+            rr, dd = parts[i], parts[i + 1]
             routes |= rr
             dsts |= dd
             total += len(dd)
@@ -245,7 +383,9 @@ class HostPlanner:
         self.recomputed = []
         cloud, dirty = self._advance(cloud, touched)
         self._cloud = cloud
-        self._invalidate(dirty)
+        self._dirty = dirty if isinstance(dirty, (set, frozenset)) else frozenset(dirty)
+        self._used_fips: set[str] = set()
+        self._invalidate(self._dirty)
         t1 = time.perf_counter()
         host = self.host
         h = cloud.hosts.get(host)
@@ -327,3 +467,8 @@ class HostPlanner:
         nets = {k[1] for k in self._used if k[0] == "fip"}
         for n in [n for n in self._fip if n not in nets]:
             del self._fip[n]
+        used: set[str] = getattr(self, "_used_fips", set())
+        for rid in [x for x in self._fips if x not in used]:
+            del self._fips[rid]
+        for rid in [x for x in self._qr if ("qrouter-nat", x) not in self._used]:
+            del self._qr[rid]

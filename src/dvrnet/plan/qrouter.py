@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from ..model import DeviceOwner, Router
+from ..model import DeviceOwner, FloatingIP, Router
 from ..model.cloud import CloudView
 from ..model.placement import local_fips
 from . import names
@@ -39,8 +39,10 @@ from .state import Address, Link, Neighbour, NftChain, NftMap, NftTable, Route, 
 
 
 def qrouter_namespace(cloud: CloudView, host: str, router: Router, slot: int | None,
-                      bridges: NsBuilder, cfg: PlanConfig) -> NsBuilder:
-    """`slot` is the router's link-local slot when it is linked to a fip- namespace here."""
+                      bridges: NsBuilder, cfg: PlanConfig, nat: bool = True) -> NsBuilder:
+    """`slot` is the router's link-local slot when it is linked to a fip- namespace here.
+    NAT=False: without the FIP NAT table (`qrouter_nat_frame` + `nat_table`: what the incremental
+    planner keeps apart, so a FIP change does not rebuild the rest of the namespace)."""
     ns = NsBuilder(names.qrouter_ns(cfg.netns_prefix, router.id))
     sg_by_subnet = {}
     if router.gateway is not None:
@@ -93,10 +95,21 @@ def qrouter_namespace(cloud: CloudView, host: str, router: Router, slot: int | N
         ns.rule(Rule(QR_FIP_PRIO, fwmark=FIP_MARK, fwmask=FIP_MARK, table=QR_FIP_TABLE))
         ns.sysctl(f"net.ipv4.conf.{rfp}.rp_filter", 0)
         ns.sysctl(f"net.ipv4.conf.{rfp}.send_redirects", 0)
-        fips = local_fips(cloud, host, router)
-        ns.table(fip_nat_table(rfp, [(ipstr(f.floating_ip_address), ipstr(f.fixed_ip_address)) for f in fips],
-                               vm_limits(cloud, router, host), cfg))
+        if nat:
+            fips = local_fips(cloud, host, router)
+            ns.table(fip_nat_table(rfp, [nat_pair(f) for f in fips], vm_limits(cloud, router, host), cfg))
     return ns
+
+
+def nat_pair(f: FloatingIP) -> tuple[str, str]:
+    """(FIP, fixed IP) of a FIP with a port: its element of the `fip2fixed` map."""
+    return ipstr(f.floating_ip_address), ipstr(f.fixed_ip_address)
+
+
+def qrouter_nat_frame(cloud: CloudView, host: str, router: Router, cfg: PlanConfig) -> tuple:
+    """What the FIP NAT table of ROUTER's qrouter- on HOST holds besides its FIPs: (chains, the
+    connection-limit maps), for `nat_table`; it does not depend on the FIPs."""
+    return fip_nat_frame(names.rfp_dev(router.id), vm_limits(cloud, router, host), cfg)
 
 
 def fip_nat_table(rfp: str, fip_fixed: list[tuple[str, str]], vm_limits: Sequence[tuple[str, int | None]] = (),
@@ -111,6 +124,22 @@ def fip_nat_table(rfp: str, fip_fixed: list[tuple[str, str]], vm_limits: Sequenc
       there and `ip saddr set ... map` after routing (a strict rp_filter on qr- sees the fixed
       IP); TCP SYN/SYN-ACKs through a FIP get their MSS clamped (ICMP errors from beyond the node keep
       the FIP as inner source, so the VM never learns the path MTU: docs/dataplane.md)."""
+    chains, limit_maps = fip_nat_frame(rfp, vm_limits, cfg)
+    return nat_table(chains, limit_maps, frozenset(fip_fixed), frozenset((b, a) for a, b in fip_fixed))
+
+
+def nat_table(chains: tuple[NftChain, ...], limit_maps: tuple[NftMap, ...], fip2fixed: frozenset[tuple[str, str]],
+              fixed2fip: frozenset[tuple[str, str]]) -> NftTable:
+    """The FIP NAT table from its frame (`fip_nat_frame`) and its two maps' elements."""
+    return NftTable("ip", NFT_TABLE, chains=chains, maps=(
+        NftMap("fip2fixed", "ipv4_addr", "ipv4_addr", fip2fixed),
+        NftMap("fixed2fip", "ipv4_addr", "ipv4_addr", fixed2fip),
+    ) + limit_maps)
+
+
+def fip_nat_frame(rfp: str, vm_limits: Sequence[tuple[str, int | None]] = (),
+                  cfg: PlanConfig | None = None) -> tuple[tuple[NftChain, ...], tuple[NftMap, ...]]:
+    """(chains, connection-limit maps) of `fip_nat_table`: everything but the FIP maps."""
     stateless = cfg is not None and cfg.stateless_fips
     limit_chains, limit_maps = (limit_parts(rfp, vm_limits, cfg, inbound_dnat=True, base=stateless)
                                 if cfg else ((), ()))
@@ -137,7 +166,4 @@ def fip_nat_table(rfp: str, fip_fixed: list[tuple[str, str]], vm_limits: Sequenc
             NftChain("post_nat", "nat", "postrouting", 100,
                      (f'oifname "{rfp}" snat to ip saddr map @fixed2fip',)),
         )
-    return NftTable("ip", NFT_TABLE, chains=nat + limit_chains, maps=(
-        NftMap("fip2fixed", "ipv4_addr", "ipv4_addr", frozenset(fip_fixed)),
-        NftMap("fixed2fip", "ipv4_addr", "ipv4_addr", frozenset((b, a) for a, b in fip_fixed)),
-    ) + limit_maps)
+    return nat + tuple(limit_chains), tuple(limit_maps)
