@@ -77,3 +77,54 @@ def test_related_prefers_the_exact_address():
     assert related(probs, ["203.0.113.5"], ["ns1"]) == ["ns2: 203.0.113.5 failed"]
     assert related(probs, ["203.0.113.7"], ["ns1"]) == probs[:2]
     assert related(probs, ["203.0.113.7"], ["ns9"]) == []
+
+
+def test_entries_for_a_stream_of_passes_equal_entries_each_time():
+    """`Entries` (the agent's, reusing a router's entries while its inputs are the same objects)
+    equals `entries` through a sequence of passes: the same state again, +1 FIP (not yet in the
+    kernel, then in it), its /32 gone, a problem naming it, its port moved to another host, the
+    FIP deleted; and an unchanged router's entries are the same dicts as before."""
+    from dvrnet.agent.report import Entries
+    from dvrnet.model.changeset import ChangeSet, apply
+    from dvrnet.plan.incremental import HostPlanner
+    from dvrnet.scenarios.scale import scale_cloud
+    cloud = scale_cloud(routers=3, fips=30)
+    planner = HostPlanner("compute1")
+    memo = Entries()
+
+    def check(cloud, desired, observed, problems=()):
+        got = memo(cloud, "compute1", desired, observed, "", problems)
+        assert got == entries(cloud, "compute1", desired, observed, "", problems)
+        return got
+
+    desired = planner.plan(cloud)
+    first = check(cloud, desired, desired)
+    again = check(cloud, desired, desired)
+    assert all(again[k] is first[k] for k in first)
+    f0 = next(f for f in sorted(cloud.floatingips.values(), key=lambda f: f.id)
+              if f.port_id and cloud.ports[f.port_id].host == "compute1")
+    held = {g.floating_ip_address for g in cloud.floatingips.values()}
+    extra = dataclasses.replace(f0, id="fip-extra", floating_ip_address=next(
+        x for x in cloud.subnets[f0.subnet_id].cidr.hosts() if x not in held))
+    before = desired
+    cloud, touched = apply(cloud, ChangeSet(upserts=(extra,)))
+    desired = planner.plan(cloud, None, touched)
+    got = check(cloud, desired, before)                          # not in the kernel yet: ERROR
+    assert got[("floatingips", extra.id)]["status"] == "ERROR"
+    got = check(cloud, desired, desired)
+    assert got[("floatingips", extra.id)]["status"] == "ACTIVE"
+    others = [k for k in first if cloud.floatingips[k[1]].router_id != f0.router_id]
+    assert others and all(got[k] is first[k] for k in others)    # other routers: not computed again
+    fns = next(n for n in desired.namespaces if "fip-" in n and extra.floating_network_id in n)
+    ip = str(extra.floating_ip_address)
+    lost = _without(desired, fns, routes=frozenset(r for r in desired.namespaces[fns].routes if r.dst != ip + "/32"))
+    assert check(cloud, desired, lost)[("floatingips", extra.id)]["status"] == "ERROR"
+    check(cloud, desired, lost, (f"{fns}: route add {ip}/32: EPERM",))
+    check(cloud, desired, desired)
+    cloud, touched = apply(cloud, ChangeSet(upserts=(dataclasses.replace(cloud.ports[extra.port_id], host="compute2"),)))
+    desired = planner.plan(cloud, None, touched)
+    got = check(cloud, desired, desired)
+    assert ("floatingips", extra.id) not in got
+    cloud, touched = apply(cloud, ChangeSet(deletes=(("floatingips", extra.id),)))
+    desired = planner.plan(cloud, None, touched)
+    check(cloud, desired, desired)

@@ -7,7 +7,8 @@ kernel holds of each FIP and router gateway port this host serves.
   after the pass (the computation Neutron mode's `update_floatingip_statuses` uses), with the
   association it applied (a FIP's port and fixed IP, a port's addresses);
 - `Reporter.on_pass(cloud, report, desired, observed)` (the agent's pass hook, in the loop's
-  thread: computes, never blocks on the network) hands them to a sender thread, which PUTs
+  thread: computes, never blocks on the network; `Entries`: only the routers whose inputs changed,
+  so a FIP's pass does not walk every FIP of the host) hands them to a sender thread, which PUTs
   `/v2.0/dvrnet/hosts/<host>/status` at once: only the entries that changed since the last report
   the server accepted, and `removed` for resources no longer served here;
 - after a start, and after any failed report, it first asks the server which rows it holds for
@@ -26,10 +27,11 @@ from typing import Any
 
 import httpx
 
-from ..model import Cloud
+from ..model import Cloud, FloatingIP
 from ..model.placement import local_fips, routers_on_host, snat_routers_on_host
+from ..plan import names
 from ..plan.state import HostState, ipstr
-from ..reconcile.status import Held, fips_found, gateway_found
+from ..reconcile.status import Found, Held, fips_found, gateway_found
 
 log = logging.getLogger("dvrnet.agent")
 CHUNK = 200
@@ -59,6 +61,68 @@ def entries(cloud: Cloud, host: str, desired: HostState, observed: HostState, pr
     return out
 
 
+class Entries:
+    """`entries(cloud, host, desired, observed, prefix, problems)` for the agent's stream of passes:
+    equal to it every time, but a router's FIP entries are computed again only when one of their
+    inputs is not the same object as in the last call — the router, its FIP bucket
+    (`fips_by_router`, rebuilt by `changeset.apply` only when one of its FIPs changed), the ports
+    (a port moved to another host), the observed fip- and qrouter- namespaces it is read from
+    (the incremental reader keeps unchanged ones) — or the pass's problems differ. So a pass for
+    one FIP costs that router's entries, not every FIP of the host; an entry equal to the last one
+    is the same dict (the sender compares by identity first)."""
+
+    def __init__(self) -> None:
+        self._routers: dict[str, tuple[tuple, dict[Key, dict[str, Any]]]] = {}
+        self._last: dict[str, tuple[FloatingIP, Found, dict[str, Any]]] = {}    # FIP id -> its last entry
+
+    def __call__(self, cloud: Cloud, host: str, desired: HostState, observed: HostState, prefix: str = "",
+                 problems: Sequence[str] = ()) -> dict[Key, dict[str, Any]]:
+        out: dict[Key, dict[str, Any]] = {}
+        held = Held(observed, prefix)
+        problems = tuple(problems)
+        seen: dict[str, tuple[tuple, dict[Key, dict[str, Any]]]] = {}
+        for r in routers_on_host(cloud, host):
+            obs = observed.namespaces
+            key = (r, cloud.fips_by_router.get(r.id), cloud.ports, problems,
+                   obs.get(names.fip_ns(prefix, r.gateway.network_id)) if r.gateway is not None else None,
+                   obs.get(names.qrouter_ns(prefix, r.id)))
+            hit = self._routers.get(r.id)
+            if hit is not None and len(hit[0]) == len(key) and all(a is b for a, b in zip(hit[0], key)):
+                mine = hit[1]
+            else:
+                mine = self._router(cloud, host, r, held, problems)
+            seen[r.id] = (key, mine)
+            out.update(mine)
+        self._routers = seen
+        if len(self._last) > 2 * max(len(out), 1000):    # FIPs gone: forget their entries now and then
+            self._last = {k: v for k, v in self._last.items() if ("floatingips", k) in out}
+        for r in snat_routers_on_host(cloud, host):
+            gw = cloud.gateway_port(r.id)
+            if gw is None:
+                continue
+            found = gateway_found(desired, observed, prefix, r.id, gw, problems)
+            out[("ports", gw.id)] = {"id": gw.id, "status": found.status, "reason": found.reason,
+                                     "fixed_ips": [ipstr(x.ip_address) for x in gw.fixed_ips]}
+        return out
+
+    def _router(self, cloud: Cloud, host: str, r, held: Held, problems: tuple[str, ...]) -> dict[Key, dict[str, Any]]:
+        fips = local_fips(cloud, host, r)
+        by_id = {f.id: f for f in fips}
+        mine: dict[Key, dict[str, Any]] = {}
+        last = self._last
+        for fid, found in fips_found(held, r.id, fips, problems).items():
+            f = by_id[fid]
+            prev = last.get(fid)
+            if prev is not None and prev[0] is f and prev[1] == found:
+                e = prev[2]
+            else:
+                e = {"id": fid, "status": found.status, "reason": found.reason, "port_id": f.port_id,
+                     "fixed_ip_address": None if f.fixed_ip_address is None else ipstr(f.fixed_ip_address)}
+                last[fid] = (f, found, e)
+            mine[("floatingips", fid)] = e
+        return mine
+
+
 class Reporter:
     def __init__(self, server: str, host: str, prefix: str = "", token: str | None = None,
                  max_backoff: float = 5.0):
@@ -74,6 +138,7 @@ class Reporter:
         self._revision = 0
         self._sent: dict[Key, dict[str, Any]] | None = None    # what the server holds; None: ask it
         self.reports = 0            # requests the server accepted
+        self.entries = Entries()
         self._thread = threading.Thread(target=self._loop, name="status-report", daemon=True)
         self._thread.start()
 
@@ -81,8 +146,8 @@ class Reporter:
     def on_pass(self, cloud: Cloud | None, report, desired: HostState, observed: HostState) -> None:
         if cloud is None:
             return
-        now = entries(cloud, self.host, desired, observed, self.prefix,
-                      tuple(report.errors) + tuple(report.differences))
+        now = self.entries(cloud, self.host, desired, observed, self.prefix,
+                           tuple(report.errors) + tuple(report.differences))
         with self._lock:
             self._now, self._revision = now, report.revision
             self._idle.clear()
@@ -135,7 +200,8 @@ class Reporter:
             gone = sorted(held - set(now))
             why = "everything (start or after a failure)"
         else:
-            ups = sorted(k for k, e in now.items() if self._sent.get(k) != e)
+            sent = self._sent
+            ups = sorted(k for k, e in now.items() if sent.get(k) is not e and sent.get(k) != e)
             gone = sorted(set(self._sent) - set(now))
             why = "changes"
             if not ups and not gone:
