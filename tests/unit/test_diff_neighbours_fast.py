@@ -64,3 +64,28 @@ def test_one_changed_mac_among_thousands():
     assert [(type(op).__name__, op.neigh.ip) for op in plan] == [
         ("NeighReplace", "10.1.0.0"), ("NeighReplace", "10.1.0.1"), ("NeighDel", "10.9.9.9")]
     assert plan.ops[1].old == held[0]
+
+
+def test_the_memo_skips_neighbour_sets_that_diffed_to_nothing_and_sees_a_change():
+    """Through one `DiffMemo`: namespaces that differ elsewhere (a FIP's NAT element) but hold the
+    same neighbour sets as when they last diffed to nothing plan exactly what the memo-less diff
+    plans; a changed observed set (a neighbour deleted behind our back) is diffed again."""
+    from dvrnet.plan.state import NftMap, NftTable
+    rows = frozenset(Neighbour("qr-a", f"10.1.{i // 256}.{i % 256}", MACS[0]) for i in range(500))
+    held = frozenset(Neighbour(n.dev, n.ip, n.mac) for n in rows)
+
+    def ns(neigh, elements) -> Namespace:
+        t = NftTable("ip", "dvrnet", maps=(NftMap("fip2fixed", "ipv4_addr", "ipv4_addr", frozenset(elements)),))
+        return Namespace(NS, {n: Link(n) for n in OWNED}, neighbours=neigh, nft={("ip", "dvrnet"): t})
+    memo = D.DiffMemo()
+    pairs = [("203.0.113.2", "10.1.0.5")]
+    for step in range(4):
+        want = HostState("h", {NS: ns(rows, pairs)})
+        seen = HostState("h", {NS: ns(held, pairs[:-1] if step else pairs)})
+        assert D.diff(want, seen, P, memo=memo) == D.diff(want, seen, P)
+        pairs = pairs + [(f"203.0.113.{3 + step}", f"10.1.0.{6 + step}")]
+    assert memo.neighbours[NS][0] is rows
+    gone = held - {next(iter(held))}
+    want, seen = HostState("h", {NS: ns(rows, pairs)}), HostState("h", {NS: ns(gone, pairs)})
+    plan = D.diff(want, seen, P, memo=memo)
+    assert plan == D.diff(want, seen, P) and [type(op).__name__ for op in plan] == ["NeighReplace"]

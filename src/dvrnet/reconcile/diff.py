@@ -137,6 +137,9 @@ class DiffMemo:
         self.clean: dict[str, tuple[Namespace, Namespace]] = {}
         self.checked: dict[str, Namespace] = {}   # desired namespaces that passed check_owned
         self.routes: dict[str, _RouteIdx] = {}     # per namespace: desired route keys, last equal pair
+        # per namespace: the (desired, observed) neighbour sets that last diffed to nothing (a
+        # qrouter's thousands of neighbours are the same objects while only its FIPs change)
+        self.neighbours: dict[str, tuple[frozenset, frozenset, bool]] = {}
         self.skipped = 0                     # namespaces skipped by the last diff (benchmarks, tests)
 
 
@@ -148,7 +151,7 @@ def _count(acc: _Acc) -> int:
 def diff(desired: HostState, observed: HostState, prefix: str = "", memo: DiffMemo | None = None) -> Plan:
     own = Ownership(prefix)
     if memo is not None and memo.prefix != prefix:
-        memo.prefix, memo.clean, memo.checked, memo.routes = prefix, {}, {}, {}
+        memo.prefix, memo.clean, memo.checked, memo.routes, memo.neighbours = prefix, {}, {}, {}, {}
     check_owned(desired, own, memo)
     acc = _Acc()
     for name in sorted(desired.namespaces):
@@ -176,7 +179,19 @@ def diff(desired: HostState, observed: HostState, prefix: str = "", memo: DiffMe
                 idx = memo.routes[name] = _RouteIdx(d.routes)
             _diff_routes(d, o, own, acc, prefix, idx)
         _diff_rules(d, o, acc)
-        _diff_neighbours(d, o, own, acc)
+        if memo is None:
+            _diff_neighbours(d, o, own, acc)
+        else:
+            nb = memo.neighbours.get(name)
+            if (nb is None or nb[0] is not d.neighbours or nb[1] is not o.neighbours or nb[2] != d.managed
+                    or name in gone_ns):
+                n0 = len(acc.creates["neighbour"]) + len(acc.deletes["neighbour"])
+                _diff_neighbours(d, o, own, acc)
+                if (len(acc.creates["neighbour"]) + len(acc.deletes["neighbour"]) == n0 and not acc.groups
+                        and name not in gone_ns):
+                    memo.neighbours[name] = (d.neighbours, o.neighbours, d.managed)
+                else:
+                    memo.neighbours.pop(name, None)
         _diff_sysctls(d, o, acc)
         _diff_nft(d, o, acc)
         _diff_processes(d, o, acc)
@@ -193,6 +208,8 @@ def diff(desired: HostState, observed: HostState, prefix: str = "", memo: DiffMe
             del memo.checked[name]
         for name in [n for n in memo.routes if n not in desired.namespaces]:
             del memo.routes[name]
+        for name in [n for n in memo.neighbours if n not in desired.namespaces]:
+            del memo.neighbours[name]
     for name in sorted(observed.namespaces):
         if name not in desired.namespaces and own.owns_namespace(name):
             o = observed.namespaces[name]
@@ -216,20 +233,24 @@ def diff(desired: HostState, observed: HostState, prefix: str = "", memo: DiffMe
 def check_owned(desired: HostState, own: Ownership, memo: DiffMemo | None = None) -> None:
     for ns in desired.namespaces.values():
         if memo is not None:
-            if memo.checked.get(ns.name) is ns:
+            last = memo.checked.get(ns.name)
+            if last is ns:
                 continue
-            _check_ns(ns, own)
+            _check_ns(ns, own, last)
             memo.checked[ns.name] = ns
         else:
             _check_ns(ns, own)
 
 
-def _check_ns(ns: Namespace, own: Ownership) -> None:
+def _check_ns(ns: Namespace, own: Ownership, last: Namespace | None = None) -> None:
+    """LAST: a namespace of the same name that passed; its neighbour set, when NS holds the same
+    object (and ownership is the same: name and `managed`), is not walked again."""
     if ns.managed and not own.owns_namespace(ns.name):
         raise NotOwned(f"{ns.name}: managed namespace outside prefix {own.prefix!r}")
     bad = [n for n in ns.links if not own.owns_link(ns, n)]
     bad += [f"{a.cidr} on {a.dev}" for a in ns.addresses if not own.owns_dev_object(ns, a.dev)]
-    bad += [f"neighbour {n.ip} on {n.dev}" for n in ns.neighbours if not own.owns_dev_object(ns, n.dev)]
+    if last is None or last.neighbours is not ns.neighbours or last.managed != ns.managed:
+        bad += [f"neighbour {n.ip} on {n.dev}" for n in ns.neighbours if not own.owns_dev_object(ns, n.dev)]
     bad += [f"sysctl {k}" for k in ns.sysctls if not owns_sysctl(k)]
     bad += [f"nft table {f} {n}" for f, n in ns.nft if not owns_nft_table(f, n)]
     bad += [f"OVS port {p.name}" for p in ns.ovs_ports.values() if not own.owns_ovs_port(p)]
