@@ -29,9 +29,11 @@ import httpx
 
 from ..model import Cloud, FloatingIP
 from ..model.placement import local_fips, routers_on_host, snat_routers_on_host
+from ..model.resources import is_compute
 from ..plan import names
+from ..plan.numbers import MAIN_TABLE_ID, NFT_TABLE
 from ..plan.state import HostState, ipstr
-from ..reconcile.status import Found, Held, fips_found, gateway_found
+from ..reconcile.status import DNAT_MAP, Found, Held, fips_found, gateway_found
 
 log = logging.getLogger("dvrnet.agent")
 CHUNK = 200
@@ -63,39 +65,38 @@ def entries(cloud: Cloud, host: str, desired: HostState, observed: HostState, pr
 
 class Entries:
     """`entries(cloud, host, desired, observed, prefix, problems)` for the agent's stream of passes:
-    equal to it every time, but a router's FIP entries are computed again only when one of their
-    inputs is not the same object as in the last call — the router, its FIP bucket
-    (`fips_by_router`, rebuilt by `changeset.apply` only when one of its FIPs changed), the ports
-    (a port moved to another host), the observed fip- and qrouter- namespaces it is read from
-    (the incremental reader keeps unchanged ones) — or the pass's problems differ. So a pass for
-    one FIP costs that router's entries, not every FIP of the host; an entry equal to the last one
-    is the same dict (the sender compares by identity first)."""
+    equal to it every time, computing only what can have changed since the last call, per router:
+    - nothing, while the router, its FIP bucket (`fips_by_router`: rebuilt by `changeset.apply`
+      only when one of its FIPs changed), the ports, the pass's problems and the observed fip-
+      and qrouter- namespaces it is read from (the incremental reader keeps unchanged ones) are
+      the same objects as last time;
+    - else, while the router, the ports and the problems are the same and both observed
+      namespaces were there before and are there now, only the FIPs that changed in the bucket
+      (compared by identity) and those whose /32 or `fip2fixed` element changed in the kernel
+      (set differences of the routes and of the map's elements, C-level);
+    - else the router's FIPs all again.
+    An entry equal to the last one is the same dict (the sender compares by identity first)."""
 
     def __init__(self) -> None:
-        self._routers: dict[str, tuple[tuple, dict[Key, dict[str, Any]]]] = {}
-        self._last: dict[str, tuple[FloatingIP, Found, dict[str, Any]]] = {}    # FIP id -> its last entry
+        self._routers: dict[str, _RouterEntries] = {}
 
     def __call__(self, cloud: Cloud, host: str, desired: HostState, observed: HostState, prefix: str = "",
                  problems: Sequence[str] = ()) -> dict[Key, dict[str, Any]]:
         out: dict[Key, dict[str, Any]] = {}
         held = Held(observed, prefix)
         problems = tuple(problems)
-        seen: dict[str, tuple[tuple, dict[Key, dict[str, Any]]]] = {}
+        seen: dict[str, _RouterEntries] = {}
+        obs = observed.namespaces
         for r in routers_on_host(cloud, host):
-            obs = observed.namespaces
-            key = (r, cloud.fips_by_router.get(r.id), cloud.ports, problems,
-                   obs.get(names.fip_ns(prefix, r.gateway.network_id)) if r.gateway is not None else None,
+            fns = obs.get(names.fip_ns(prefix, r.gateway.network_id)) if r.gateway is not None else None
+            key = (r, cloud.fips_by_router.get(r.id, ()), cloud.ports, problems, fns,
                    obs.get(names.qrouter_ns(prefix, r.id)))
-            hit = self._routers.get(r.id)
-            if hit is not None and len(hit[0]) == len(key) and all(a is b for a, b in zip(hit[0], key)):
-                mine = hit[1]
-            else:
-                mine = self._router(cloud, host, r, held, problems)
-            seen[r.id] = (key, mine)
-            out.update(mine)
+            st = self._routers.get(r.id)
+            if st is None or not st.update(cloud, host, key, held):
+                st = _RouterEntries(cloud, host, key, held)
+            seen[r.id] = st
+            out.update(st.entries)
         self._routers = seen
-        if len(self._last) > 2 * max(len(out), 1000):    # FIPs gone: forget their entries now and then
-            self._last = {k: v for k, v in self._last.items() if ("floatingips", k) in out}
         for r in snat_routers_on_host(cloud, host):
             gw = cloud.gateway_port(r.id)
             if gw is None:
@@ -105,22 +106,89 @@ class Entries:
                                      "fixed_ips": [ipstr(x.ip_address) for x in gw.fixed_ips]}
         return out
 
-    def _router(self, cloud: Cloud, host: str, r, held: Held, problems: tuple[str, ...]) -> dict[Key, dict[str, Any]]:
+
+def _entry(f: FloatingIP, found: Found) -> dict[str, Any]:
+    return {"id": f.id, "status": found.status, "reason": found.reason, "port_id": f.port_id,
+            "fixed_ip_address": None if f.fixed_ip_address is None else ipstr(f.fixed_ip_address)}
+
+
+def _dnat(ns) -> frozenset | None:
+    table = ns.nft.get(("ip", NFT_TABLE)) if ns is not None else None
+    for m in table.maps if table is not None else ():
+        if m.name == DNAT_MAP:
+            return m.elements
+    return None
+
+
+class _RouterEntries:
+    """One router's FIP entries (`Entries`) and the inputs they were computed from."""
+    __slots__ = ("by_addr", "entries", "key", "local")
+
+    def __init__(self, cloud: Cloud, host: str, key: tuple, held: Held):
+        r, _, _, problems, _, _ = key
+        self.key = key
         fips = local_fips(cloud, host, r)
-        by_id = {f.id: f for f in fips}
-        mine: dict[Key, dict[str, Any]] = {}
-        last = self._last
-        for fid, found in fips_found(held, r.id, fips, problems).items():
-            f = by_id[fid]
-            prev = last.get(fid)
-            if prev is not None and prev[0] is f and prev[1] == found:
-                e = prev[2]
-            else:
-                e = {"id": fid, "status": found.status, "reason": found.reason, "port_id": f.port_id,
-                     "fixed_ip_address": None if f.fixed_ip_address is None else ipstr(f.fixed_ip_address)}
-                last[fid] = (f, found, e)
-            mine[("floatingips", fid)] = e
-        return mine
+        self.local: dict[str, FloatingIP] = {f.id: f for f in fips}
+        self.by_addr: dict[str, str] = {ipstr(f.floating_ip_address): f.id for f in fips}
+        self.entries: dict[Key, dict[str, Any]] = {
+            ("floatingips", fid): _entry(self.local[fid], found) for fid, found in fips_found(held, r.id, fips, problems).items()}
+
+    def update(self, cloud: Cloud, host: str, key: tuple, held: Held) -> bool:
+        """Bring the entries to KEY's inputs; False when they must be computed again."""
+        old = self.key
+        if all(a is b for a, b in zip(old, key)):
+            return True
+        r, bucket, ports, problems, fns, qr = key
+        if r is not old[0] or ports is not old[2] or problems != old[3]:
+            return False
+        if fns is None or qr is None or old[4] is None or old[5] is None:
+            return False
+        touched: set[str] = set()
+        if bucket is not old[1]:
+            now = {id(f) for f in bucket}
+            was = {id(f) for f in old[1]}
+            touched.update(f.id for f in old[1] if id(f) not in now)
+            touched.update(f.id for f in bucket if id(f) not in was)
+        if fns is not old[4]:
+            for x in fns.routes.symmetric_difference(old[4].routes):
+                if x.table == MAIN_TABLE_ID and x.dst.endswith("/32"):
+                    fid = self.by_addr.get(x.dst[:-3])
+                    if fid is not None:
+                        touched.add(fid)
+        if qr is not old[5]:
+            a, b = _dnat(qr), _dnat(old[5])
+            if a is None or b is None:
+                return False
+            for fip, _ in a.symmetric_difference(b):
+                fid = self.by_addr.get(fip)
+                if fid is not None:
+                    touched.add(fid)
+        self.key = key
+        if not touched:
+            return True
+        for fid in touched:
+            f = self.local.pop(fid, None)
+            if f is not None:
+                self.by_addr.pop(ipstr(f.floating_ip_address), None)
+                self.entries.pop(("floatingips", fid), None)
+        fresh = []
+        for fid in touched:
+            f = cloud.floatingips.get(fid)
+            if f is not None and f.router_id == r.id and _is_local(cloud, host, r, f):
+                fresh.append(f)
+                self.local[fid] = f
+                self.by_addr[ipstr(f.floating_ip_address)] = fid
+        for fid, found in fips_found(held, r.id, fresh, problems).items():
+            self.entries[("floatingips", fid)] = _entry(self.local[fid], found)
+        return True
+
+
+def _is_local(cloud: Cloud, host: str, r, f: FloatingIP) -> bool:
+    """`placement.local_fips`'s rule for one FIP of R's bucket."""
+    if r.gateway is None or f.port_id is None or f.floating_network_id != r.gateway.network_id:
+        return False
+    port = cloud.ports.get(f.port_id)
+    return port is not None and port.host == host and is_compute(port.device_owner)
 
 
 class Reporter:
