@@ -273,3 +273,36 @@ def test_two_servers_on_postgresql_share_the_reports(postgres):
             assert fip_status(ca, f["id"]) == "ACTIVE"
         with TestClient(create_app(db)) as c:
             assert fip_status(c, f["id"]) == "ACTIVE"
+
+
+def test_a_report_applied_to_the_cached_statuses_equals_reading_every_row(tmp_path):
+    """`Store.report` applies a report to the cached statuses when they are current
+    (`statuses.applied`) instead of reading the table again: after each of a sequence of reports
+    of two hosts (upserts, a changed status, removals, a resource reported by both) the result
+    equals a full read, and a cache made stale by another writer is read in full."""
+    from dvrnet.store import Store
+    from dvrnet.store import statuses as S
+    store = Store(f"sqlite:///{tmp_path / 'r.db'}")
+    try:
+        def fip(host, i, status="ACTIVE", rev=1):
+            return S.Reported(host, "floatingips", f"f{i}", status, f"p{i}", (f"10.0.0.{i}",), rev,
+                              None if status == "ACTIVE" else "not in the kernel")
+
+        def full() -> S.Statuses:
+            return store._read(lambda c: S.load(c, S.generation(c)))
+        steps = [("compute1", [fip("compute1", i) for i in range(5)], []),
+                 ("compute2", [fip("compute2", 3), S.Reported("compute2", "ports", "gw", "ACTIVE", None,
+                                                              ("203.0.113.9", "198.51.100.9"), 2, None)], []),
+                 ("compute1", [fip("compute1", 2, "ERROR", 3)], [("floatingips", "f4")]),
+                 ("compute2", [], [("floatingips", "f3"), ("ports", "gw")]),
+                 ("compute1", [], [("floatingips", "f3")])]
+        for host, ups, gone in steps:
+            out = store.report(host, ups, gone)
+            want = full()
+            assert out.generation == want.generation and out.by_resource == want.by_resource
+            assert store.statuses() is out                  # the cache, not read again
+        store._statuses = S.Statuses(0, {})                 # stale (as after another server's report)
+        out = store.report("compute1", [fip("compute1", 9)], [])
+        assert out.by_resource == full().by_resource
+    finally:
+        store.close()
