@@ -28,8 +28,7 @@ from typing import Any
 import httpx
 
 from ..model import Cloud, FloatingIP
-from ..model.placement import local_fips, routers_on_host, snat_routers_on_host
-from ..model.resources import is_compute
+from ..model.placement import fip_host, local_fips, routers_on_host, snat_routers_on_host
 from ..plan import names
 from ..plan.numbers import MAIN_TABLE_ID, NFT_TABLE
 from ..plan.state import HostState, ipstr
@@ -174,21 +173,13 @@ class _RouterEntries:
         fresh = []
         for fid in touched:
             f = cloud.floatingips.get(fid)
-            if f is not None and f.router_id == r.id and _is_local(cloud, host, r, f):
+            if f is not None and f.router_id == r.id and fip_host(cloud, f) == host:
                 fresh.append(f)
                 self.local[fid] = f
                 self.by_addr[ipstr(f.floating_ip_address)] = fid
         for fid, found in fips_found(held, r.id, fresh, problems).items():
             self.entries[("floatingips", fid)] = _entry(self.local[fid], found)
         return True
-
-
-def _is_local(cloud: Cloud, host: str, r, f: FloatingIP) -> bool:
-    """`placement.local_fips`'s rule for one FIP of R's bucket."""
-    if r.gateway is None or f.port_id is None or f.floating_network_id != r.gateway.network_id:
-        return False
-    port = cloud.ports.get(f.port_id)
-    return port is not None and port.host == host and is_compute(port.device_owner)
 
 
 class Reporter:

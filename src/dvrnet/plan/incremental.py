@@ -42,8 +42,7 @@ from dataclasses import replace
 
 from ..model import Cloud, FloatingIP, Router
 from ..model.changeset import apply, changeset_between
-from ..model.placement import routers_on_host, snat_routers_on_host
-from ..model.resources import is_compute
+from ..model.placement import fip_host, routers_on_host, snat_routers_on_host
 from ..model.tracked import TrackedView
 from . import names
 from .builder import NsBuilder
@@ -77,17 +76,8 @@ class _Fallback(Exception):
     pass
 
 
-def _is_local(cloud: Cloud, host: str, r: Router, f: FloatingIP) -> bool:
-    """`placement.local_fips`'s rule for one FIP of R's bucket (`fips_by_router`): R has a gateway
-    on F's network, F has a port, and that port is a compute port bound to HOST."""
-    if r.gateway is None or f.port_id is None or f.floating_network_id != r.gateway.network_id:
-        return False
-    port = cloud.ports.get(f.port_id)
-    return port is not None and port.host == host and is_compute(port.device_owner)
-
-
 class _Fips:
-    """One router's FIPs on this host (`placement.local_fips`, as a set) and what the plan makes
+    """One router's FIPs on this host (`placement.local_fips`: `fip_host` is this host, as a set) and what the plan makes
     of each — its fip- /32 (`fip.fip_route`, for the slot it was made with) and its NAT pair
     (`qrouter.nat_pair`) — kept up to date from the touched keys: a FIP change re-evaluates that
     FIP alone (its `floatingips` key), a port change the FIPs of the router on that port; the
@@ -102,7 +92,7 @@ class _Fips:
         self.ports: dict[str, set[str]] = {}        # port id -> FIP ids of the bucket on it
         for f in cloud.fips_by_router.get(r.id, ()):
             self._track(f)
-            if _is_local(cloud, host, r, f):
+            if fip_host(cloud, f) == host:
                 self.local[f.id] = f
         fs = self.local.values()
         self.routes, self.dsts = self._route_sets(fs)
@@ -150,7 +140,6 @@ class _Fips:
             return False
         if not cands:
             return True
-        r = self.router
         gone: list[FloatingIP] = []
         new: list[FloatingIP] = []
         for fid in cands:
@@ -159,7 +148,7 @@ class _Fips:
             f = cloud.floatingips.get(fid)
             if f is not None and f.router_id == rid:
                 self._track(f)
-                if _is_local(cloud, host, r, f):
+                if fip_host(cloud, f) == host:
                     self.local[fid] = f
             now = self.local.get(fid)
             if old is not now and old != now:
