@@ -29,12 +29,12 @@ from dvrnet.lab import steps
 from dvrnet.lab.checks import ping
 from dvrnet.lab.daemons import neutron_venv
 from dvrnet.lab.info import LabInfo
+from dvrnet.lab.neutron import RESYNC  # the lab's [dvrnet] neutron_resync_interval (300 s)
 from dvrnet.scenarios.seed import SEED
 from lab import test_t1_t6 as T
 
 pytestmark = pytest.mark.root
 
-RESYNC = 300.0          # the lab's [dvrnet] neutron_resync_interval (lab/neutron.py)
 CONVERGE = 90.0         # what one change may take through Neutron on a loaded 2-core machine;
 assert CONVERGE < RESYNC  # well below the resync: every step is served by what Neutron sends
 

@@ -5,7 +5,16 @@ Instead of `dvrnet server`, the lab starts PostgreSQL, RabbitMQ and neutron-serv
 live "Open vSwitch agent" per node, so ML2 binds ports), and one `dvrnet neutron-agent` per node
 configured from an `l3_agent.ini` of its own (`<state dir>/neutron/l3_agent-<node>.ini`). The
 seed's resources are created through Neutron with the real `openstack` client (`OS_AUTH_TYPE=none`,
-one client process reading its commands from stdin). What the world, the VMs and the checks need
+one client process reading its commands from stdin).
+
+Routed (`lab up --routed --control neutron`, docs/routed-mode.md): the external network is tagged
+with the client (`network set --tag dvrnet:routed`) before any gateway, the private subnet carries
+its service types (`--service-type network:floatingip_agent_gateway --service-type
+network:router_gateway`, gateway the ToR), every router gateway is set with two fixed IPs, the
+private one for qg- and a public SNAT address (`router set --external-gateway EXT --fixed-ip
+subnet=private --fixed-ip subnet=PUBLIC`: by itself Neutron gives a gateway one address, the typed
+private one), and the agents' `l3_agent.ini` carry the routed settings (`routed_agent_options`)
+and a short `neutron_resync_interval` (ROUTED_RESYNC). What the world, the VMs and the checks need
 is the same LabInfo as with dvrnet's own server (`server_url` is Neutron's API); what only Neutron
 mode needs (transport URL, agent configs) is in `<state dir>/neutron.json`.
 
@@ -28,6 +37,11 @@ from .resources import LAB_RESERVED_FROM, Topology
 from .world import WorldSpec
 
 NEUTRON_FILE = "neutron.json"
+# the agents' [dvrnet] neutron_resync_interval: long, so that a test converging within it proves
+# the change came by a notification; a routed lab's is short (ROUTED_RESYNC): the tag of a network
+# is the one input no notification carries (Neutron's tag API casts nothing)
+RESYNC = 300.0
+ROUTED_RESYNC = 30.0
 PHYSNET = "physnet1"
 # neutron-server publishes every API write on its notification bus (what Ceilometer reads); the
 # agents read subnet writes from it (`[dvrnet] listen_notifications`): the L3 protocol notifies
@@ -50,6 +64,8 @@ class NeutronLab:
     rabbit_tls_url: str = ""                # the same broker over TLS (self-signed: rabbit_tls_ca)
     rabbit_tls_ca: str = ""
     bridge_mappings: list[str] = field(default_factory=list)         # the agents' [dvrnet] bridge_mappings (NET:BR)
+    agent_extra: str = ""                   # more [dvrnet] lines of every agent's file (routed mode's)
+    neutron_resync_interval: float = RESYNC     # the agents' full syncs
 
     def save(self, state_dir: str) -> None:
         with open(os.path.join(state_dir, NEUTRON_FILE), "w") as f:
@@ -64,8 +80,18 @@ class NeutronLab:
             return None
 
 
-def start_control(spec: WorldSpec, say=lambda m: None) -> NeutronLab:
-    """PostgreSQL, RabbitMQ, neutron-server and the L2 stand-in; stops what it started on failure."""
+def routed_agent_options(tor_asn: int) -> str:
+    """The `[dvrnet]` lines of a routed lab's agents: the settings `dvrnet lab up --routed` gives
+    its agents (lab/steps.py `agent_bgp`: the defaults, with the watchdog), the ToR's AS spelled out."""
+    return (f"bgp_peer_as = {tor_asn}\nbfd_ms = 100\nbfd_multiplier = 3\nblackhole_seconds = 3\n"
+            "bgp_lease_seconds = 5\n")
+
+
+def start_control(spec: WorldSpec, say=lambda m: None, agent_extra: str = "",
+                  resync: float = RESYNC) -> NeutronLab:
+    """PostgreSQL, RabbitMQ, neutron-server and the L2 stand-in; stops what it started on failure.
+    agent_extra: more `[dvrnet]` lines for every agent's l3_agent.ini; resync: their
+    `neutron_resync_interval`."""
     base = os.path.join(spec.state_dir, "neutron")
     os.makedirs(base, exist_ok=True)
     os.chmod(spec.state_dir, 0o755)        # PostgreSQL runs as 'nobody' below it
@@ -84,12 +110,13 @@ def start_control(spec: WorldSpec, say=lambda m: None) -> NeutronLab:
                                                       extra_conf=NOTIFICATIONS_CONF))
         say(f"neutron-server on {neutron.url}")
         lab = NeutronLab(neutron.url, rabbit.url, db, rabbit_ports=list(rabbit.ports), rabbit_node=rabbit.node,
-                         rabbit_tls_url=rabbit.tls_url, rabbit_tls_ca=rabbit.tls_ca)
+                         rabbit_tls_url=rabbit.tls_url, rabbit_tls_ca=rabbit.tls_ca, agent_extra=agent_extra,
+                         neutron_resync_interval=resync)
         nodes = [f"--node={n.name}={spec.underlay_ip(n)}" for n in spec.nodes]
         _spawn(spec, "l2stub", [sys.executable, "-m", "dvrnet.lab.l2stub", "--transport-url", rabbit.url,
                                 "--interval", "10", *nodes])
         for n in spec.nodes:
-            lab.agent_configs[n.name] = write_agent_config(spec, n, rabbit.url)
+            lab.agent_configs[n.name] = write_agent_config(spec, n, rabbit.url, agent_extra, resync)
         lab.save(spec.state_dir)
         return lab
     except BaseException:
@@ -108,7 +135,7 @@ def _plugging(spec: WorldSpec, node) -> tuple[str, str, str]:
     return "interface_driver = linuxbridge", "", "port_kind = macvlan\n" if spec.port_kind == "macvlan" else ""
 
 
-def write_agent_config(spec: WorldSpec, node, transport_url: str, extra: str = "") -> str:
+def write_agent_config(spec: WorldSpec, node, transport_url: str, extra: str = "", resync: float = RESYNC) -> str:
     path = os.path.join(spec.state_dir, "neutron", f"l3_agent-{node.name}.ini")
     driver, ovs, kind = _plugging(spec, node)
     with open(path, "w") as f:
@@ -131,7 +158,7 @@ bridge_netns = {spec.bridge_ns(node)}
 external_bridge = br-ex
 dvr_mac = {spec.node_mac(node)}
 resync_interval = 60
-neutron_resync_interval = 300
+neutron_resync_interval = {resync:g}
 listen_notifications = true
 coalesce_window = 0.05
 max_backoff = 5
@@ -224,6 +251,9 @@ def create_topology(api_url: str, spec: ScenarioSpec, gateways: bool = True) -> 
     distributed routers with gateways and interfaces — through the openstack client."""
     cmds = [(f"network create --external --provider-network-type flat --provider-physical-network {PHYSNET} "
             f"--mtu {spec.external_mtu} {spec.external_network} -f json")]
+    if spec.routed:         # before any gateway, as an operator does (docs/routed-mode.md)
+        from ..model.resources import ROUTED_TAG
+        cmds.append(f"network set --tag {ROUTED_TAG} {spec.external_network}")
     for s in spec.external_subnets:
         gw = f"--gateway {s.gateway}" if s.gateway else "--gateway none"
         types = "".join(f" --service-type {t}" for t in s.service_types)
@@ -237,7 +267,8 @@ def create_topology(api_url: str, spec: ScenarioSpec, gateways: bool = True) -> 
     for r_name, nets in spec.routers:
         cmds.append(f"router create --distributed {r_name} -f json")
         if gateways:
-            cmds.append(f"router set --external-gateway {spec.external_network} {r_name}")
+            cmds.append(f"router set --external-gateway {spec.external_network}{routed_fixed_ips(spec, r_name)} "
+                        f"{r_name}")
         for n in nets:
             sub = dict(spec.tenant_networks)[n].name
             cmds.append(f"router add subnet {r_name} {sub}")
@@ -261,6 +292,19 @@ def create_topology(api_url: str, spec: ScenarioSpec, gateways: bool = True) -> 
     topo.interface_ports = [{"id": p.get("ID"), "mac_address": p.get("MAC Address"),
                              "device_owner": "network:router_interface_distributed"} for p in next(docs)]
     return topo
+
+
+def routed_fixed_ips(spec: ScenarioSpec, r_name: str) -> str:
+    """A routed network's router gateway: ` --fixed-ip subnet=PRIVATE --fixed-ip subnet=PUBLIC`
+    (qg-'s private address and the router's public SNAT address; `spec.snat_subnet`, else the
+    public subnets in turn, one per router); empty for an l2 network."""
+    if not spec.routed:
+        return ""
+    private = next(s.name for s in spec.external_subnets if "network:router_gateway" in s.service_types)
+    public = [s.name for s in spec.external_subnets if not s.service_types]
+    i = [r for r, _ in spec.routers].index(r_name)
+    snat = spec.snat_subnet or public[i % len(public)]
+    return f" --fixed-ip subnet={private} --fixed-ip subnet={snat}"
 
 
 def _fixed_ips(value) -> list[dict]:
@@ -330,7 +374,8 @@ def restart_agents(info, lab: NeutronLab, extra: tuple[str, ...] = (), env_path:
         if rabbit_conf:
             more += f"\n[oslo_messaging_rabbit]\n{rabbit_conf}"
         for n in chosen:
-            lab.agent_configs[n.name] = write_agent_config(spec, n, transport_url or lab.transport_url, more)
+            lab.agent_configs[n.name] = write_agent_config(spec, n, transport_url or lab.transport_url,
+                                                           lab.agent_extra + more, lab.neutron_resync_interval)
         lab.save(info.state_dir)
     old = os.environ.get("PATH")
     try:

@@ -194,7 +194,9 @@ def up(prefix: str = "dvl-", state_dir: str = "/var/lib/dvrnet/lab", scenario: S
     (`ovs_world.py`).
     control="neutron": a real neutron-server instead of `dvrnet server` (lab/neutron.py); the
     network node's agent starts before the topology (Neutron schedules SNAT only to a live dvr_snat
-    agent), the compute nodes' once the VM ports and FIPs are made.
+    agent), the compute nodes' once the VM ports and FIPs are made. With routed: the network
+    tagged and the gateways given their two addresses with the client, the agents' BGP settings
+    in their l3_agent.ini (lab/neutron.py).
     agent_args: more `dvrnet agent` options for every node (e.g. `--stateless-fips`)."""
     if control not in ("dvrnet", "neutron"):
         raise ValueError(f"control {control!r}: dvrnet or neutron")
@@ -239,7 +241,11 @@ def up(prefix: str = "dvl-", state_dir: str = "/var/lib/dvrnet/lab", scenario: S
     neutron_pids: dict[str, int] = {}
     if control == "neutron":
         from . import neutron as nlab
-        lab = nlab.start_control(spec, step)
+        extra_ini, resync = "", nlab.RESYNC
+        if scenario.routed:
+            from .tor import TOR_ASN
+            extra_ini, resync = nlab.routed_agent_options(TOR_ASN), nlab.ROUTED_RESYNC
+        lab = nlab.start_control(spec, step, agent_extra=extra_ini, resync=resync)
         url = lab.api_url
         info.server_url = url
         info.save()
@@ -324,12 +330,12 @@ def up(prefix: str = "dvl-", state_dir: str = "/var/lib/dvrnet/lab", scenario: S
         for n in info.nodes:
             n.agent_pid = pids.get(n.name)
         step("agents running")
-        if scenario.routed:
-            with httpx.Client(base_url=url, timeout=30) as c2:
-                fgs = resources._ok(c2.get("/v2.0/ports", params={"device_owner": "network:floatingip_agent_gateway"}))
-            for n in info.nodes:
-                port = next((p for p in fgs["ports"] if p.get("binding:host_id") == n.name), None)
-                n.private_address = port["fixed_ips"][0]["ip_address"] if port and port["fixed_ips"] else None
+    if agents and scenario.routed:      # each node's fg- address: the next hop the ToR learns
+        with httpx.Client(base_url=url, timeout=30) as c2:
+            fgs = resources._ok(c2.get("/v2.0/ports", params={"device_owner": "network:floatingip_agent_gateway"}))
+        for n in info.nodes:
+            port = next((p for p in fgs["ports"] if p.get("binding:host_id") == n.name), None)
+            n.private_address = port["fixed_ips"][0]["ip_address"] if port and port["fixed_ips"] else None
     info.save()
     say(f"lab up in {time.monotonic() - t0:.1f}s; state in {state_dir}")
     return info
