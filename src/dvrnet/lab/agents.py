@@ -1,13 +1,16 @@
-"""Which `dvrnet agent` processes serve a lab's nodes, found by their command line, whoever
-started them (`lab up`, `steps.restart_agents`, a test, an operator by hand).
+"""Which `dvrnet agent` and `dvrnet neutron-agent` processes serve a lab's nodes, found by their
+command line, whoever started them (`lab up`, `steps.restart_agents`, a test, an operator by hand).
 
-An agent serves the node whose namespace prefix it was given (`--netns-prefix <lab prefix><short>-`),
-so `/proc/*/cmdline` says which node each running agent is for. `lab info` reports these PIDs
+An agent serves the node whose namespace prefix it was given: `dvrnet agent --netns-prefix <lab
+prefix><short>-`, or for `dvrnet neutron-agent` the `[dvrnet] netns_prefix` of its `--config-file`s
+(the last file that sets it wins, as oslo.config reads them), so `/proc/*/cmdline` says which node
+each running agent is for. `lab info` reports these PIDs
 (not the ones `lab up` saved), and `lab down` stops them too, so a restarted agent is neither
 forgotten nor left running. Zombies and `--once` passes are not agents of a node.
 """
 from __future__ import annotations
 
+import configparser
 import os
 from dataclasses import replace
 
@@ -38,14 +41,37 @@ def _started(pid: int) -> int:
         return 0
 
 
+def _config_prefix(files: list[str]) -> str | None:
+    """`[dvrnet] netns_prefix` of oslo.config-style FILES (later ones win), None when unset."""
+    found = None
+    for path in files:
+        cp = configparser.ConfigParser(interpolation=None, strict=False)
+        try:
+            cp.read(path)
+        except (configparser.Error, OSError):
+            continue
+        if cp.has_option("dvrnet", "netns_prefix"):
+            found = cp.get("dvrnet", "netns_prefix").strip()
+    return found
+
+
 def agent_of(argv: list[str]) -> str | None:
-    """The --netns-prefix of a long-running `dvrnet agent` command line, else None."""
-    if "agent" not in argv or "--once" in argv:
+    """The namespace prefix of a long-running `dvrnet agent` / `dvrnet neutron-agent` command
+    line, else None."""
+    if "--once" in argv:
         return None
-    i = argv.index("agent")
+    cmd = next((a for a in argv if a in ("agent", "neutron-agent")), None)
+    if cmd is None:
+        return None
+    i = argv.index(cmd)
     if not any("dvrnet" in a for a in argv[:i]):
         return None
     rest = argv[i + 1:]
+    if cmd == "neutron-agent":
+        files = [rest[j + 1] if a == "--config-file" else a.split("=", 1)[1]
+                 for j, a in enumerate(rest)
+                 if (a == "--config-file" and j + 1 < len(rest)) or a.startswith("--config-file=")]
+        return _config_prefix(files) or None
     for j, a in enumerate(rest):
         if a == "--netns-prefix" and j + 1 < len(rest):
             return rest[j + 1]
