@@ -12,9 +12,12 @@ the host's view (`GET .../view`), and the incremental plan equals `plan_host` of
 Also across: server restarts (a new app on the same file: the change log tracker starts again),
 retention gaps (a laggard's cursor older than the log: a "resync" answer), a since from another
 database (the server moved to a fresh database built again with the same hosts) and a restored
-backup (the cursor ahead of the database). And every FIP is in at most one host's view (the host
-its port is bound to: model/placement.py), so a migration or re-association moves it between
-views. The test checks that each of those paths was taken."""
+backup: the followers that ask at once hold a cursor ahead of the database; network1, which was
+sent a new external subnet after the backup, asks only once the restored database has passed its
+cursor's revision again (its cursor's stamp is not the database's for that revision: another
+timeline, so a snapshot, not a delta from the wrong timeline). And every FIP is in at most one
+host's view (the host its port is bound to: model/placement.py), so a migration or re-association
+moves it between views. The test checks that each of those paths was taken."""
 from __future__ import annotations
 
 import random
@@ -211,6 +214,10 @@ def _backup(src: str, dst: str) -> None:
     b.close()
 
 
+def _revision(c: httpx.Client) -> int:
+    return ok(c.get("/v2.0/dvrnet/hosts/compute1/view"))["revision"]
+
+
 def _snapshot(c: httpx.Client, host: str):
     return cloud_from_json(ok(c.get(f"/v2.0/dvrnet/hosts/{host}/view"))["cloud"])
 
@@ -264,17 +271,29 @@ def test_delta_path_equals_fresh_snapshots(tmp_path_factory, seed):
                 if any(served.get(fid, h) != h for fid, h in now.items()):
                     events.add("fip moved")
                 served.update(now)
+                if i == 27:         # after the backup: something network1 holds that the backup has not
+                    w.new_router()
+                    assert w.post("/v2.0/subnets", {"subnet": {"network_id": w.ext, "cidr": "192.0.2.0/24"}})
                 for h, f in followers.items():
-                    # lagging this step (the log keeps 4); never across the move to another database or
-                    # the restore: a cursor of the old timeline past the backup's revision would be taken
-                    # for one of the new timeline once that passes it (the database id survives a
-                    # restore; only the periodic snapshot would repair that follower)
-                    if rnd.random() < 0.3 and i not in (22, 23, 30):
+                    # lagging this step (the log keeps 4); not at the move to another database, nor
+                    # around the restore (27-29: network1 must hold a cursor past the backup; 30: both
+                    # of the restore's paths are taken at once)
+                    if rnd.random() < 0.3 and i not in (22, 23, 27, 28, 29, 30):
                         continue
+                    if i == 30 and h == "network1":   # the others asked ahead; the restored database passes network1's cursor
+                        behind = int(f.feed.cursor.split(":")[1])
+                        for _ in range(300):
+                            if _revision(c) > behind:
+                                break
+                            w.step()
+                        assert _revision(c) > behind, "the restored database did not pass network1's cursor"
+                        events.add("restore passed the cursor")
                     before = f.feed.stats["snapshots"]
                     model, planned, touched = f.follow()
                     if f.feed.stats["snapshots"] > before and before:
                         events.add("resync")
+                        if i == 30 and h == "network1":
+                            events.add("another timeline")
                     if touched:
                         events.add("delta")
                     want = _snapshot(c, h)
@@ -284,7 +303,8 @@ def test_delta_path_equals_fresh_snapshots(tmp_path_factory, seed):
         srv.__exit__(None, None, None)
         for f in followers.values():
             f.feed.close()
-    assert {"delta", "resync", "restart", "new database", "restore", "fip moved"} <= events, events
+    assert {"delta", "resync", "restart", "new database", "restore", "restore passed the cursor",
+            "another timeline", "fip moved"} <= events, events
     assert all(f.planner.fallbacks == 0 for f in followers.values())
 
 

@@ -5,6 +5,7 @@ not woken; old, foreign, future and malformed cursors; several servers woken by 
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
 import uuid
@@ -181,7 +182,11 @@ def test_cursors_old_foreign_future_and_malformed(tmp_path):
         ids = build_topology(c)
         first = changes(c, "compute1")
         dbid, rev = first["database"], first["revision"]
-        assert first["cursor"] == f"{dbid}:{rev}"
+        assert re.fullmatch(rf"{dbid}:{rev}:[0-9a-f]{{16}}", first["cursor"]), first["cursor"]   # + the revision's stamp
+        legacy = changes(c, "compute1", f"{dbid}:{rev}")           # a cursor from before stamps: still a delta
+        assert not legacy["resync"] and legacy["cursor"] == first["cursor"]
+        other = changes(c, "compute1", f"{dbid}:{rev}:0123456789abcdef")   # revision REV of another timeline
+        assert other["resync"] and "another timeline" in other["reason"]
         for i in range(20):                         # > TRIM_EVERY writes: the log keeps the last 3
             ok(c.post("/v2.0/networks", json={"network": {"name": f"n{i}"}}))
         old = changes(c, "compute1", first["cursor"])
@@ -193,7 +198,8 @@ def test_cursors_old_foreign_future_and_malformed(tmp_path):
         assert foreign["resync"] and "cursor of database" in foreign["reason"]
         future = changes(c, "compute1", f"{dbid}:{rev + 10_000}")
         assert future["resync"] and "ahead of this database" in future["reason"]
-        for bad in ("12", "x:y", f"{dbid}:-1", f"{dbid}:1.5", ":5", "a b:5", f"{dbid}:" + "9" * 30, f"{dbid}:"):
+        for bad in ("12", "x:y", f"{dbid}:-1", f"{dbid}:1.5", ":5", "a b:5", f"{dbid}:" + "9" * 30, f"{dbid}:",
+                    f"{dbid}:5:XYZ", f"{dbid}:5:", f"{dbid}:5:ab:cd"):
             err = neutron_error(c.get("/v2.0/dvrnet/hosts/compute1/changes", params={"since": bad}), 400)
             assert "since" in err["message"], err
         neutron_error(c.get("/v2.0/dvrnet/hosts/nope/changes"), 404)

@@ -3,15 +3,18 @@
 
 - No `since`: a snapshot (`"resync": true`, `"reason"`, `"cloud"`: `codec.cloud_to_json` of the
   host view) and a `cursor` to continue from.
-- `since=<database id>:<revision>` (a `cursor` from an earlier answer): the change of the host's
+- `since=<database id>:<revision>:<stamp>` (a `cursor` from an earlier answer; the stamp is the
+  database's random stamp of that revision, `store/changelog.py`): the change of the host's
   view after that revision (`"resync": false`, `"upserts"`: {kind: [resource, ...]} with the
   resources' current values, `"deletes"`: {kind: [id, ...]}), read from the change log
   (`store/changelog.py`) in the same database snapshot as the values. When it is empty and
   `wait` > 0, the request waits (at most `MAX_WAIT` s) for a write that changes *this host's*
   view — writes that concern other hosts do not wake it — then answers (possibly still empty,
   with the newer cursor).
-- A cursor from another database, or older than the retained log, or ahead of the database:
-  a snapshot with `"resync": true` and the reason.
+- A cursor from another database, or older than the retained log, or ahead of the database, or
+  whose stamp is not the database's for its revision (another timeline: a restored backup): a
+  snapshot with `"resync": true` and the reason. A cursor without a stamp (from before stamps)
+  is served unchecked.
 - A malformed `since` is a 400 NeutronError naming the field; an unknown host a 404.
 Each call is the host's heartbeat (as the view is); admin-only.
 """
@@ -19,12 +22,13 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any
+from typing import Any, NamedTuple
 
 from fastapi import APIRouter, Query, Request, Response
 from starlette.concurrency import run_in_threadpool
 
-from ..model import InvalidInput
+from ..model import Cloud, InvalidInput
+from ..model.changeset import Key
 from ..model.errors import NotFound
 from ..model.placement import host_view
 from ..store import State
@@ -39,36 +43,51 @@ from .service import Service
 WIRE_VERSION = 1
 MAX_WAIT = 300.0
 _DB = re.compile(r"[0-9A-Za-z-]{1,64}")
+_STAMP = re.compile(r"[0-9a-f]{1,32}")
 
 
-def parse_since(value: str | None) -> tuple[str, int] | None:
-    """`<database id>:<revision>` -> (database id, revision); None when absent."""
+class Cursor(NamedTuple):
+    """A parsed `since`: the database id, the revision and (cursors handed out since stamps
+    exist) the stamp of that revision in the database that handed it out."""
+    database: str
+    revision: int
+    stamp: str | None = None
+
+
+def cursor_text(database_id: str, revision: int, stamp: str | None) -> str:
+    return f"{database_id}:{revision}:{stamp}" if stamp else f"{database_id}:{revision}"
+
+
+def parse_since(value: str | None) -> Cursor | None:
+    """`<database id>:<revision>[:<stamp>]` -> Cursor; None when absent."""
     if value is None:
         return None
-    db, sep, rev = value.rpartition(":")
-    if not sep or not _DB.fullmatch(db) or not rev.isdigit() or len(rev) > 18:
-        raise InvalidInput("since", f"{value[:80]!r} is not a cursor: expected <database id>:<revision>, "
+    parts = value.split(":")
+    db, rev = parts[0], parts[1] if len(parts) > 1 else ""
+    stamp = parts[2] if len(parts) == 3 else None
+    if len(parts) not in (2, 3) or not _DB.fullmatch(db) or not rev.isdigit() or len(rev) > 18 or \
+            (stamp is not None and not _STAMP.fullmatch(stamp)):
+        raise InvalidInput("since", f"{value[:80]!r} is not a cursor: expected <database id>:<revision>[:<stamp>], "
                                     "as given in the 'cursor' of an earlier answer")
-    return db, int(rev)
+    return Cursor(db, int(rev), stamp)
 
 
-def _head(host: str, state: State, database_id: str) -> dict[str, Any]:
-    return {"version": WIRE_VERSION, "host": host, "database": database_id, "revision": state.revision,
-            "cursor": f"{database_id}:{state.revision}"}
+def _head(host: str, revision: int, database_id: str, stamp: str | None) -> dict[str, Any]:
+    return {"version": WIRE_VERSION, "host": host, "database": database_id, "revision": revision,
+            "cursor": cursor_text(database_id, revision, stamp)}
 
 
-def snapshot_body(host: str, state: State, database_id: str, reason: str) -> dict[str, Any]:
-    return {**_head(host, state, database_id), "resync": True, "reason": reason,
+def snapshot_body(host: str, state: State, database_id: str, reason: str, stamp: str | None = None) -> dict[str, Any]:
+    return {**_head(host, state.revision, database_id, stamp), "resync": True, "reason": reason,
             "cloud": cloud_to_json(host_view(state.cloud, host))}
 
 
-def delta_body(host: str, hc: HostChanges) -> dict[str, Any] | None:
-    """The delta answer, or None if the log names a resource the state does not hold."""
-    assert hc.ops is not None
-    cloud = hc.state.cloud
+def delta_parts(ops: dict[Key, str], cloud: Cloud) -> tuple[dict[str, list], dict[str, list]] | None:
+    """(upserts, deletes) of the answer for OPS (the last op per key) with CLOUD's values; None if
+    OPS names a resource CLOUD does not hold."""
     upserts: dict[str, list] = {}
     deletes: dict[str, list] = {}
-    for (kind, i), op in sorted(hc.ops.items()):
+    for (kind, i), op in sorted(ops.items()):
         if op == "delete":
             deletes.setdefault(kind, []).append(i)
             continue
@@ -76,7 +95,17 @@ def delta_body(host: str, hc: HostChanges) -> dict[str, Any] | None:
         if o is None:
             return None
         upserts.setdefault(kind, []).append(encode_resource(o))
-    return {**_head(host, hc.state, hc.feed.database_id), "resync": False, "upserts": upserts, "deletes": deletes}
+    return upserts, deletes
+
+
+def delta_body(host: str, hc: HostChanges) -> dict[str, Any] | None:
+    """The delta answer, or None if the log names a resource the state does not hold."""
+    assert hc.ops is not None
+    parts = delta_parts(hc.ops, hc.state.cloud)
+    if parts is None:
+        return None
+    return {**_head(host, hc.state.revision, hc.feed.database_id, hc.stamp), "resync": False,
+            "upserts": parts[0], "deletes": parts[1]}
 
 
 def encode_body(body: dict[str, Any]) -> bytes:
@@ -85,28 +114,29 @@ def encode_body(body: dict[str, Any]) -> bytes:
     return json.dumps(body, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode()
 
 
-def answer(svc: Service, host: str, cursor: tuple[str, int] | None) -> tuple[dict[str, Any], bool]:
-    """(body, empty delta?) for HOST after CURSOR."""
-    store = svc.store
-    if cursor is None:
-        st, fs = svc.state(), store.feed_state()
-        if host not in st.cloud.hosts:
-            raise NotFound("Host", host)
-        return snapshot_body(host, st, fs.database_id, "no cursor: first contact"), False
-    db, since = cursor
-    hc = store.host_changes(host, since)
+def answer(svc: Service, host: str, cursor: Cursor | None) -> tuple[dict[str, Any], bool]:
+    """(body, empty delta?) for HOST after CURSOR, read from the database."""
+    hc = svc.store.host_changes(host, None if cursor is None else cursor.revision)
     st, fs = hc.state, hc.feed
     if host not in st.cloud.hosts:
         raise NotFound("Host", host)
+
+    def snapshot(reason: str) -> tuple[dict[str, Any], bool]:
+        return snapshot_body(host, st, fs.database_id, reason, hc.stamp), False
+    if cursor is None:
+        return snapshot("no cursor: first contact")
+    db, since, stamp = cursor
     if db != fs.database_id:
-        return snapshot_body(host, st, fs.database_id, f"cursor of database {db}, this is {fs.database_id}"), False
+        return snapshot(f"cursor of database {db}, this is {fs.database_id}")
     if hc.ops is None:
-        why = (f"revision {since} is ahead of this database (at {st.revision})" if since > st.revision else
-               f"revision {since} is older than the change log (kept after revision {fs.floor})")
-        return snapshot_body(host, st, fs.database_id, why), False
+        return snapshot(f"revision {since} is ahead of this database (at {st.revision})" if since > st.revision else
+                        f"revision {since} is older than the change log (kept after revision {fs.floor})")
+    if stamp is not None and stamp != hc.since_stamp:
+        return snapshot(f"revision {since} of this cursor is not this database's revision {since} "
+                        "(another timeline: restored from a backup?)")
     body = delta_body(host, hc)
     if body is None:
-        return snapshot_body(host, st, fs.database_id, "the change log names a resource the state does not hold"), False
+        return snapshot("the change log names a resource the state does not hold")
     return body, not body["upserts"] and not body["deletes"]
 
 
@@ -117,7 +147,7 @@ def routes(svc: Service, auth: Auth, feed: Feed) -> APIRouter:
            summary="The changes of a host's view since a cursor (delta feed, wire format v1); long-polls",
            openapi_extra=doc.op(200, doc.changes_schema(), (400, 403, 404)))
     async def changes(name: str, request: Request,
-                      since: str | None = Query(None, description="cursor <database id>:<revision> of an "
+                      since: str | None = Query(None, description="cursor <database id>:<revision>:<stamp> of an "
                                                                   "earlier answer; absent: a snapshot"),
                       wait: float = Query(0.0, ge=0.0, description="seconds to wait for a change of this host's view")):
         policy.require_admin(auth.context(request), "rule:get_host_view")

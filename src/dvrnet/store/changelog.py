@@ -13,10 +13,17 @@ A write that concerns no host's view (a network nobody uses, a description) writ
 writes that only report agent state (heartbeats, status reports: `statuses.py`) do not go
 through `Store.write` at all.
 
+`revision_stamps` holds a random stamp per revision (migration 0006), written by the write that
+made the revision, with the stamp of the revision before it read in the same transaction
+(`Written.prev_stamp`): a cursor carries the stamp of its revision, so a cursor handed out by
+another timeline of the same database (a restored backup: same database id, the lost revisions'
+numbers given to new writes) is recognised, and a server can prove that the revisions between a
+cursor and the database's head are exactly its own writes (the chain of stamps; `api/recent.py`).
+
 `feed_state` holds the database's identity (a UUID made by the migration: a cursor from another
 database is recognised) and `log_floor`: the log is complete for every revision above it. Every
 `TRIM_EVERY` writes, rows of revisions at or below `revision - keep` are deleted and the floor
-moves there (retention bounded by revisions, `Store(..., change_log_revisions=N)`); a `since`
+moves there (stamps below it are deleted too; retention bounded by revisions, `Store(..., change_log_revisions=N)`); a `since`
 below the floor gets a resync answer.
 
 On PostgreSQL each write also sends `NOTIFY dvrnet_changes, '<revision>'` (delivered at commit),
@@ -24,6 +31,8 @@ which wakes long-polls on every server (`api/feed.py`).
 """
 from __future__ import annotations
 
+import secrets
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import sqlalchemy as sa
@@ -45,6 +54,27 @@ class FeedState:
     floor: int
 
 
+@dataclass(frozen=True)
+class Head:
+    """The database's head, read in one statement: its revision and that revision's stamp (None:
+    written before stamps existed), its identity and the log's floor."""
+    revision: int
+    stamp: str | None
+    database_id: str
+    floor: int
+
+
+@dataclass(frozen=True)
+class Written:
+    """What `ChangeLog.record` wrote for one revision: its stamp, the stamp of the revision before
+    it (read in the write's transaction; None if that one had none) and the change of every host
+    view it concerned (exactly the host rows of the log)."""
+    revision: int
+    stamp: str
+    prev_stamp: str | None
+    deltas: Mapping[str, ChangeSet]
+
+
 def _rows(rev: int, host: str | None, cs: ChangeSet) -> list[dict]:
     out = [{"revision": rev, "host": host, "kind": k, "resource_id": i, "op": "upsert"}
            for k, i in (key_of(o) for o in cs.upserts)]
@@ -61,9 +91,10 @@ class ChangeLog:
         self.keep = keep_revisions
         self.tracker = ViewTracker()        # guarded by the store's write lock
 
-    def record(self, c: Connection, old: Cloud, cs: ChangeSet, rev: int) -> tuple[Cloud, frozenset[str]]:
+    def record(self, c: Connection, old: Cloud, cs: ChangeSet, rev: int) -> tuple[Cloud, Written]:
         """Log the write that turns OLD into revision REV by CS; returns the new snapshot (made by
-        `changeset.apply`, sharing OLD's objects and indexes) and the hosts whose view changed."""
+        `changeset.apply`, sharing OLD's objects and indexes) and what was written (the hosts
+        whose view changed are its `deltas`' keys)."""
         new, touched = apply(old, cs, validate=False)
         if self.tracker.cloud is not old:       # first write, or another server wrote: catch up
             self.tracker.advance(old)
@@ -73,17 +104,21 @@ class ChangeLog:
             rows += _rows(rev, h, deltas[h])
         if rows:
             c.execute(t.change_log.insert(), rows)
+        prev = stamp_of(c, rev - 1)
+        stamp = secrets.token_hex(8)
+        c.execute(t.revision_stamps.insert(), {"revision": rev, "stamp": stamp})
         if c.dialect.name == "postgresql":
             c.execute(sa.select(sa.func.pg_notify(CHANNEL, str(rev))))
         if rev % TRIM_EVERY == 0:
             self._trim(c, rev)
-        return new, frozenset(deltas)
+        return new, Written(rev, stamp, prev, deltas)
 
     def _trim(self, c: Connection, rev: int) -> None:
         floor = rev - self.keep
         if floor <= read_state(c).floor:
             return
         c.execute(t.change_log.delete().where(t.change_log.c.revision <= floor))
+        c.execute(t.revision_stamps.delete().where(t.revision_stamps.c.revision < floor))
         c.execute(t.feed_state.update().where(t.feed_state.c.id == 1).values(log_floor=floor))
 
 
@@ -92,6 +127,23 @@ _STATE = sa.select(t.feed_state.c.database_id, t.feed_state.c.log_floor).where(t
 _HOST_OPS = (sa.select(t.change_log.c.kind, t.change_log.c.resource_id, t.change_log.c.op)
              .where(t.change_log.c.host == sa.bindparam("host"), t.change_log.c.revision > sa.bindparam("since"))
              .order_by(t.change_log.c.revision, t.change_log.c.id))
+
+
+_rv, _st, _fs = t.revision, t.revision_stamps, t.feed_state
+_HEAD = (sa.select(_rv.c.value, _st.c.stamp, _fs.c.database_id, _fs.c.log_floor)
+         .select_from(_rv.outerjoin(_st, _st.c.revision == _rv.c.value).join(_fs, _fs.c.id == 1))
+         .where(_rv.c.id == 1))
+_STAMP = sa.select(_st.c.stamp).where(_st.c.revision == sa.bindparam("rev"))
+
+
+def read_head(c: Connection) -> Head:
+    r = c.execute(_HEAD).one()
+    return Head(int(r.value), r.stamp, r.database_id, int(r.log_floor))
+
+
+def stamp_of(c: Connection, rev: int) -> str | None:
+    """The stamp of revision REV (None: none kept, or written before stamps existed)."""
+    return c.execute(_STAMP, {"rev": rev}).scalar_one_or_none()
 
 
 def read_state(c: Connection) -> FeedState:

@@ -131,11 +131,14 @@ class Change(Generic[T]):
 @dataclass(frozen=True)
 class HostChanges:
     """What `Store.host_changes` read in one snapshot: the state, the feed's identity and floor,
-    and the last op per key of the host's view since the asked revision (None: that revision is
-    not covered by the log: below its floor, or ahead of the database)."""
+    the stamp of the state's revision, the stamp the database holds for the asked revision, and
+    the last op per key of the host's view since the asked revision (None: no revision asked, or
+    that revision is not covered by the log: below its floor, or ahead of the database)."""
     state: State
     feed: changelog.FeedState
     ops: dict[ResourceKey, str] | None
+    stamp: str | None = None
+    since_stamp: str | None = None
 
 
 class Store:
@@ -145,6 +148,7 @@ class Store:
         self.url = url
         self.changelog = changelog.ChangeLog(change_log_revisions)
         self._change_listeners: list[Callable[[int, frozenset[str]], None]] = []
+        self._commit_listeners: list[Callable[[changelog.Written, State], None]] = []
         self.engine = make_engine(url)
         self._write_lock = threading.Lock()
         self._memory = is_memory(self.engine)
@@ -173,6 +177,11 @@ class Store:
     def add_change_listener(self, cb: Callable[[int, frozenset[str]], None]) -> None:
         """CB(revision, hosts whose view the write changed), after each commit of this process."""
         self._change_listeners.append(cb)
+
+    def add_commit_listener(self, cb: Callable[[changelog.Written, State], None]) -> None:
+        """CB(what the change log recorded, the new state), after each commit of this process and
+        before the listeners above are told (in the writing thread)."""
+        self._commit_listeners.append(cb)
 
     def remove_change_listener(self, cb: Callable[[int, frozenset[str]], None]) -> None:
         if cb in self._change_listeners:
@@ -236,15 +245,21 @@ class Store:
     def feed_state(self) -> changelog.FeedState:
         return self._read(changelog.read_state)
 
-    def host_changes(self, host: str, since: int) -> HostChanges:
-        """The state and HOST's view changes after revision SINCE, read in one snapshot."""
+    def head(self) -> changelog.Head:
+        """The database's revision, its stamp, identity and log floor: one SELECT."""
+        return self._read(changelog.read_head)
+
+    def host_changes(self, host: str, since: int | None) -> HostChanges:
+        """The state and HOST's view changes after revision SINCE (None: the state alone), read in
+        one snapshot."""
         def read(c: Connection) -> HostChanges:
-            rev = self._revision(c)
-            fs = changelog.read_state(c)
+            h = changelog.read_head(c)
+            rev, fs = h.revision, changelog.FeedState(h.database_id, h.floor)
             cached = self._state
             st = cached if cached is not None and cached.revision == rev else self._load(c, rev)
-            ops = changelog.host_ops(c, host, since) if fs.floor <= since <= rev else None
-            return HostChanges(st, fs, ops)
+            if since is None or not fs.floor <= since <= rev:
+                return HostChanges(st, fs, None, h.stamp)
+            return HostChanges(st, fs, changelog.host_ops(c, host, since), h.stamp, changelog.stamp_of(c, since))
         out = self._read(read)
         self._remember(out.state)
         return out
@@ -326,7 +341,7 @@ class Store:
                         rev = self._revision(c)
                         before = self._state if self._state is not None and self._state.revision == rev else self._load(c, rev)
                         change = fn(before)
-                        after, hosts = self._apply(c, before, change, rev + 1)
+                        after, written = self._apply(c, before, change, rev + 1)
                         after = self._with_statuses(c, after)
                         result = change.result if then is None else then(change.result, after)
                         committing = True       # what fails after this is the commit itself
@@ -341,8 +356,11 @@ class Store:
                         continue    # nothing was committed: once more, on a new connection
                     raise DatabaseUnavailable("written", e) from None
             self._remember(after)
+        for wcb in list(self._commit_listeners):
+            wcb(written, after)
         for cb in list(self._listeners):
             cb(after.revision)
+        hosts = frozenset(written.deltas)
         for ccb in list(self._change_listeners):
             ccb(after.revision, hosts)
         return result, after
@@ -410,7 +428,7 @@ class Store:
         cloud = Cloud.of(hosts=hosts, revision=rev, **coll)
         return State(cloud, immutables.Map(meta), immutables.Map(created))
 
-    def _apply(self, c: Connection, before: State, change: Change, rev: int) -> tuple[State, frozenset[str]]:
+    def _apply(self, c: Connection, before: State, change: Change, rev: int) -> tuple[State, changelog.Written]:
         old = before.cloud
         cs = change.changeset if change.changeset is not None else changeset_between(old, change.cloud)
         if self.verify_changesets:
@@ -449,7 +467,7 @@ class Store:
                     desc != before.meta_of(kind, i).description:
                 changed[kind].append(i)
         new_cs = ChangeSet(tuple(upserts), tuple(deletes), rev)
-        cloud, hosts = self.changelog.record(c, old, new_cs, rev)
+        cloud, written = self.changelog.record(c, old, new_cs, rev)
         realloc = {
             "ports": removed["ports"] + [i for i in changed["ports"]
                                         if (old.ports[i].fixed_ips, old.ports[i].network_id)
@@ -509,7 +527,7 @@ class Store:
                     c.execute(t.hosts.update().where(t.hosts.c.name == h.name).values(mode=h.mode.value))
             new_created = created.finish()
         c.execute(t.revision.update().where(t.revision.c.id == 1).values(value=rev))
-        return State(cloud, new_meta, new_created), hosts
+        return State(cloud, new_meta, new_created), written
 
 
 def _as_map(m: Mapping) -> immutables.Map:

@@ -141,6 +141,15 @@ feed_state = sa.Table(
     sa.Column("log_floor", sa.BigInteger, nullable=False),
 )
 
+# A random stamp per revision, written with it (store/changelog.py; migration 0006): which write of
+# revision R a cursor was handed at (a database restored from a backup gives its lost revisions'
+# numbers to new writes, with new stamps). Trimmed with the change log.
+revision_stamps = sa.Table(
+    "revision_stamps", metadata,
+    sa.Column("revision", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("stamp", sa.String(32), nullable=False),
+)
+
 # What each host's agent last reported of the FIPs and router gateway ports it serves
 # (store/statuses.py; migration 0005): one row per (host, kind, resource), written by the
 # agent-facing report call, never through `Store.write` (no revision, no change log, no wake-up).
