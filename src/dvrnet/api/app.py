@@ -19,6 +19,7 @@ from . import agents, changes, discovery, errors, openapi, reports, resources, t
 from .auth import Auth
 from .edge import Edge
 from .feed import Feed
+from .recent import Recent
 from .service import Service
 
 
@@ -28,6 +29,8 @@ def create_app(db_url: str, auth: str = "none", tokens: str | None = None, *,
     store = Store(db_url, change_log_revisions=change_log_revisions)
     svc = Service(store)
     feed = Feed(store, poll_interval=feed_poll_interval)
+    recent = Recent()                       # this server's own recent writes (recent.py)
+    store.add_commit_listener(recent.record)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI):
@@ -43,6 +46,7 @@ def create_app(db_url: str, auth: str = "none", tokens: str | None = None, *,
                   description="Neutron v2.0-compatible API of the dvrnet distributed virtual router, "
                               "plus the host view change feed its agents follow.")
     app.state.store, app.state.service, app.state.feed, app.state.auth = store, svc, feed, authn
+    app.state.recent = recent
     errors.install(app)
     app.add_middleware(Edge)      # request id, body limit, last-resort 500 (edge.py)
 
@@ -50,7 +54,7 @@ def create_app(db_url: str, auth: str = "none", tokens: str | None = None, *,
     app.include_router(tags.routes(svc, authn))
     app.include_router(resources.routes(svc, authn))
     app.include_router(agents.routes(svc, authn, feed))
-    app.include_router(changes.routes(svc, authn, feed))
+    app.include_router(changes.routes(svc, authn, feed, recent))
     app.include_router(reports.routes(svc, authn))
     app.openapi = lambda: openapi.document(app)
     return app

@@ -12,6 +12,8 @@ Invariants:
   reads from the change log which hosts the new revisions concern; nothing polls while that
   connection is up. On SQLite (no NOTIFY), and on PostgreSQL while the listening connection is
   down, one poller task reads the revision every `poll_interval` seconds while anyone waits;
+- `head()` is a `Store.head` read that started after the call (concurrent callers share one: a
+  thousand hosts woken by one write cost one SELECT, not a thousand);
 - `wait_past(since, timeout)` returns as soon as `latest > since`; `wait_host(host, since,
   timeout)` as soon as a revision above `since` changed HOST's view (a host a change does not
   concern is not woken); both give up after `timeout` seconds.
@@ -25,7 +27,7 @@ import threading
 from starlette.concurrency import run_in_threadpool
 
 from ..store import Store
-from ..store.changelog import CHANNEL
+from ..store.changelog import CHANNEL, Head
 from ..store.engine import normalize_url
 
 log = logging.getLogger("dvrnet.api")
@@ -47,6 +49,8 @@ class Feed:
         self._listening = threading.Event()  # set while the LISTEN connection is up
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._head_cur: asyncio.Future | None = None      # the head read under way
+        self._head_next: asyncio.Future | None = None     # the one after it, not started yet
         store.add_listener(self._from_thread)
         store.add_change_listener(self._changes_from_thread)
 
@@ -103,6 +107,21 @@ class Feed:
             ev = self._host_events.pop(h, None)
             if ev is not None:
                 ev.set()
+
+    # ---- the database's head, shared ----------------------------------------------------------
+    async def head(self) -> Head:
+        """`Store.head()`, from a read that starts after this call; callers that come while one
+        has not started yet share it."""
+        fut = self._head_next
+        if fut is None:
+            fut = self._head_next = asyncio.ensure_future(self._head_after(self._head_cur))
+        return await asyncio.shield(fut)
+
+    async def _head_after(self, prev: asyncio.Future | None) -> Head:
+        if prev is not None and not prev.done():
+            await asyncio.wait([prev])
+        self._head_cur, self._head_next = self._head_next, None     # started: later callers need the next
+        return await run_in_threadpool(self.store.head)
 
     # ---- waiting -----------------------------------------------------------------------------
     async def wait_past(self, since: int, timeout: float) -> int:

@@ -1,0 +1,145 @@
+"""Answers from a server's own recent writes (`api/recent.py`) are the database's answers, byte
+for byte, and are given only when that is provable. Random Workspace walks are written through a
+real Store (SQLite file) with a `Recent` as its commit listener, and sometimes through a second
+Store on the same file (another server: its writes are not in the first one's memory); halfway,
+the database is restored from a backup taken earlier while the `Recent` lives on (a server that
+keeps running while its database is restored under it: the lost revisions' numbers come again,
+with other stamps). After every write, for every host and each cursor it was handed in the last
+revisions: `Recent.answer` at a fresh head is None or exactly the database path's bytes; it is
+not None when every revision since the cursor is one of the first Store's writes on the cursor's
+timeline (within what it keeps); and it is None whenever the database answers with a snapshot."""
+from __future__ import annotations
+
+import random
+import sqlite3
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from tests.unit.test_plan_incremental import Walk
+
+from dvrnet.api.changes import answer, encode_body, parse_since
+from dvrnet.api.recent import Recent
+from dvrnet.api.service import Service
+from dvrnet.store import Change, Store
+from waiting import wait_for
+
+KEEP = 6
+
+
+def _backup(src: str, dst: str) -> None:
+    with sqlite3.connect(src) as a, sqlite3.connect(dst) as b:
+        a.backup(b)
+    a.close()
+    b.close()
+
+
+@settings(max_examples=4, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@given(st.integers(0, 100_000))
+def test_recent_answers_are_the_databases(tmp_path_factory, seed):
+    rnd = random.Random(seed)
+    d = tmp_path_factory.mktemp("recent")
+    path = str(d / "dvrnet.db")
+    url = f"sqlite:///{path}"
+    w = Walk(rnd)
+    recent = Recent(keep=KEEP)
+    store, other = Store(url, change_log_revisions=40), Store(url, change_log_revisions=40)
+    store.add_commit_listener(recent.record)
+    svc = Service(store)
+    own: dict[int, str] = {}             # revision -> stamp, of the first store's writes (this timeline)
+    cursors: dict[str, list[str]] = {}
+    counts = {"served": 0, "fallback": 0, "snapshot": 0, "foreign": 0}
+    try:
+        for step in range(36):
+            w.step()
+            if step == 8:
+                _backup(path, str(d / "backup.db"))
+            if step == 20:                                  # restored under the running server
+                store.close()
+                other.close()
+                _backup(str(d / "backup.db"), path)
+                store, other = Store(url, change_log_revisions=40), Store(url, change_log_revisions=40)
+                store.add_commit_listener(recent.record)
+                svc = Service(store)
+                head = store.head()
+                own = {r: s for r, s in own.items() if r <= head.revision}
+            foreign = rnd.random() < 0.2
+            _, after = (other if foreign else store).write(lambda s: Change(None, w.c()))
+            head = store.head()
+            if foreign:
+                counts["foreign"] += 1
+            else:
+                assert head.revision == after.revision
+                own[head.revision] = head.stamp
+            for h in sorted(after.cloud.hosts):
+                body, _ = answer(svc, h, None)
+                mine = cursors.setdefault(h, [])
+                mine.append(body["cursor"])
+                for text in mine[-10:]:
+                    cursor = parse_since(text)
+                    assert cursor is not None
+                    want, empty = answer(svc, h, cursor)
+                    got = recent.answer(h, cursor, head)
+                    if want["resync"]:
+                        counts["snapshot"] += 1
+                        assert got is None, f"seed {seed} step {step}: {h} from {text}: memory answered, the database resyncs"
+                        continue
+                    provable = cursor.revision >= head.revision - KEEP + 1 and own.get(cursor.revision) == cursor.stamp \
+                        and all(r in own for r in range(cursor.revision + 1, head.revision + 1))
+                    if got is None:
+                        counts["fallback"] += 1
+                        assert not provable, f"seed {seed} step {step}: {h} from {text}: provable, not answered"
+                        continue
+                    counts["served"] += 1
+                    assert got.data == encode_body(want), f"seed {seed} step {step}: {h} from {text}\n{got.data.decode()}\n{encode_body(want).decode()}"
+                    assert (got.revision, got.empty) == (want["revision"], empty)
+    finally:
+        store.close()
+        other.close()
+    assert counts["served"] and counts["fallback"] and counts["snapshot"] and counts["foreign"], counts
+
+
+def test_the_endpoint_answers_from_memory_only_its_own_writes(db_url):
+    """Over HTTP: compute1's long-poll woken by a FIP written through server A is answered from A's
+    memory (its counter moves) with exactly the bytes the database path gives for that cursor; the
+    next long-poll (nothing new) too; a write through server B (same file) is answered by A from
+    the database (A's counter does not move), and B, which wrote it, answers from its memory."""
+    import threading
+
+    import httpx
+    from api_helpers import build_topology, ok, running_server
+
+    from dvrnet.api.app import create_app
+
+    a, b = create_app(db_url, feed_poll_interval=0.1), create_app(db_url, feed_poll_interval=0.1)
+    with running_server(a) as url_a, running_server(b) as url_b, \
+            httpx.Client(base_url=url_a, timeout=30) as ca, httpx.Client(base_url=url_b, timeout=30) as cb:
+        ids = build_topology(ca)
+        ok(ca.post("/v2.0/networks", json={"network": {"name": "a write of A's after the topology"}}))
+        path = "/v2.0/dvrnet/hosts/compute1/changes"
+        cursor = ok(ca.get(path))["cursor"]
+        out: dict = {}
+
+        def poll(c: httpx.Client, since: str, key: str) -> None:
+            out[key] = c.get(path, params={"since": since, "wait": 20})
+        with httpx.Client(base_url=url_a, timeout=30) as w:
+            t = threading.Thread(target=poll, args=(w, cursor, "a"))
+            t.start()
+            wait_for(lambda: a.state.feed._waiters == 1, 10, "compute1's long-poll waiting on A")
+            served = a.state.recent.served
+            fip = ok(ca.post("/v2.0/floatingips", json={"floatingip": {
+                "floating_network_id": ids["ext"], "port_id": ids["port"]}}))["floatingip"]["id"]
+            t.join(30)
+        r = out["a"]
+        assert r.status_code == 200 and [f["id"] for f in r.json()["upserts"]["floatingips"]] == [fip]
+        assert a.state.recent.served > served, "A's own write was not answered from its memory"
+        want, _ = answer(a.state.service, "compute1", parse_since(cursor))
+        assert r.content == encode_body(want)
+        after = r.json()["cursor"]
+        served = a.state.recent.served
+        again = ok(ca.get(path, params={"since": after}))          # nothing new: from memory too
+        assert not again["upserts"] and again["cursor"] == after and a.state.recent.served == served + 1
+        ok(cb.delete(f"/v2.0/floatingips/{fip}"))                  # B's write
+        served_a, served_b = a.state.recent.served, b.state.recent.served
+        gone = ok(ca.get(path, params={"since": after}))
+        assert gone["deletes"] == {"floatingips": [fip]} and a.state.recent.served == served_a
+        assert ok(cb.get(path, params={"since": after})) == gone and b.state.recent.served == served_b + 1
