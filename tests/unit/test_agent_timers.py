@@ -153,3 +153,47 @@ def test_leases_renewed_while_the_feed_is_healthy(monkeypatch):
         a.stop.set()
         feed.release.set()
         t.join(5)
+
+
+def test_a_change_when_the_resync_is_due_is_applied_before_the_full_read(monkeypatch):
+    """A view with changes that arrives when only the resync timer is due: an incremental pass
+    for it, then the full pass at once, on the same view (the full read is not skipped)."""
+    c1, c2 = Cloud(), Cloud()
+    views = [View(1, c1), View(2, c2, frozenset({("floatingips", "f")}))]
+    gate = threading.Event()
+
+    class Feed(_Feed):
+        def next_view(self, since, wait=None):
+            self.calls.append(since)
+            if len(self.calls) == 1:
+                return views[0]
+            if len(self.calls) == 2:
+                gate.wait(10)
+                return views[1]
+            self.release.wait(10)
+            return None
+    feed = Feed(c1)
+    monkeypatch.setattr(loop, "Reconciler", _Reconciler)
+    a = loop.Agent("compute1", feed, PlanConfig(), resync_interval=0.2)
+    a.reconciler.observer = object()            # watch mode (incremental reads)
+    a.kernel_poll = 0                           # nothing else wakes the loop
+    passes: list[tuple[Cloud, bool, object]] = []
+
+    def reconcile(cloud, full=True, touched=None):
+        passes.append((cloud, full, touched))
+        return loop.PassReport(len(passes), 0, (), (), 0.0)
+    a.reconcile = reconcile
+    t = _run(a)
+    try:
+        assert _until(lambda: len(passes) >= 1)
+        time.sleep(0.3)                         # the resync is due now
+        gate.set()
+        assert _until(lambda: len(passes) >= 3)
+        assert passes[0][:2] == (c1, True)      # the first pass reads everything
+        assert passes[1] == (c2, False, frozenset({("floatingips", "f")}))
+        assert passes[2] == (c2, True, frozenset())
+    finally:
+        a.stop.set()
+        feed.release.set()
+        gate.set()
+        t.join(5)

@@ -23,7 +23,10 @@ the view it already holds.
 Reads are incremental (`Reconciler(watch=True)`, docs/reconciler.md): netlink event sockets in
 every owned namespace say what changed since it was last read, and only that is read again. A
 full read of every namespace runs at start, every `resync_interval` seconds, and on the pass
-after one that left errors or differences (or raised). While the long-poll waits, the kernel's
+after one that left errors or differences (or raised). A view with changes that arrives when
+only the resync timer is due is applied by an incremental pass first and the full pass follows
+at once (a full read of a host with 10,000 FIPs takes ~0.3-0.5 s: the change does not wait for it).
+While the long-poll waits, the kernel's
 events are looked at every `kernel_poll` seconds (0.25 s), also while a failed pass waits for its
 retry: a change behind our back — a link losing carrier because ovs-vswitchd died, the taps a
 restarted one makes, a route someone deleted — runs a (cheap) pass at once with the view in hand,
@@ -319,11 +322,19 @@ class Agent:
             drift = (view.revision == revision and cloud is not None and self.reconciler.observer is not None
                      and (self.reconciler.observer.pending() or self._timer_due()))
             if view.revision != revision or now >= next_full or cloud is None or drift:
+                changed = view.revision != revision and cloud is not None
                 cloud, revision = view.cloud, view.revision
                 full = full_due or now >= next_full
                 touched, pending = pending, frozenset()
                 try:
-                    report = self.reconcile(cloud, full=full, touched=touched)
+                    if full and not full_due and changed and self.reconciler.observer is not None:
+                        # a change that finds only the resync timer due is applied first (an
+                        # incremental pass), the full read of every namespace right after it
+                        report = self.reconcile(cloud, full=False, touched=touched)
+                        if report.ok:
+                            report = self.reconcile(cloud, full=True, touched=frozenset())
+                    else:
+                        report = self.reconcile(cloud, full=full, touched=touched)
                 except NeutronStateFound:
                     raise               # upstream's objects and no --adopt-neutron-state: nothing is touched
                 except Exception:       # never die on one bad pass: log it and retry soon
