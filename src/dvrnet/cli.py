@@ -392,6 +392,10 @@ def agent(host, mode, server, token, resync_interval, once, ready_file, log_leve
         a.stop.set()
         raise KeyboardInterrupt     # wakes a long-poll in progress; the data plane is left as it is
     signal.signal(signal.SIGTERM, _terminate)
+    if not once:                    # full GC collections between bursts of passes, not inside one (heap.py)
+        from .heap import Settler
+        a.settler = Settler()
+        a.settler.start()
     try:
         report = a.run(once=once)
         if once:

@@ -152,6 +152,7 @@ class Agent:
         self.upkeep_interval = 1.0      # routed mode: how often a dead BIRD is noticed (no server change needed)
         self.kernel_poll = 0.25         # how often kernel events are looked at while the long-poll waits
         self._renewed: float | None = None      # when the watchdogs' leases were last renewed
+        self.settler = None                     # heap.Settler: told of every pass (`dvrnet agent` sets one)
 
     def close(self) -> None:
         self.reconciler.close()
@@ -167,6 +168,8 @@ class Agent:
         TOUCHED: the keys `changeset.apply` touched from the cloud of the last pass to CLOUD (None:
         the planner compares; see agent/view.py)."""
         t0 = time.perf_counter()
+        if self.settler is not None:
+            self.settler.touch()
         self._renew()                           # late: the processes are read again (digests asked)
         planned = self.planner.plan(cloud, self._hints, touched)
 
