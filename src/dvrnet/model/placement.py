@@ -518,8 +518,8 @@ class ViewTracker:
                     deletes.append(c)
             if upserts or deletes:
                 out[h] = ChangeSet(tuple(upserts), tuple(deletes), new.revision)
-        for rid in [k[1] for k in self._cells if k[0] == "scope"]:
-            if not self._value(("hosts_of", rid)):
+        for rid in {k[1] for k in stale if k[0] in ("hosts_of", "scope")}:   # scopes of routers placed nowhere
+            if ("scope", rid) in self._cells and not self._value(("hosts_of", rid)):
                 self._set(("scope", rid), None)
         return out
 

@@ -155,15 +155,19 @@ class Dvr:
 
     # ---- agent-gateway ports ---------------------------------------------------------------
     def settle_agent_gateways(self) -> None:
+        """Exactly one agent-gateway port per `hosts_needing_agent_gateway` pair, each with an
+        address when a subnet can serve it. The pairs are settled only when the placement may have
+        moved (`placement_dirty`); otherwise a write costs one pass over the agent-gateway ports for
+        those still without an address (no sort unless there are some)."""
         st = self._st
-        existing: dict[tuple[str, str], Port] = {}
-        for i in sorted(st.ports_by_owner.get(AGW, ())):
-            p = st.ports[i]
-            if (p.device_id, p.network_id) in existing:
-                st.drop("port", p.id)          # a duplicate (only possible in a loaded Cloud)
-            else:
-                existing[(p.device_id, p.network_id)] = p
         if st.placement_dirty:
+            existing: dict[tuple[str, str], Port] = {}
+            for i in sorted(st.ports_by_owner.get(AGW, ())):
+                p = st.ports[i]
+                if (p.device_id, p.network_id) in existing:
+                    st.drop("port", p.id)          # a duplicate (only possible in a loaded Cloud)
+                else:
+                    existing[(p.device_id, p.network_id)] = p
             needed = hosts_needing_agent_gateway(_Tables(self))
             for key in sorted(set(existing) - needed):
                 st.drop("port", existing.pop(key).id)
@@ -173,15 +177,15 @@ class Dvr:
                 except IpAddressGenerationFailure as e:
                     raise type(e)(f"Cannot make the agent gateway port of host {host} on external network "
                                   f"{net}: {e.message}") from None
-                existing[(host, net)] = self._new_port(net, AGW, host, host, fixed, net)
+                self._new_port(net, AGW, host, host, fixed, net)
             st.placement_dirty = False
-        for (_host, net), p in sorted(existing.items()):
-            if not p.fixed_ips:
-                try:
-                    fixed = st.allocator.pick(net, AGW, None)
-                except IpAddressGenerationFailure:
-                    continue   # stays without an address until a subnet can serve it
-                st.put("port", replace(p, fixed_ips=fixed))
+        bare = [p for p in (st.ports[i] for i in st.ports_by_owner.get(AGW, ())) if not p.fixed_ips]
+        for p in sorted(bare, key=lambda p: (p.device_id, p.network_id)):
+            try:
+                fixed = st.allocator.pick(p.network_id, AGW, None)
+            except IpAddressGenerationFailure:
+                continue   # stays without an address until a subnet can serve it
+            st.put("port", replace(p, fixed_ips=fixed))
 
 
 class _Tables:
