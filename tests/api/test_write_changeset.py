@@ -10,6 +10,7 @@ import pytest
 from dvrnet.api.service import Service
 from dvrnet.model import Cloud
 from dvrnet.model.changeset import ChangeSet, key_of
+from dvrnet.model.placement import view_keys
 from dvrnet.ops import Workspace
 from dvrnet.scenarios.seed import build
 from dvrnet.store import Change, Store
@@ -97,3 +98,35 @@ def test_workspace_snapshots_after_the_first_are_incremental_and_equal_a_full_bu
     cs = ws.take_changes()
     assert {key_of(o) for o in cs.upserts} == {("floatingips", f.id)} and cs.revision == ws.revision
     assert not ws.take_changes()
+
+
+def test_warm_builds_what_the_first_write_after_a_start_needs(tmp_path):
+    """A server started on a database (a new Store on the file): `Service.warm` brings the change
+    log's tracker to the snapshot and makes the Service's Workspace of it; the first write then
+    uses both (no catch-up, no new Workspace) and its tracker holds the views of the new snapshot."""
+    store, _ = _seeded(tmp_path)
+    store.close()
+    url = f"sqlite:///{tmp_path / 'dvrnet.db'}"
+    warm = Store(url)
+    try:
+        svc = Service(warm)
+        assert warm.changelog.tracker.cloud is None
+        svc.warm()
+        st = warm.state()
+        assert warm.changelog.tracker.cloud is st.cloud
+        assert svc._ws is not None and svc._ws[0] == st.revision
+        ws = svc._ws[1]
+        used = []
+
+        def op(txn):
+            used.append(txn.ws)
+            return txn.ws.register_host("compute9")
+        svc.write(op)
+        assert used == [ws]
+        after = warm.state().cloud
+        assert warm.changelog.tracker.cloud is after
+        assert all(warm.changelog.tracker.view_keys(h) == view_keys(after, h) for h in after.hosts)
+        svc.warm()                     # after a write: nothing to build
+        assert warm.changelog.tracker.cloud is after and svc._ws is not None and svc._ws[0] == after.revision
+    finally:
+        warm.close()

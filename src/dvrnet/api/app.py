@@ -4,10 +4,13 @@ A thin edge around the pure core: requests are parsed (`schema`), authorised (`a
 turned into Workspace operations (`actions`), persisted (`dvrnet.store`) and rendered back in
 Neutron's shape (`render`). Every error leaves as `{"NeutronError": {...}}` (`errors.install`).
 The OpenAPI document is at `/openapi.json` (Swagger UI at `/docs`).
-The database is opened, and migrated to the newest schema, when the app is created.
+The database is opened, and migrated to the newest schema, when the app is created; once it
+serves, a background thread builds what the first write would (`Service.warm`).
 """
 from __future__ import annotations
 
+import logging
+import threading
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
@@ -22,6 +25,8 @@ from .feed import Feed
 from .recent import Recent
 from .service import Service
 
+log = logging.getLogger("dvrnet.api")
+
 
 def create_app(db_url: str, auth: str = "none", tokens: str | None = None, *,
                feed_poll_interval: float = 1.0, change_log_revisions: int = DEFAULT_KEEP) -> FastAPI:
@@ -32,10 +37,19 @@ def create_app(db_url: str, auth: str = "none", tokens: str | None = None, *,
     recent = Recent()                       # this server's own recent writes (recent.py)
     store.add_commit_listener(recent.record)
 
+    def _warm() -> None:
+        """In the background at start: what the first write would build (Service.warm). It only
+        saves time: when it fails (the database away, the server stopping), the write builds it."""
+        try:
+            svc.warm()
+        except Exception as e:  # noqa: BLE001 - an optimisation; the first write does the same work
+            log.info("warm-up skipped: %s: %s", type(e).__name__, e)
+
     @asynccontextmanager
     async def lifespan(_app: FastAPI):
         feed.bind()
         feed.observe(store.current_revision())
+        threading.Thread(target=_warm, name="dvrnet-warm", daemon=True).start()
         try:
             yield
         finally:

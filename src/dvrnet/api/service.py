@@ -56,6 +56,14 @@ class Service:
         except DatabaseUnavailable as e:
             log.warning("request %s: heartbeat of host %s not recorded: %s", request_id, host, e.log_detail)
 
+    def warm(self) -> None:
+        """`Store.warm`, with this service's Workspace of the current snapshot (what the first write
+        would otherwise build: ~0.6 s of CPU with the change log's tracker at 10,000 FIPs)."""
+        def workspace(st: State) -> None:
+            if self.reuse_workspace and (self._ws is None or self._ws[0] != st.revision):
+                self._ws = (st.revision, Workspace(st.cloud))
+        self.store.warm(workspace)
+
     def write(self, fn: Callable[[Txn], T], then: Callable[[T, State], Any] | None = None) -> tuple[Any, State]:
         """`then(result, after)` (the answer) runs before the commit: see `Store.write`."""
         holder: dict[str, Workspace] = {}

@@ -209,7 +209,7 @@ def main(argv: list[str] | None = None) -> int:
         if "fanout" not in a.skip:
             hosts, routers, fips, fs, ss = k["fanout"]
             say(f"fan-out: one server, {fips:,} FIPs over {routers} routers, {hosts:,} hosts following the feed")
-            with prog.task("fan-out changes", fs + ss) as tick:
+            with prog.task("fan-out changes", fs + ss + 1) as tick:
                 fo = fanout.run(hosts, routers, fips, fs, ss, say, tick)
     finally:
         control.cleanup(top + "-")
@@ -329,7 +329,7 @@ def _fanout_table(out: Console, fo: fanout.FanoutResult) -> None:
     for col in ("change", "samples", "hosts concerned", "others woken", "bytes / concerned host",
                 "bytes / other host", "server CPU", "concerned host has it p50", "p99", "last host (median)"):
         t.add_column(col, justify="left" if col == "change" else "right")
-    for st in (fo.fip, fo.subnet):
+    for st in (fo.warmup, fo.fip, fo.subnet):
         t.add_row(st.what, str(st.samples), f"{fanout.med(st.concerned):,.0f}", f"{max(st.others_woken, default=0):,}",
                   f"{fanout.med(st.bytes_concerned):,.0f}", f"{max(st.bytes_others, default=0):,.1f}",
                   (_ms(fanout.med(st.cpu)) if fanout.cpu_measurable(st) else
@@ -339,7 +339,7 @@ def _fanout_table(out: Console, fo: fanout.FanoutResult) -> None:
     out.print(t)
     out.print(f"  server idle with every follower parked: {fo.idle_cpu_rate * 1000:.1f} ms CPU/s (subtracted; a "
               f"cell in parentheses: raw − idle share, not a measurement); database seeded in {fo.seed_s:.1f} s")
-    for st in (fo.fip, fo.subnet):
+    for st in (fo.warmup, fo.fip, fo.subnet):
         for e in st.errors[:3]:
             out.print(styled("  ", ("error", "red"), f" {st.what}: {e}"))
     if fo.error:

@@ -204,6 +204,19 @@ class Store:
     def statuses(self) -> statuses.Statuses:
         return self._read(self._current_statuses)
 
+    def warm(self, then: Callable[[State], None] | None = None) -> None:
+        """Build now what the first write would build (the snapshot, the change log's tracker at
+        it) and run THEN(state) under the write lock (the Service's Workspace), so the first change
+        after a start costs what any other does. Skipped when a write came first (it built them)."""
+        st = self.state()
+        with self._write_lock:
+            if self._state is None or self._state.cloud is not st.cloud:
+                return
+            if self.changelog.tracker.cloud is None:
+                self.changelog.tracker.advance(st.cloud)
+            if then is not None:
+                then(st)
+
     def report(self, host: str, upserts: list[statuses.Reported], removed: list[tuple[str, str]]) -> statuses.Statuses:
         """Store one status report of HOST's agent (statuses.write_report): its own transaction,
         no revision, no change log, no listener. Returns the reports after it: the cached ones
