@@ -25,6 +25,8 @@ from functools import cached_property
 from ipaddress import IPv4Address
 from typing import Any, Protocol, TypeVar
 
+import immutables
+
 from .errors import InvalidInput, NotFound
 from .resources import (
     ROUTER_INTERFACE_OWNERS,
@@ -277,13 +279,14 @@ class Cloud(Lookups):
 
     @cached_property
     def held(self) -> Mapping[tuple[str, IPv4Address], tuple[str, str]]:
-        """(network, address) -> the (collection, id) holding it (the first one, if held twice)."""
+        """(network, address) -> the (collection, id) holding it (the first one, if held twice); an
+        `immutables.Map`, so the first change applied to this cloud derives its own in O(change)."""
         out: dict[tuple[str, IPv4Address], tuple[str, str]] = {}
         for kind in ("ports", "floatingips"):
             for k, o in getattr(self, kind).items():
                 for h in holds(kind, o):
                     out.setdefault(h, (kind, k))
-        return out
+        return immutables.Map(out)
 
     # ---- cross-resource validation ----------------------------------------------------
     def validate(self) -> Cloud:
