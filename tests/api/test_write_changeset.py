@@ -130,3 +130,20 @@ def test_warm_builds_what_the_first_write_after_a_start_needs(tmp_path):
         assert warm.changelog.tracker.cloud is after and svc._ws is not None and svc._ws[0] == after.revision
     finally:
         warm.close()
+
+
+def test_two_loads_of_one_revision_keep_one_cloud(tmp_path):
+    """Two readers that loaded the same revision at once (a server just started: the warm-up and
+    the first feed answers) keep the first cloud remembered, so what was built on it (indexes, the
+    change log's tracker) is not built again for the other."""
+    store, _ = _seeded(tmp_path)
+    try:
+        rev = store.state().revision
+        a, b = (store._read(lambda c: store._load(c, rev)) for _ in range(2))
+        assert a.cloud is not b.cloud and a.cloud == b.cloud
+        store._state = None
+        assert store._remember(b) is b
+        kept = store._remember(a)
+        assert kept.cloud is b.cloud and store._state is kept and store.state().cloud is b.cloud
+    finally:
+        store.close()

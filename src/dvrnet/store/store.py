@@ -197,9 +197,7 @@ class Store:
             cached = self._state
             st = cached if cached is not None and cached.revision == rev else self._load(c, rev)
             return self._with_statuses(c, st, gen)
-        st = self._read(load)
-        self._remember(st)
-        return st
+        return self._remember(self._read(load))
 
     def statuses(self) -> statuses.Statuses:
         return self._read(self._current_statuses)
@@ -211,7 +209,7 @@ class Store:
         st = self.state()
         with self._write_lock:
             if self._state is None or self._state.cloud is not st.cloud:
-                return
+                return          # a write came first
             if self.changelog.tracker.cloud is None:
                 self.changelog.tracker.advance(st.cloud)
             if then is not None:
@@ -274,8 +272,8 @@ class Store:
                 return HostChanges(st, fs, None, h.stamp)
             return HostChanges(st, fs, changelog.host_ops(c, host, since), h.stamp, changelog.stamp_of(c, since))
         out = self._read(read)
-        self._remember(out.state)
-        return out
+        kept = self._remember(out.state)
+        return out if kept is out.state else dataclasses.replace(out, state=kept)
 
     def concerned_hosts(self, after: int, upto: int) -> dict[str, int]:
         """Hosts whose view changed at a revision in (AFTER, UPTO], with the last such revision."""
@@ -404,10 +402,17 @@ class Store:
             return _locked(self._write_lock, read_transaction(self.engine))
         return read_transaction(self.engine)
 
-    def _remember(self, st: State) -> None:
+    def _remember(self, st: State) -> State:
+        """Keep ST as the newest state and return what is kept: for a revision already held, the
+        held cloud (two readers that loaded the same revision at once keep one cloud, so the
+        indexes and the change log's tracker built on it are not built again for the other)."""
         with self._cache_lock:
-            if self._state is None or self._state.revision <= st.revision:
+            cur = self._state
+            if cur is not None and cur.revision == st.revision and cur.cloud is not st.cloud:
+                st = dataclasses.replace(st, cloud=cur.cloud)
+            if cur is None or cur.revision <= st.revision:
                 self._state = st
+            return st
 
     @staticmethod
     def _revisions(c: Connection) -> tuple[int, int]:
