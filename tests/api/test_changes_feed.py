@@ -203,7 +203,9 @@ def test_cursors_old_foreign_future_and_malformed(tmp_path):
             err = neutron_error(c.get("/v2.0/dvrnet/hosts/compute1/changes", params={"since": bad}), 400)
             assert "since" in err["message"], err
         neutron_error(c.get("/v2.0/dvrnet/hosts/nope/changes"), 404)
-        neutron_error(c.get("/v2.0/dvrnet/hosts/compute1/changes", params={"since": first["cursor"], "wait": -1}), 400)
+        for wait in ("-1", "abc", "nan"):
+            err = neutron_error(c.get("/v2.0/dvrnet/hosts/compute1/changes", params={"since": first["cursor"], "wait": wait}), 400)
+            assert "wait" in err["message"], err
         keep = fresh["cursor"]
         ok(c.post("/v2.0/floatingips", json={"floatingip": {"floating_network_id": ids["ext"], "port_id": ids["port"]}}))
     # a restarted server on the same database continues the same log (same identity)

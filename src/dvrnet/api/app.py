@@ -64,11 +64,12 @@ def create_app(db_url: str, auth: str = "none", tokens: str | None = None, *,
     errors.install(app)
     app.add_middleware(Edge)      # request id, body limit, last-resort 500 (edge.py)
 
+    # the agents' long-poll first: a thousand hosts ask it, and routes are matched in order
+    app.include_router(changes.routes(svc, authn, feed, recent))
     app.include_router(discovery.routes(authn))
     app.include_router(tags.routes(svc, authn))
     app.include_router(resources.routes(svc, authn))
     app.include_router(agents.routes(svc, authn, feed))
-    app.include_router(changes.routes(svc, authn, feed, recent))
     app.include_router(reports.routes(svc, authn))
     app.openapi = lambda: openapi.document(app)
     return app

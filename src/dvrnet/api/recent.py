@@ -31,21 +31,14 @@ from __future__ import annotations
 import json
 import threading
 from dataclasses import dataclass
-from typing import NamedTuple
 
 from ..model.changeset import Key, key_of
 from ..store import State
 from ..store.changelog import Head, Written
-from .changes import WIRE_VERSION, Cursor, cursor_text, delta_parts
+from .changes import WIRE_VERSION, Answer, Cursor, cursor_text, delta_parts
 
 KEEP = 128              # revisions kept (a follower more than this far behind reads the database)
 FRAGMENTS = 512         # encoded (revision, ops) parts kept
-
-
-class Answer(NamedTuple):
-    data: bytes
-    revision: int
-    empty: bool
 
 
 @dataclass(frozen=True)
