@@ -8,7 +8,9 @@ agent-gateway port); the external network has a service subnet for the agent-gat
 subnet for the routers' gateways and one for the FIPs, plus one spare VM port per FIP sample.
 
 Every host (the dvr hosts and network1) is followed by a lightweight client in this process (one
-asyncio task per host over one `httpx.AsyncClient`, not an agent): it long-polls
+asyncio task per host with its own keep-alive connection, the HTTP/1.1 request and answer written
+and read by hand, not an agent; httpx cost the bench ~7 ms of its own CPU per answer, so with
+1,001 followers in one process the bench, not the server, set the latency): it long-polls
 `GET /v2.0/dvrnet/hosts/<h>/changes?since=<cursor>&wait=300` and records, per answer, when it
 came and its body size (uncompressed, headers excluded). Every follower starts from the cursor of
 one snapshot (a follower needs no snapshot to measure deltas).
@@ -31,6 +33,7 @@ Everything is in a temporary directory; the server is stopped by its PID, also o
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import resource
 import shutil
@@ -41,6 +44,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Network
+from urllib.parse import quote
 
 import httpx
 
@@ -201,11 +205,51 @@ async def _quiesce(pid: int, bound: float, timeout: float = 120.0) -> None:
             return
 
 
+class _Conn:
+    """One follower's keep-alive HTTP/1.1 connection: a GET and its answer (Content-Length bodies,
+    what the server sends), reconnecting when the server closed it."""
+
+    def __init__(self, host: str, port: int):
+        self.host, self.port = host, port
+        self.reader: asyncio.StreamReader | None = None
+        self.writer: asyncio.StreamWriter | None = None
+
+    async def get(self, target: str) -> tuple[int, bytes]:
+        if self.writer is None:
+            self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
+        assert self.reader is not None
+        try:
+            self.writer.write(f"GET {target} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\n\r\n".encode())
+            head = await self.reader.readuntil(b"\r\n\r\n")
+            lines = head.split(b"\r\n")
+            status, length, close = int(lines[0].split(b" ", 2)[1]), 0, False
+            for line in lines[1:]:
+                k, _, v = line.partition(b":")
+                k = k.strip().lower()
+                if k == b"content-length":
+                    length = int(v)
+                elif k == b"connection":
+                    close = v.strip().lower() == b"close"
+            body = await self.reader.readexactly(length)
+        except BaseException:
+            self.close()
+            raise
+        if close:
+            self.close()
+        return status, body
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+        self.reader = self.writer = None
+
+
 class Followers:
     """One long-polling task per host; `answers` collects (monotonic time, host, bytes, non-empty)."""
 
-    def __init__(self, client: httpx.AsyncClient, hosts: list[str], cursor: str):
-        self.client = client
+    def __init__(self, url: str, hosts: list[str], cursor: str):
+        u = httpx.URL(url)
+        self.conns = {h: _Conn(u.host, u.port or 80) for h in hosts}
         self.cursor = {h: cursor for h in hosts}
         self.answers: list[tuple[float, str, int, bool]] = []
         self.parked: set[str] = set()
@@ -214,26 +258,27 @@ class Followers:
         self.tasks = [asyncio.create_task(self._follow(h)) for h in hosts]
 
     async def _follow(self, host: str) -> None:
+        conn = self.conns[host]
         while True:
             self.parked.add(host)
+            target = f"/v2.0/dvrnet/hosts/{host}/changes?since={quote(self.cursor[host], safe='')}&wait={WAIT}"
             try:
-                r = await self.client.get(f"/v2.0/dvrnet/hosts/{host}/changes",
-                                          params={"since": self.cursor[host], "wait": WAIT})
-            except httpx.HTTPError as e:
+                status, data = await asyncio.wait_for(conn.get(target), WAIT + 30)
+            except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, TimeoutError, ValueError) as e:
                 self.parked.discard(host)
                 self.errors.append(f"{host}: {type(e).__name__}: {e}"[:200])
                 await asyncio.sleep(1)
                 continue
             self.parked.discard(host)
             now = time.monotonic()
-            if r.status_code != 200:
-                self.errors.append(f"{host}: {r.status_code} {r.text[:200]}")
+            if status != 200:
+                self.errors.append(f"{host}: {status} {data[:200]!r}")
                 await asyncio.sleep(1)
                 continue
-            body = r.json()
+            body = json.loads(data)
             self.cursor[host] = body["cursor"]
             non_empty = bool(body.get("upserts") or body.get("deletes") or body.get("resync"))
-            self.answers.append((now, host, len(r.content), non_empty))
+            self.answers.append((now, host, len(data), non_empty))
             self.news.set()
 
     async def settle(self, timeout: float = 60.0) -> None:
@@ -268,18 +313,18 @@ class Followers:
     def stop(self) -> None:
         for t in self.tasks:
             t.cancel()
+        for c in self.conns.values():
+            c.close()
 
 
 async def _measure(url: str, pid: int, res: FanoutResult, names: list[str], spare: list[str],
                    concerned_fip: list[set[str]], concerned_subnet: set[str], fip_samples: int, subnet_samples: int, progress, tick) -> None:
-    limits = httpx.Limits(max_connections=len(names) + 50, max_keepalive_connections=len(names) + 50)
-    async with httpx.AsyncClient(base_url=url, timeout=WAIT + 30, limits=limits) as fc, \
-            httpx.AsyncClient(base_url=url, timeout=60, limits=httpx.Limits(max_keepalive_connections=0)) as api:
+    async with httpx.AsyncClient(base_url=url, timeout=60, limits=httpx.Limits(max_keepalive_connections=0)) as api:
         # (a new connection per change: the server closes keep-alive connections idle for 5 s)
         first = (await api.get("/v2.0/dvrnet/hosts/network1/changes")).json()
         ext = next(n for n in (await api.get("/v2.0/networks")).json()["networks"] if n["router:external"])
         pool = next(s for s in (await api.get("/v2.0/subnets")).json()["subnets"] if s["name"] == "fip-pool")
-        fol = Followers(fc, names, first["cursor"])
+        fol = Followers(url, names, first["cursor"])
         try:
             await fol.settle(timeout=120)
             await _quiesce(pid, IDLE_BOUND, timeout=600)     # the first long-polls are all answered
