@@ -18,7 +18,8 @@ A write (`Store.write(fn)`):
    revision by one, calls `then(result, new_state)` if given (what the caller answers: if it
    raises, the transaction rolls back too, so no request commits and then fails), and commits;
    then updates the cache (the new snapshot is `changeset.apply`'s, sharing the old one's objects
-   and indexes) and tells listeners: `add_listener(cb(revision))` and
+   and indexes) and tells listeners: `add_commit_listener(cb(what the change log wrote: stamps and
+   per-host deltas, new state))` first (api/recent.py), then `add_listener(cb(revision))` and
    `add_change_listener(cb(revision, hosts whose view changed))`.
 
 Why addresses are never handed out twice:
