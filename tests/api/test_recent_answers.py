@@ -143,3 +143,43 @@ def test_the_endpoint_answers_from_memory_only_its_own_writes(db_url):
         gone = ok(ca.get(path, params={"since": after}))
         assert gone["deletes"] == {"floatingips": [fip]} and a.state.recent.served == served_a
         assert ok(cb.get(path, params={"since": after})) == gone and b.state.recent.served == served_b + 1
+
+
+def test_a_store_does_not_serve_its_cache_for_a_restored_timeline(tmp_path):
+    """A database restored from a backup under a running Store, then written by another (as a
+    second server would) until it is at the cached revision's number again: the running Store's
+    reads and its next write use the database's state, not the cache of the lost timeline (the
+    cache is keyed by revision and stamp; by revision alone it served the old cloud)."""
+    path = str(tmp_path / "dvrnet.db")
+    url = f"sqlite:///{path}"
+    w = Walk(random.Random(5))
+    store = Store(url)
+    try:
+        store.write(lambda s: Change(None, w.c()))
+        _backup(path, str(tmp_path / "backup.db"))
+        lost = Walk(random.Random(6))          # the timeline the restore loses
+        for _ in range(3):
+            lost.step()
+            store.write(lambda s: Change(None, lost.c()))
+        cached = store.state()
+        _backup(str(tmp_path / "backup.db"), path)
+        other = Store(url)
+        try:
+            again = Walk(random.Random(7))
+            while other.current_revision() < cached.revision:
+                again.step()
+                other.write(lambda s: Change(None, again.c()))
+            assert other.current_revision() == cached.revision
+            truth = Store(url, migrate=False)
+            try:
+                want = truth.state().cloud
+            finally:
+                truth.close()
+            assert want != cached.cloud, "the two timelines happen to agree: the test shows nothing"
+            assert store.state().cloud == want
+            _, after = store.write(lambda s: Change(None, s.cloud))        # a write from the database's state
+            assert after.cloud.hosts == want.hosts and after.cloud.networks == want.networks
+        finally:
+            other.close()
+    finally:
+        store.close()

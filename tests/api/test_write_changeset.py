@@ -141,9 +141,10 @@ def test_two_loads_of_one_revision_keep_one_cloud(tmp_path):
         rev = store.state().revision
         a, b = (store._read(lambda c: store._load(c, rev)) for _ in range(2))
         assert a.cloud is not b.cloud and a.cloud == b.cloud
-        store._state = None
-        assert store._remember(b) is b
-        kept = store._remember(a)
+        stamp = store.head().stamp
+        store._held = None
+        assert store._remember(b, stamp) is b
+        kept = store._remember(a, stamp)
         assert kept.cloud is b.cloud and store._state is kept and store.state().cloud is b.cloud
     finally:
         store.close()

@@ -36,8 +36,10 @@ if that fails too it is `DatabaseUnavailable` (503, `Retry-After: 3`). A write w
 is never retried (it may have been applied); the next read reloads whatever the database holds.
 So a fault lasts as long as the database's, and heals without a restart.
 
-Reads (`Store.state()`) take no lock: one cheap `SELECT` of the revision inside a snapshot
-transaction, and a full reload in that same snapshot only when it moved. The agents' status
+Reads (`Store.state()`) take no lock: one cheap `SELECT` of the revision and its stamp inside a
+snapshot transaction, and a full reload in that same snapshot only when either is not the cached
+state's (the stamp: a database restored under a running server makes its lost revision numbers
+again, and the cache of the lost timeline is not taken for them). The agents' status
 reports (`statuses.py`) ride along: `State.statuses` is read in the same snapshot, reloaded only
 when their generation moved; `Store.report(host, ...)` writes one report in a transaction of its
 own (no revision, no change log, no listener: nothing is woken by it).
@@ -74,7 +76,10 @@ from .rows import KINDS, TABLES, Meta, allocation_rows, from_row, host_from_row,
 
 T = TypeVar("T")
 # built once: the statement of every read (its construction costs as much as its execution)
-_REVISIONS = sa.select(t.revision.c.id, t.revision.c.value).where(t.revision.c.id.in_((1, statuses.GENERATION_ROW)))
+_REVISIONS = (sa.select(t.revision.c.id, t.revision.c.value, t.revision_stamps.c.stamp)
+              .select_from(t.revision.outerjoin(t.revision_stamps, sa.and_(
+                  t.revision.c.id == 1, t.revision_stamps.c.revision == t.revision.c.value)))
+              .where(t.revision.c.id.in_((1, statuses.GENERATION_ROW))))
 Key = tuple[str, str]     # (collection, id)
 RETRY_AFTER = 3           # seconds a client is told to wait after a database fault
 # Faults of the database itself (not of the request): connection lost or refused, file read-only,
@@ -154,7 +159,7 @@ class Store:
         self._write_lock = threading.Lock()
         self._memory = is_memory(self.engine)
         self._cache_lock = threading.Lock()
-        self._state: State | None = None
+        self._held: tuple[State, str | None] | None = None    # the cached state and its revision's stamp
         self._statuses = statuses.NO_STATUSES
         self._listeners: list[Callable[[int], None]] = []
         self._beats: dict[str, float] = {}            # host -> monotonic time of its last beat
@@ -194,11 +199,10 @@ class Store:
 
     def state(self) -> State:
         def load(c: Connection) -> State:
-            rev, gen = self._revisions(c)       # one SELECT: the cloud's and the reports'
-            cached = self._state
-            st = cached if cached is not None and cached.revision == rev else self._load(c, rev)
-            return self._with_statuses(c, st, gen)
-        return self._remember(self._read(load))
+            rev, gen, stamp = self._revisions(c)       # one SELECT: the cloud's, its stamp, the reports'
+            st = self._cached(rev, stamp) or self._load(c, rev)
+            return self._with_statuses(c, st, gen), stamp
+        return self._remember(*self._read(load))
 
     def statuses(self) -> statuses.Statuses:
         return self._read(self._current_statuses)
@@ -267,13 +271,12 @@ class Store:
         def read(c: Connection) -> HostChanges:
             h = changelog.read_head(c)
             rev, fs = h.revision, changelog.FeedState(h.database_id, h.floor)
-            cached = self._state
-            st = cached if cached is not None and cached.revision == rev else self._load(c, rev)
+            st = self._cached(rev, h.stamp) or self._load(c, rev)
             if since is None or not fs.floor <= since <= rev:
                 return HostChanges(st, fs, None, h.stamp)
             return HostChanges(st, fs, changelog.host_ops(c, host, since), h.stamp, changelog.stamp_of(c, since))
         out = self._read(read)
-        kept = self._remember(out.state)
+        kept = self._remember(out.state, out.stamp)
         return out if kept is out.state else dataclasses.replace(out, state=kept)
 
     def concerned_hosts(self, after: int, upto: int) -> dict[str, int]:
@@ -350,8 +353,8 @@ class Store:
                 committing = False
                 try:
                     with write_transaction(self.engine) as c:
-                        rev = self._revision(c)
-                        before = self._state if self._state is not None and self._state.revision == rev else self._load(c, rev)
+                        rev, _, stamp = self._revisions(c)
+                        before = self._cached(rev, stamp) or self._load(c, rev)
                         change = fn(before)
                         after, written = self._apply(c, before, change, rev + 1)
                         after = self._with_statuses(c, after)
@@ -367,7 +370,7 @@ class Store:
                     if attempt == 1 and not committing:
                         continue    # nothing was committed: once more, on a new connection
                     raise DatabaseUnavailable("written", e) from None
-            self._remember(after)
+            self._remember(after, written.stamp)
         for wcb in list(self._commit_listeners):
             wcb(written, after)
         for cb in list(self._listeners):
@@ -403,23 +406,40 @@ class Store:
             return _locked(self._write_lock, read_transaction(self.engine))
         return read_transaction(self.engine)
 
-    def _remember(self, st: State) -> State:
-        """Keep ST as the newest state and return what is kept: for a revision already held, the
-        held cloud (two readers that loaded the same revision at once keep one cloud, so the
-        indexes and the change log's tracker built on it are not built again for the other)."""
+    @property
+    def _state(self) -> State | None:
+        held = self._held
+        return held[0] if held is not None else None
+
+    def _cached(self, rev: int, stamp: str | None) -> State | None:
+        """The cached state if it is the database's revision REV: same number and same stamp (a
+        database restored from a backup makes its lost revisions' numbers again, with other
+        stamps: a cache of the old timeline is not taken for them)."""
+        held = self._held
+        if held is not None and held[0].revision == rev and held[1] == stamp:
+            return held[0]
+        return None
+
+    def _remember(self, st: State, stamp: str | None) -> State:
+        """Keep ST (of the revision with STAMP) as the newest state and return what is kept: for
+        the revision already held, the held cloud (two readers that loaded the same revision at
+        once keep one cloud, so the indexes and the change log's tracker built on it are not
+        built again for the other). The same number with another stamp (a restore) replaces it."""
         with self._cache_lock:
-            cur = self._state
-            if cur is not None and cur.revision == st.revision and cur.cloud is not st.cloud:
+            held = self._held
+            cur = held[0] if held is not None else None
+            same = cur is not None and held is not None and cur.revision == st.revision and held[1] == stamp
+            if same and cur is not None and cur.cloud is not st.cloud:
                 st = dataclasses.replace(st, cloud=cur.cloud)
             if cur is None or cur.revision <= st.revision:
-                self._state = st
+                self._held = (st, stamp)
             return st
 
     @staticmethod
-    def _revisions(c: Connection) -> tuple[int, int]:
-        """(the cloud's revision, the status reports' generation), in one SELECT."""
-        rows = dict(c.execute(_REVISIONS).tuples().all())
-        return int(rows[1]), int(rows.get(statuses.GENERATION_ROW, -1))
+    def _revisions(c: Connection) -> tuple[int, int, str | None]:
+        """(the cloud's revision, the status reports' generation, the revision's stamp), in one SELECT."""
+        rows = {r[0]: (r[1], r[2]) for r in c.execute(_REVISIONS)}
+        return int(rows[1][0]), int(rows.get(statuses.GENERATION_ROW, (-1, None))[0]), rows[1][1]
 
     @staticmethod
     def _revision(c: Connection) -> int:
