@@ -27,7 +27,7 @@ def tor_config(router_id: str, private: str, public: Iterable[str], log: str, bf
 log "{log}" 1048576 "{log}.1" {{ info, warning, error, fatal }};
 router id {router_id};
 protocol device {{ scan time 10; }}
-protocol kernel {{ netlink rx buffer 1048576; ipv4 {{ import none; export all; }}; }}
+protocol kernel {{ netlink rx buffer 16777216; ipv4 {{ import none; export all; }}; }}
 protocol bfd {{ interface "*" {{ min rx interval {bfd_ms} ms; min tx interval {bfd_ms} ms; multiplier 3; }}; }}
 protocol bgp nodes {{
   local {router_id} as {TOR_ASN}; neighbor range {private} external; dynamic name "node";
