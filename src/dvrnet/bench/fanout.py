@@ -459,7 +459,7 @@ def run(hosts: int, routers: int, fips: int, fip_samples: int, subnet_samples: i
 def main() -> int:
     """`python -m dvrnet.bench.fanout [HOSTS ROUTERS FIPS]`: the rows alone."""
     a = [int(x) for x in sys.argv[1:4]] or [1000, 100, 10_000]
-    r = run(*a, fip_samples=10, subnet_samples=3)
+    r = run(*a, fip_samples=10, subnet_samples=10)
     for st in (r.warmup, r.fip, r.subnet):
         print(f"{st.what}: samples {st.samples}, concerned {st.concerned}, others woken {st.others_woken}, "
               f"bytes/concerned {med(st.bytes_concerned):.0f}, bytes/other {med(st.bytes_others):.1f}, "

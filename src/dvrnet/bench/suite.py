@@ -25,8 +25,8 @@ from .svg import plot
 
 FULL = {"sizes": (100, 1000, 10000), "neutron": (100, 100), "dp_sizes": (1, 1000, 10000), "rounds": 5,
         "lookups": 5000, "e2e": 100, "flow_s": 2.0, "noisy_flows": 200_000, "noisy_s": 10.0, "noisy_over": None,
-        "routed": (200, 10000, 100, 10), "memory": (1000, 10), "e2e_scale": ((10, 1000, 10000), 50),
-        "fanout": (1000, 100, 10000, 10, 3)}
+        "routed": (200, 10000, 100, 10), "memory": (1000, 10), "e2e_scale": ((10, 1000, 10000), 150),
+        "fanout": (1000, 100, 10000, 10, 10)}
 QUICK = {"sizes": (100, 1000), "neutron": (5, 10), "dp_sizes": (1,), "rounds": 2, "lookups": 1000, "e2e": 5,
          "flow_s": 0.5, "noisy_flows": 2000, "noisy_s": 1.0, "noisy_over": 2000, "routed": (20, 1000, 5, 2),
          "memory": (20, 5), "e2e_scale": ((10, 30), 2), "fanout": (10, 3, 30, 2, 1)}
