@@ -72,6 +72,8 @@ def agent_gateways_match_placement(ws: Workspace) -> None:
     for p in c.ports.values():
         if p.device_owner == AGW:
             assert p.host == p.device_id
+    # the index the settling reads instead of scanning every agent-gateway port
+    assert ws._st.bare_agent_gateways == {p.id for p in c.ports.values() if p.device_owner == AGW and not p.fixed_ips}
 
 
 # ---- networks and subnets -----------------------------------------------------------------
@@ -571,3 +573,30 @@ def test_deterministic_id_factory_gets_distinct_names():
     assert ws.create_floatingip(ext, port_id=vm, description="fip of vm").id == "floatingip:fip of vm"
     assert ws.create_floatingip(ext).id == "floatingip:203.0.113.5"   # .2 gw, .3 fg, .4 first FIP
     assert ws.snapshot().agent_gateway_port("c1", ext).id == f"port:{AGW}:c1:{ext}"
+
+
+def test_agent_gateway_without_address_until_a_subnet_can_serve_it():
+    ws = make_ws()
+    ws.register_host("compute1")
+    ws.register_host("network1", "dvr_snat")
+    ext = ws.create_network("ext", external=True).id
+    ws.create_subnet(ext, "203.0.113.0/24", name="gw-only", service_types=[GW])
+    svc = ws.create_subnet(ext, "100.64.0.0/24", gateway_ip=None, name="svc", service_types=[AGW]).id
+    t1 = ws.create_network("t1").id
+    ts1 = ws.create_subnet(t1, "10.1.0.0/24", name="ts1").id
+    r = ws.create_router("r", external_gateway_info={"network_id": ext}).id
+    ws.add_router_interface(r, subnet_id=ts1)
+    ws.create_port(t1, device_owner="compute:nova", host="compute1", name="vm")
+    fg = ws.snapshot().agent_gateway_port("compute1", ext)
+    assert [f.subnet_id for f in fg.fixed_ips] == [svc]
+    ws.delete_subnet(svc)
+    assert ws.snapshot().agent_gateway_port("compute1", ext).fixed_ips == ()   # no subnet may serve it
+    agent_gateways_match_placement(ws)
+    assert ws._st.bare_agent_gateways == {fg.id}
+    ws.create_network("other")                        # an unrelated write leaves it waiting
+    assert ws.snapshot().agent_gateway_port("compute1", ext).fixed_ips == ()
+    green = ws.create_subnet(ext, "198.51.100.0/24", name="green").id
+    fg2 = ws.snapshot().agent_gateway_port("compute1", ext)
+    assert [f.subnet_id for f in fg2.fixed_ips] == [green]
+    agent_gateways_match_placement(ws)
+    assert ws._st.bare_agent_gateways == set()

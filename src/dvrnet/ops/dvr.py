@@ -157,8 +157,8 @@ class Dvr:
     def settle_agent_gateways(self) -> None:
         """Exactly one agent-gateway port per `hosts_needing_agent_gateway` pair, each with an
         address when a subnet can serve it. The pairs are settled only when the placement may have
-        moved (`placement_dirty`); otherwise a write costs one pass over the agent-gateway ports for
-        those still without an address (no sort unless there are some)."""
+        moved (`placement_dirty`); otherwise a write looks only at the agent-gateway ports still
+        without an address (the store's `bare_agent_gateways` index: none, usually)."""
         st = self._st
         if st.placement_dirty:
             existing: dict[tuple[str, str], Port] = {}
@@ -179,7 +179,7 @@ class Dvr:
                                   f"{net}: {e.message}") from None
                 self._new_port(net, AGW, host, host, fixed, net)
             st.placement_dirty = False
-        bare = [p for p in (st.ports[i] for i in st.ports_by_owner.get(AGW, ())) if not p.fixed_ips]
+        bare = [st.ports[i] for i in st.bare_agent_gateways]
         for p in sorted(bare, key=lambda p: (p.device_id, p.network_id)):
             try:
                 fixed = st.allocator.pick(p.network_id, AGW, None)

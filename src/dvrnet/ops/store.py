@@ -3,7 +3,7 @@
 Invariants:
 - every change goes through `put` / `drop`; they keep the indexes (ports by device, by network
   and by owner, compute-port subnets per host, subnets by network, floating IPs by port and by
-  router, MACs) and the allocator's held addresses equal to what the tables hold;
+  router, MACs, agent-gateway ports without an address) and the allocator's held addresses equal to what the tables hold;
 - `put` checks that a port's or floating IP's addresses are free before it changes anything;
 - inside `transaction()` every change is logged; if the block raises, the log is replayed
   backwards, so tables, indexes and allocator are exactly as before (nothing half-applied);
@@ -19,10 +19,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from ..ipam import Allocator
-from ..model import FloatingIP, Host, Network, Port, Router, Subnet
+from ..model import DeviceOwner, FloatingIP, Host, Network, Port, Router, Subnet
 from ..model.resources import ROUTER_INTERFACE_OWNERS, is_compute
 from .errors import MacAddressInUse
 
+AGW = DeviceOwner.AGENT_GATEWAY.value
 KINDS = ("network", "subnet", "router", "port", "floatingip", "host")
 
 
@@ -46,6 +47,7 @@ class Store:
         self.ports_by_device: dict[str, set[str]] = {}
         self.ports_by_network: dict[str, set[str]] = {}
         self.ports_by_owner: dict[str, set[str]] = {}
+        self.bare_agent_gateways: set[str] = set()     # agent-gateway ports without an address
         self.subnets_by_network: dict[str, set[str]] = {}
         self.compute_subnets_by_host: dict[str, Counter] = {}
         self.fips_by_port: dict[str, set[str]] = {}
@@ -117,6 +119,8 @@ class Store:
             self.ports_by_device.setdefault(o.device_id, set()).add(o.id)
             self.ports_by_network.setdefault(o.network_id, set()).add(o.id)
             self.ports_by_owner.setdefault(o.device_owner, set()).add(o.id)
+            if o.device_owner == AGW and not o.fixed_ips:
+                self.bare_agent_gateways.add(o.id)
             self.allocator.claim(o.network_id, (f.ip_address for f in o.fixed_ips), f"port {o.id}")
             if o.mac_address:
                 self.macs[o.mac_address] = o.id
@@ -142,6 +146,7 @@ class Store:
             _discard(self.ports_by_device, o.device_id, o.id)
             _discard(self.ports_by_network, o.network_id, o.id)
             _discard(self.ports_by_owner, o.device_owner, o.id)
+            self.bare_agent_gateways.discard(o.id)
             self.allocator.release(o.network_id, (f.ip_address for f in o.fixed_ips))
             if o.mac_address and self.macs.get(o.mac_address) == o.id:
                 del self.macs[o.mac_address]
