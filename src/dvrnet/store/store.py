@@ -353,11 +353,13 @@ class Store:
                 committing = False
                 try:
                     with write_transaction(self.engine) as c:
-                        rev, _, stamp = self._revisions(c)
+                        rev, gen, stamp = self._revisions(c)
                         before = self._cached(rev, stamp) or self._load(c, rev)
                         change = fn(before)
                         after, written = self._apply(c, before, change, rev + 1)
-                        after = self._with_statuses(c, after)
+                        # the reports' generation read above holds for the whole transaction: a
+                        # report takes the same database-wide write lock (write_transaction)
+                        after = self._with_statuses(c, after, gen)
                         result = change.result if then is None else then(change.result, after)
                         committing = True       # what fails after this is the commit itself
                     break
