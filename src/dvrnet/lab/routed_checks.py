@@ -29,6 +29,35 @@ def tor_routes(info: LabInfo) -> dict[str, str]:
     return {r["dst"]: r.get("gateway", "") for r in json.loads(p.stdout or "[]")}
 
 
+def expected_tor_routes(info: LabInfo) -> dict[str, str | None]:
+    """Address -> the next hop the ToR must have for it: every VM's FIP via its node's private
+    address, every router's public SNAT address via its qg- (private) address (None: unknown)."""
+    node_addr = {n.name: n.private_address for n in info.nodes}
+    out: dict[str, str | None] = {v.fip: node_addr.get(v.node) for v in info.vms if v.fip}
+    svc = ipaddress.ip_network(info.service_subnet)
+    for r in info.routers:
+        pub = [a for a in r.snat_ips if ipaddress.ip_address(a) not in svc]
+        priv = [a for a in r.snat_ips if ipaddress.ip_address(a) in svc]
+        if pub:
+            out[pub[0]] = priv[0] if priv else None
+    return out
+
+
+def wait_tor_routes(info: LabInfo, timeout: float = 60.0) -> tuple[float, dict[str, str | None]]:
+    """Wait until the ToR routes every expected address via its next hop (BGP sessions come up
+    after the agents have built the namespaces and started their BIRDs). Returns the seconds
+    waited and what is still missing or wrong ({} when everything arrived)."""
+    import time
+    t0 = time.monotonic()
+    want = expected_tor_routes(info)
+    while True:
+        routes = tor_routes(info)
+        missing = {a: via for a, via in want.items() if via is None or routes.get(a) != via}
+        if not missing or time.monotonic() - t0 > timeout:
+            return time.monotonic() - t0, missing
+        time.sleep(0.1)
+
+
 def tor_paths(info: LabInfo) -> dict[str, str]:
     """FIP (or SNAT address) -> the AS path of the ToR's best route for it (its BIRD's `show
     route all`): one AS normally, the node's AS repeated when its watchdog marked it stale."""
@@ -79,13 +108,13 @@ def run_routed_checks(info: LabInfo) -> list[Row]:
     rows: list[Row] = []
     inet, port = info.internet_address, info.tcp_port
     routes = tor_routes(info)
-    node_addr = {n.name: n.private_address for n in info.nodes}
+    want = expected_tor_routes(info)
     fipped = [v for v in info.vms if v.fip]
     if not fipped:
         rows.append(Row("the routed lab has FIPs", "at least one VM with a FIP", "none", False, "routed"))
     for v in fipped:
-        obs, ok = judge_tor(v.fip or "", node_addr.get(v.node), routes)
-        rows.append(Row(f"ToR route for {v.name} FIP {v.fip}", f"via {v.node} ({node_addr.get(v.node)})", obs, ok,
+        obs, ok = judge_tor(v.fip or "", want.get(v.fip or ""), routes)
+        rows.append(Row(f"ToR route for {v.name} FIP {v.fip}", f"via {v.node} ({want.get(v.fip or '')})", obs, ok,
                         "ToR routes"))
     snat_of: dict[str, str] = {}
     svc = ipaddress.ip_network(info.service_subnet)
@@ -94,7 +123,7 @@ def run_routed_checks(info: LabInfo) -> list[Row]:
         priv = [a for a in r.snat_ips if ipaddress.ip_address(a) in svc]
         if pub:
             snat_of[r.name] = pub[0]
-            obs, ok = judge_tor(pub[0], priv[0] if priv else None, routes)
+            obs, ok = judge_tor(pub[0], want.get(pub[0]), routes)
             rows.append(Row(f"ToR route for {r.name} SNAT {pub[0]}", f"via {r.snat_node}'s qg- ({priv[0] if priv else '?'})",
                             obs, ok, "ToR routes"))
     public = _public(info)

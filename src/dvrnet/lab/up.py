@@ -336,6 +336,15 @@ def up(prefix: str = "dvl-", state_dir: str = "/var/lib/dvrnet/lab", scenario: S
         for n in info.nodes:
             port = next((p for p in fgs["ports"] if p.get("binding:host_id") == n.name), None)
             n.private_address = port["fixed_ips"][0]["ip_address"] if port and port["fixed_ips"] else None
+        # the BGP sessions come up after the agents' passes: lab up returns once the ToR has the routes
+        from .routed_checks import wait_tor_routes
+        secs, missing = wait_tor_routes(info, timeout=60 + extra_fips * 0.01)
+        if missing:
+            info.save()
+            raise RuntimeError(f"the ToR did not learn {len(missing)} of the lab's routes within {secs:.0f}s "
+                               f"(e.g. {next(iter(missing))}); `birdc -s {state_dir}/tor/ctl show protocols` "
+                               "shows its sessions")
+        step(f"the ToR routes every FIP and SNAT address via its node ({secs:.1f}s)")
     info.save()
     say(f"lab up in {time.monotonic() - t0:.1f}s; state in {state_dir}")
     return info
