@@ -25,9 +25,9 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import needs
 from dvrnet.lab import steps
 from dvrnet.lab.checks import ping
-from dvrnet.lab.daemons import neutron_venv
 from dvrnet.lab.info import LabInfo
 from dvrnet.lab.neutron import RESYNC  # the lab's [dvrnet] neutron_resync_interval (300 s)
 from dvrnet.scenarios.seed import SEED
@@ -49,10 +49,7 @@ test_t6_second_external_network = T.test_t6_second_external_network
 
 @pytest.fixture(scope="module")
 def lab():
-    if os.geteuid() != 0:
-        pytest.skip("needs root: the lab creates network namespaces")
-    if not os.path.exists(os.path.join(neutron_venv(), "bin", "neutron-server")):
-        pytest.skip(f"no neutron-server in {neutron_venv()}: `make neutron-venv` builds it (needs PyPI)")
+    needs.neutron_lab()
     from dvrnet.lab.down import down
     from dvrnet.lab.up import up
     prefix = f"dvq{os.getpid() % 100000}-"

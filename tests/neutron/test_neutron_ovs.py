@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
+import needs
 from dvrnet.lab import steps
-from dvrnet.lab.daemons import neutron_venv
 from dvrnet.lab.info import LabInfo
 from dvrnet.plan.names import OVS_OWNER_KEY
 
@@ -30,10 +30,7 @@ ROUTER_PORTS = ("qr-", "qg-", "sg-", "fg-")
 
 @pytest.fixture(scope="module")
 def lab():
-    if os.geteuid() != 0:
-        pytest.skip("needs root: the lab creates network namespaces")
-    if not os.path.exists(os.path.join(neutron_venv(), "bin", "neutron-server")):
-        pytest.skip(f"no neutron-server in {neutron_venv()}: `make neutron-venv` builds it (needs PyPI)")
+    needs.neutron_lab()
     prefix = f"dvo{os.getpid() % 100000}-"
     base = tempfile.mkdtemp(prefix=prefix)      # not under pytest's tmp root (0700): PostgreSQL runs as nobody
     os.chmod(base, 0o755)

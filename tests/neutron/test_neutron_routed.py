@@ -26,9 +26,9 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import needs
 from dvrnet.lab import steps
 from dvrnet.lab.checks import ping
-from dvrnet.lab.daemons import neutron_venv
 from dvrnet.lab.info import LabInfo
 from dvrnet.lab.neutron import ROUTED_RESYNC, NeutronLab, openstack
 from dvrnet.lab.routed_checks import tor_routes
@@ -41,12 +41,7 @@ CONVERGE = 90.0         # one change through Neutron on a loaded 2-core machine
 
 @pytest.fixture(scope="module")
 def lab():
-    if os.geteuid() != 0:
-        pytest.skip("needs root: the lab creates network namespaces")
-    if not os.path.exists(os.path.join(neutron_venv(), "bin", "neutron-server")):
-        pytest.skip(f"no neutron-server in {neutron_venv()}: `make neutron-venv` builds it (needs PyPI)")
-    if shutil.which("bird") is None:
-        pytest.skip("routed mode needs BIRD 2 (`make deb` installs bird2)")
+    needs.neutron_lab(bird=True)
     from dvrnet.lab.down import down
     from dvrnet.lab.up import up
     prefix = f"dvn{os.getpid() % 100000}-"

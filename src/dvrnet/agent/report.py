@@ -48,10 +48,15 @@ def entries(cloud: Cloud, host: str, desired: HostState, observed: HostState, pr
         fips = local_fips(cloud, host, r)
         by_id = {f.id: f for f in fips}
         for fid, found in fips_found(held, r.id, fips, problems).items():
-            f = by_id[fid]
-            out[("floatingips", fid)] = {
-                "id": fid, "status": found.status, "reason": found.reason, "port_id": f.port_id,
-                "fixed_ip_address": None if f.fixed_ip_address is None else ipstr(f.fixed_ip_address)}
+            out[("floatingips", fid)] = _entry(by_id[fid], found)
+    out.update(gateway_entries(cloud, host, desired, observed, prefix, problems))
+    return out
+
+
+def gateway_entries(cloud: Cloud, host: str, desired: HostState, observed: HostState, prefix: str,
+                    problems: Sequence[str]) -> dict[Key, dict[str, Any]]:
+    """The report entries of the gateway ports of the routers whose SNAT is on HOST."""
+    out: dict[Key, dict[str, Any]] = {}
     for r in snat_routers_on_host(cloud, host):
         gw = cloud.gateway_port(r.id)
         if gw is None:
@@ -96,13 +101,7 @@ class Entries:
             seen[r.id] = st
             out.update(st.entries)
         self._routers = seen
-        for r in snat_routers_on_host(cloud, host):
-            gw = cloud.gateway_port(r.id)
-            if gw is None:
-                continue
-            found = gateway_found(desired, observed, prefix, r.id, gw, problems)
-            out[("ports", gw.id)] = {"id": gw.id, "status": found.status, "reason": found.reason,
-                                     "fixed_ips": [ipstr(x.ip_address) for x in gw.fixed_ips]}
+        out.update(gateway_entries(cloud, host, desired, observed, prefix, problems))
         return out
 
 
