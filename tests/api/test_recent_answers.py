@@ -183,3 +183,83 @@ def test_a_store_does_not_serve_its_cache_for_a_restored_timeline(tmp_path):
             other.close()
     finally:
         store.close()
+
+
+def test_a_long_poll_at_the_newest_write_waits_without_a_head_read(db_url):
+    """A long-poll whose cursor is at server A's newest write, with nothing newer heard of, waits
+    at once (`Recent.parks`: no head read while it waits) and still gets every change: a write
+    through server B (same file: A's poller reports it) and A's own next write, each with exactly
+    the database path's bytes for that cursor. A cursor that is not at A's newest write (B's), or
+    that names A's newest revision with another stamp, takes the head read as before (the second
+    gets a snapshot)."""
+    import threading
+
+    import httpx
+    from api_helpers import build_topology, ok, running_server
+
+    from dvrnet.api.app import create_app
+
+    a, b = create_app(db_url, feed_poll_interval=0.1), create_app(db_url, feed_poll_interval=0.1)
+    path = "/v2.0/dvrnet/hosts/compute1/changes"
+    with running_server(a) as url_a, running_server(b) as url_b, \
+            httpx.Client(base_url=url_a, timeout=30) as ca, httpx.Client(base_url=url_b, timeout=30) as cb:
+        ids = build_topology(ca)
+        cursor = ok(ca.get(path))["cursor"]         # a head read: A knows the database's id
+        heads = {"n": 0}
+        store_head = a.state.store.head
+
+        def counted():
+            heads["n"] += 1
+            return store_head()
+        a.state.store.head = counted
+
+        def poll_a(since: str) -> httpx.Response:
+            out: dict = {}
+            with httpx.Client(base_url=url_a, timeout=30) as w:
+                t = threading.Thread(target=lambda: out.update(r=w.get(path, params={"since": since, "wait": 20})))
+                parked = a.state.recent.parked
+                t.start()
+                wait_for(lambda: a.state.feed._waiters == 1, 10, "compute1's long-poll waiting on A")
+                assert a.state.recent.parked == parked + 1 and heads["n"] == 0, "it read the head to wait"
+                yield
+                t.join(30)
+            assert not t.is_alive()
+            yield out["r"]
+
+        # 1. B writes while A's long-poll waits: A's poller wakes it
+        g = poll_a(cursor)
+        next(g)
+        fip = ok(cb.post("/v2.0/floatingips", json={"floatingip": {
+            "floating_network_id": ids["ext"], "port_id": ids["port"]}}))["floatingip"]["id"]
+        r = g.send(None)
+        assert r.status_code == 200 and [f["id"] for f in r.json()["upserts"]["floatingips"]] == [fip]
+        want, _ = answer(a.state.service, "compute1", parse_since(cursor))
+        assert r.content == encode_body(want)
+        after_b = r.json()["cursor"]
+
+        # 2. a cursor at B's write is not at A's newest: the head is read, nothing new, then it waits
+        heads["n"] = 0
+        parked = a.state.recent.parked
+        same = ok(ca.get(path, params={"since": after_b, "wait": 0.3}))
+        assert same["cursor"] == after_b and not same["upserts"] and heads["n"] >= 1
+        assert a.state.recent.parked == parked
+
+        # 3. A's own write, then a long-poll at it waits without the head and is woken by A's next write
+        ok(ca.delete(f"/v2.0/floatingips/{fip}"))
+        at_a = ok(ca.get(path, params={"since": after_b}))["cursor"]
+        heads["n"] = 0
+        g = poll_a(at_a)
+        next(g)
+        fip2 = ok(ca.post("/v2.0/floatingips", json={"floatingip": {
+            "floating_network_id": ids["ext"], "port_id": ids["port"]}}))["floatingip"]["id"]
+        r = g.send(None)
+        assert [f["id"] for f in r.json()["upserts"]["floatingips"]] == [fip2]
+        want, _ = answer(a.state.service, "compute1", parse_since(at_a))
+        assert r.content == encode_body(want)
+
+        # 4. A's newest revision with another stamp: no waiting first; the database's snapshot
+        newest = r.json()["cursor"]
+        db, rev, stamp = newest.split(":")
+        parked = a.state.recent.parked
+        other = ok(ca.get(path, params={"since": f"{db}:{rev}:{'0' * len(stamp)}", "wait": 5}))
+        assert other["resync"] is True and a.state.recent.parked == parked

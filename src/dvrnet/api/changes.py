@@ -167,12 +167,21 @@ def routes(svc: Service, auth: Auth, feed: Feed, recent: Recent | None = None) -
             if got is not None:
                 return got
         body, empty = await run_in_threadpool(answer, svc, name, cursor)
+        if recent is not None:
+            recent.saw_database(body["database"])
         return Answer(encode_body(body), body["revision"], empty)
 
     async def serve(name: str, request: Request, since: str | None, wait: float) -> Response:
         policy.require_admin(auth.context(request), "rule:get_host_view")
         cursor = parse_since(since)
         feed.bind()
+        if wait > 0 and cursor is not None and recent is not None and \
+                feed.host_revision.get(name, 0) <= cursor.revision and recent.parks(name, cursor, feed.latest):
+            # at this server's newest write, nothing newer heard of: wait first (api/recent.py)
+            await svc.beat(name, getattr(request.state, "request_id", "-"))
+            await feed.wait_host(name, cursor.revision, min(wait, MAX_WAIT))
+            got = await reply(name, cursor)
+            return Response(got.data, media_type="application/json")
         got = await reply(name, cursor)
         await svc.beat(name, getattr(request.state, "request_id", "-"))
         if got.empty and wait > 0 and cursor is not None:

@@ -24,7 +24,15 @@ Invariants:
   after the head (`upserts`, `deletes`) is encoded once per distinct (revision, stamp, ops) and shared by
   every host that gets it (an external subnet added: every host gets the same bytes);
 - `record` runs in the writing thread before the write's listeners wake anybody, so a host woken
-  by this server's write finds its entry.
+  by this server's write finds its entry;
+- `parks(cursor, latest)` says that a long-poll with CURSOR may wait without reading the head
+  (`api/changes.py`): CURSOR is of the database the last read of it named, at this server's newest
+  entry (its revision and stamp), and no revision above it has been heard of (LATEST, `Feed.latest`:
+  this server's own writes, and other servers' as the NOTIFY listener or the poller reports them).
+  Whatever commits after it then reaches the waiter as news, as it reaches any waiter (`Feed`), and
+  the answer after the wait is made as any other (a head read, then memory or the database). The
+  one case it does not see at once is a database restored under a running server: that cursor is
+  answered (with a snapshot) when the wait ends, as is a long-poll parked before the restore.
 """
 from __future__ import annotations
 
@@ -54,6 +62,8 @@ class Recent:
         self._entries: dict[int, _Entry] = {}
         self._fragments: dict[tuple, bytes] = {}
         self.served = 0                 # answers given from memory (tests, benchmarks)
+        self.parked = 0                 # long-polls that waited without a head read (tests, benchmarks)
+        self._database: str | None = None   # the database id of the last head read
 
     def record(self, written: Written, state: State) -> None:
         """(A store commit listener.) Keep the write that made STATE."""
@@ -63,7 +73,26 @@ class Recent:
                 del self._entries[k]    # >= rev: revisions of a timeline the database left (a restore)
             self._entries[rev] = _Entry(written, state)
 
+    def saw_database(self, database_id: str) -> None:
+        """Note the database id a read of the database named (a head read, an answer from it)."""
+        self._database = database_id
+
+    def parks(self, host: str, cursor: Cursor, latest: int) -> bool:
+        """May a long-poll for HOST with CURSOR wait at once, without a head read (see the module
+        docstring)?"""
+        if cursor.stamp is None or cursor.revision != latest or cursor.database != self._database:
+            return False
+        with self._lock:
+            e = self._entries.get(cursor.revision)
+            newest = max(self._entries, default=None)
+        if e is None or newest != cursor.revision or e.written.stamp != cursor.stamp or \
+                host not in e.state.cloud.hosts:
+            return False
+        self.parked += 1
+        return True
+
     def answer(self, host: str, cursor: Cursor, head: Head) -> Answer | None:
+        self.saw_database(head.database_id)
         since = cursor.revision
         if cursor.stamp is None or head.stamp is None or cursor.database != head.database_id or \
                 not head.floor <= since <= head.revision:

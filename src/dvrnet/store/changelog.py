@@ -91,10 +91,12 @@ class ChangeLog:
         self.keep = keep_revisions
         self.tracker = ViewTracker()        # guarded by the store's write lock
 
-    def record(self, c: Connection, old: Cloud, cs: ChangeSet, rev: int) -> tuple[Cloud, Written]:
+    def record(self, c: Connection, old: Cloud, cs: ChangeSet, rev: int, prev: str | None) -> tuple[Cloud, Written]:
         """Log the write that turns OLD into revision REV by CS; returns the new snapshot (made by
         `changeset.apply`, sharing OLD's objects and indexes) and what was written (the hosts
-        whose view changed are its `deltas`' keys)."""
+        whose view changed are its `deltas`' keys). PREV is the stamp of revision REV - 1 as the
+        caller read it in this transaction (the write lock held: it cannot change before the
+        commit)."""
         new, touched = apply(old, cs, validate=False)
         if self.tracker.cloud is not old:       # first write, or another server wrote: catch up
             self.tracker.advance(old)
@@ -104,7 +106,6 @@ class ChangeLog:
             rows += _rows(rev, h, deltas[h])
         if rows:
             c.execute(t.change_log.insert(), rows)
-        prev = stamp_of(c, rev - 1)
         stamp = secrets.token_hex(8)
         c.execute(t.revision_stamps.insert(), {"revision": rev, "stamp": stamp})
         if c.dialect.name == "postgresql":

@@ -356,7 +356,7 @@ class Store:
                         rev, gen, stamp = self._revisions(c)
                         before = self._cached(rev, stamp) or self._load(c, rev)
                         change = fn(before)
-                        after, written = self._apply(c, before, change, rev + 1)
+                        after, written = self._apply(c, before, change, rev + 1, stamp)
                         # the reports' generation read above holds for the whole transaction: a
                         # report takes the same database-wide write lock (write_transaction)
                         after = self._with_statuses(c, after, gen)
@@ -469,7 +469,10 @@ class Store:
         cloud = Cloud.of(hosts=hosts, revision=rev, **coll)
         return State(cloud, immutables.Map(meta), immutables.Map(created))
 
-    def _apply(self, c: Connection, before: State, change: Change, rev: int) -> tuple[State, changelog.Written]:
+    def _apply(self, c: Connection, before: State, change: Change, rev: int,
+               prev_stamp: str | None) -> tuple[State, changelog.Written]:
+        """Write CHANGE as revision REV; PREV_STAMP is the stamp of revision REV - 1, read in this
+        transaction (`_revisions`)."""
         old = before.cloud
         cs = change.changeset if change.changeset is not None else changeset_between(old, change.cloud)
         if self.verify_changesets:
@@ -508,7 +511,7 @@ class Store:
                     desc != before.meta_of(kind, i).description:
                 changed[kind].append(i)
         new_cs = ChangeSet(tuple(upserts), tuple(deletes), rev)
-        cloud, written = self.changelog.record(c, old, new_cs, rev)
+        cloud, written = self.changelog.record(c, old, new_cs, rev, prev_stamp)
         realloc = {
             "ports": removed["ports"] + [i for i in changed["ports"]
                                         if (old.ports[i].fixed_ips, old.ports[i].network_id)
