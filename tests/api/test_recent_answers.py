@@ -7,13 +7,18 @@ keeps running while its database is restored under it: the lost revisions' numbe
 with other stamps). After every write, for every host and each cursor it was handed in the last
 revisions: `Recent.answer` at a fresh head is None or exactly the database path's bytes; it is
 not None when every revision since the cursor is one of the first Store's writes on the cursor's
-timeline (within what it keeps); and it is None whenever the database answers with a snapshot."""
+timeline (within what it keeps); and it is None whenever the database answers with a snapshot.
+`Recent.woken` (no head read), asked for a cursor whose long-poll parked when it was handed out
+(`Recent.parks`), at the write that wakes it (the first heard of above it that changes its host's
+view), with the highest revision heard of: None whenever the newest write is
+another server's, else exactly `answer`'s bytes (or None only where the log's floor may pass the
+cursor)."""
 from __future__ import annotations
 
 import random
 import sqlite3
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from tests.unit.test_plan_incremental import Walk
 
@@ -35,19 +40,30 @@ def _backup(src: str, dst: str) -> None:
 
 @settings(max_examples=4, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 @given(st.integers(0, 100_000))
+@example(0)
 def test_recent_answers_are_the_databases(tmp_path_factory, seed):
     rnd = random.Random(seed)
     d = tmp_path_factory.mktemp("recent")
     path = str(d / "dvrnet.db")
     url = f"sqlite:///{path}"
     w = Walk(rnd)
-    recent = Recent(keep=KEEP)
-    store, other = Store(url, change_log_revisions=40), Store(url, change_log_revisions=40)
+    log_keep = rnd.choice([3, 40])                  # 3: the log's floor passes cursors memory still holds
+    recent = Recent(keep=KEEP, log_keep=log_keep)
+    store, other = Store(url, change_log_revisions=log_keep), Store(url, change_log_revisions=log_keep)
     store.add_commit_listener(recent.record)
     svc = Service(store)
     own: dict[int, str] = {}             # revision -> stamp, of the first store's writes (this timeline)
     cursors: dict[str, list[str]] = {}
-    counts = {"served": 0, "fallback": 0, "snapshot": 0, "foreign": 0}
+    counts = {"served": 0, "fallback": 0, "snapshot": 0, "foreign": 0, "woken": 0}
+    latest = 0                              # Feed.latest: the highest revision heard of, only grows
+    host_rev: dict[str, int] = {}           # Feed.host_revision: what wakes a host's long-poll
+    parkable: set[str] = set()              # cursors whose long-poll parks (Recent.parks) when handed out
+    concerned: dict[int, frozenset[str]] = {}
+
+    def listen(*stores: Store) -> None:
+        for x in stores:
+            x.add_change_listener(lambda rev, hosts: concerned.__setitem__(rev, hosts))
+    listen(store, other)
     try:
         for step in range(36):
             w.step()
@@ -57,14 +73,20 @@ def test_recent_answers_are_the_databases(tmp_path_factory, seed):
                 store.close()
                 other.close()
                 _backup(str(d / "backup.db"), path)
-                store, other = Store(url, change_log_revisions=40), Store(url, change_log_revisions=40)
+                store, other = Store(url, change_log_revisions=log_keep), Store(url, change_log_revisions=log_keep)
                 store.add_commit_listener(recent.record)
                 svc = Service(store)
+                listen(store, other)
                 head = store.head()
                 own = {r: s for r, s in own.items() if r <= head.revision}
             foreign = rnd.random() < 0.2
             _, after = (other if foreign else store).write(lambda s: Change(None, w.c()))
             head = store.head()
+            before_rev = dict(host_rev)
+            if after.revision > latest:           # a number at or below it (a restore's) is not news
+                latest = after.revision
+                for h in concerned[after.revision]:
+                    host_rev[h] = max(host_rev.get(h, 0), after.revision)
             if foreign:
                 counts["foreign"] += 1
             else:
@@ -74,11 +96,25 @@ def test_recent_answers_are_the_databases(tmp_path_factory, seed):
                 body, _ = answer(svc, h, None)
                 mine = cursors.setdefault(h, [])
                 mine.append(body["cursor"])
+                if recent.parks(h, parse_since(body["cursor"]), latest):     # its long-poll would park
+                    parkable.add(body["cursor"])
                 for text in mine[-10:]:
                     cursor = parse_since(text)
                     assert cursor is not None
                     want, empty = answer(svc, h, cursor)
                     got = recent.answer(h, cursor, head)
+                    # asked only of a parked long-poll when news wakes it: this write is the first above
+                    # its cursor to change its view
+                    wakes = text in parkable and before_rev.get(h, 0) <= cursor.revision < host_rev.get(h, 0)
+                    woken = recent.woken(h, cursor, latest) if wakes else None
+                    if woken is not None:   # only ever the database's answer at the head it stands for
+                        counts["woken"] += 1
+                        assert not foreign and latest == head.revision, f"seed {seed} step {step}: {h} from {text}: " \
+                            "answered from memory with another server's write the newest heard of"
+                        assert got is not None and woken.data == got.data, f"seed {seed} step {step}: {h} from {text}"
+                    elif got is not None and latest == head.revision and cursor.revision >= head.revision - log_keep \
+                            and wakes:
+                        raise AssertionError(f"seed {seed} step {step}: {h} from {text}: provable at the newest, not answered")
                     if want["resync"]:
                         counts["snapshot"] += 1
                         assert got is None, f"seed {seed} step {step}: {h} from {text}: memory answered, the database resyncs"
@@ -96,6 +132,7 @@ def test_recent_answers_are_the_databases(tmp_path_factory, seed):
         store.close()
         other.close()
     assert counts["served"] and counts["fallback"] and counts["snapshot"] and counts["foreign"], counts
+    assert counts["woken"] or seed != 0, counts     # seed 0 (always run) answers woken long-polls from memory
 
 
 def test_the_endpoint_answers_from_memory_only_its_own_writes(db_url):
@@ -188,8 +225,9 @@ def test_a_store_does_not_serve_its_cache_for_a_restored_timeline(tmp_path):
 def test_a_long_poll_at_the_newest_write_waits_without_a_head_read(db_url):
     """A long-poll whose cursor is at server A's newest write, with nothing newer heard of, waits
     at once (`Recent.parks`: no head read while it waits) and still gets every change: a write
-    through server B (same file: A's poller reports it) and A's own next write, each with exactly
-    the database path's bytes for that cursor. A cursor that is not at A's newest write (B's), or
+    through server B (same file: A's poller reports it; the answer reads the head) and A's own next
+    write (answered without a head read: `Recent.woken`), each with exactly the database path's
+    bytes for that cursor. A cursor that is not at A's newest write (B's), or
     that names A's newest revision with another stamp, takes the head read as before (the second
     gets a snapshot)."""
     import threading
@@ -235,6 +273,7 @@ def test_a_long_poll_at_the_newest_write_waits_without_a_head_read(db_url):
         assert r.status_code == 200 and [f["id"] for f in r.json()["upserts"]["floatingips"]] == [fip]
         want, _ = answer(a.state.service, "compute1", parse_since(cursor))
         assert r.content == encode_body(want)
+        assert heads["n"] >= 1, "B's write was answered without reading the head"
         after_b = r.json()["cursor"]
 
         # 2. a cursor at B's write is not at A's newest: the head is read, nothing new, then it waits
@@ -254,6 +293,7 @@ def test_a_long_poll_at_the_newest_write_waits_without_a_head_read(db_url):
             "floating_network_id": ids["ext"], "port_id": ids["port"]}}))["floatingip"]["id"]
         r = g.send(None)
         assert [f["id"] for f in r.json()["upserts"]["floatingips"]] == [fip2]
+        assert heads["n"] == 0, "woken by A's own newest write, it read the head (Recent.woken)"
         want, _ = answer(a.state.service, "compute1", parse_since(at_a))
         assert r.content == encode_body(want)
 

@@ -44,7 +44,7 @@ def create_app(db_url: str, auth: str = "none", tokens: str | None = None, *,
     store = Store(db_url, change_log_revisions=change_log_revisions)
     svc = Service(store)
     feed = Feed(store, poll_interval=feed_poll_interval)
-    recent = Recent()                       # this server's own recent writes (recent.py)
+    recent = Recent(log_keep=store.changelog.keep)      # this server's own recent writes (recent.py)
     store.add_commit_listener(recent.record)
 
     def _warm() -> None:

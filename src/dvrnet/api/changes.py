@@ -179,8 +179,8 @@ def routes(svc: Service, auth: Auth, feed: Feed, recent: Recent | None = None) -
                 feed.host_revision.get(name, 0) <= cursor.revision and recent.parks(name, cursor, feed.latest):
             # at this server's newest write, nothing newer heard of: wait first (api/recent.py)
             await svc.beat(name, getattr(request.state, "request_id", "-"))
-            await feed.wait_host(name, cursor.revision, min(wait, MAX_WAIT))
-            got = await reply(name, cursor)
+            woke = await feed.wait_host(name, cursor.revision, min(wait, MAX_WAIT))
+            got = (woke and recent.woken(name, cursor, feed.latest)) or await reply(name, cursor)
             return Response(got.data, media_type="application/json")
         got = await reply(name, cursor)
         await svc.beat(name, getattr(request.state, "request_id", "-"))

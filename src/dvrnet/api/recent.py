@@ -32,7 +32,20 @@ Invariants:
   Whatever commits after it then reaches the waiter as news, as it reaches any waiter (`Feed`), and
   the answer after the wait is made as any other (a head read, then memory or the database). The
   one case it does not see at once is a database restored under a running server: that cursor is
-  answered (with a snapshot) when the wait ends, as is a long-poll parked before the restore.
+  answered (with a snapshot) when the wait ends, as is a long-poll parked before the restore;
+- `woken(host, cursor, latest)` answers a long-poll that parked (`parks`) and was woken by news,
+  without a head read: the same proof as `answer`, with this server's newest entry standing for
+  the head, and only while nothing newer has been heard of (LATEST). It is for parked long-polls
+  only: the cursor was then at LATEST, so the news that woke it is a revision numbered above every
+  one heard of before, and the newest entry is this server's write of it or after it, whose stamp
+  chain back to the cursor holds only if the cursor is on the database's timeline (after a
+  restore it does only when the cursor's revision survived it). That entry's revision was committed with its stamp (the write
+  lock held), so its answer is the database's answer at that revision: the one a head read would
+  have given, or, if another server has committed since, an older but true one, whose cursor the
+  next long-poll takes on (and is woken by what came after it). The cursor must be within the
+  change log there: its floor is at most that revision minus the log's `keep` (`ChangeLog._trim`).
+  `Feed.latest` only grows, so after a restore to lower revision numbers this path is off until
+  they pass the old ones, and a long-poll that timed out always reads the head.
 """
 from __future__ import annotations
 
@@ -56,8 +69,9 @@ class _Entry:
 
 
 class Recent:
-    def __init__(self, keep: int = KEEP):
+    def __init__(self, keep: int = KEEP, log_keep: int | None = None):
         self.keep = keep
+        self.log_keep = log_keep        # the change log's retention (None: `woken` never answers)
         self._lock = threading.Lock()
         self._entries: dict[int, _Entry] = {}
         self._fragments: dict[tuple, bytes] = {}
@@ -90,6 +104,20 @@ class Recent:
             return False
         self.parked += 1
         return True
+
+    def woken(self, host: str, cursor: Cursor, latest: int) -> Answer | None:
+        """The answer to a long-poll woken by news, from memory without a head read, or None (see
+        the module docstring)."""
+        db = self._database
+        if self.log_keep is None or db is None or cursor.database != db:
+            return None
+        with self._lock:
+            newest = max(self._entries, default=None)
+            e = self._entries.get(newest) if newest is not None else None
+        if e is None or newest != latest:
+            return None
+        return self.answer(host, cursor, Head(e.written.revision, e.written.stamp, db,
+                                              max(0, e.written.revision - self.log_keep)))
 
     def answer(self, host: str, cursor: Cursor, head: Head) -> Answer | None:
         self.saw_database(head.database_id)
