@@ -8,9 +8,10 @@ with other stamps). After every write, for every host and each cursor it was han
 revisions: `Recent.answer` at a fresh head is None or exactly the database path's bytes; it is
 not None when every revision since the cursor is one of the first Store's writes on the cursor's
 timeline (within what it keeps); and it is None whenever the database answers with a snapshot.
-`Recent.woken` (no head read), asked for a cursor whose long-poll parked when it was handed out
-(`Recent.parks`), at the write that wakes it (the first heard of above it that changes its host's
-view), with the highest revision heard of: None whenever the newest write is
+`Recent.woken` (no head read), asked at each write that is news for a host (numbered above every
+one heard of, changing its view) for its cursors whose long-poll waits from the newest revision
+heard of (parked: `Recent.parks` when handed out; or after a head read there), with the highest
+revision heard of: None whenever the newest write is
 another server's, else exactly `answer`'s bytes (or None only where the log's floor may pass the
 cursor)."""
 from __future__ import annotations
@@ -83,8 +84,11 @@ def test_recent_answers_are_the_databases(tmp_path_factory, seed):
             _, after = (other if foreign else store).write(lambda s: Change(None, w.c()))
             head = store.head()
             before_rev = dict(host_rev)
+            fresh = store.head().revision == latest    # a head read before waiting is at the newest heard of
+            news = False
             if after.revision > latest:           # a number at or below it (a restore's) is not news
                 latest = after.revision
+                news = True
                 for h in concerned[after.revision]:
                     host_rev[h] = max(host_rev.get(h, 0), after.revision)
             if foreign:
@@ -105,7 +109,9 @@ def test_recent_answers_are_the_databases(tmp_path_factory, seed):
                     got = recent.answer(h, cursor, head)
                     # asked only of a parked long-poll when news wakes it: this write is the first above
                     # its cursor to change its view
-                    wakes = text in parkable and before_rev.get(h, 0) <= cursor.revision < host_rev.get(h, 0)
+                    # (parked at it, or waiting after a head read at the newest heard of)
+                    wakes = news and h in concerned[after.revision] and (
+                        fresh or (text in parkable and before_rev.get(h, 0) <= cursor.revision))
                     woken = recent.woken(h, cursor, latest) if wakes else None
                     if woken is not None:   # only ever the database's answer at the head it stands for
                         counts["woken"] += 1

@@ -186,9 +186,11 @@ def routes(svc: Service, auth: Auth, feed: Feed, recent: Recent | None = None) -
         await svc.beat(name, getattr(request.state, "request_id", "-"))
         if got.empty and wait > 0 and cursor is not None:
             feed.observe(got.revision)
-            await feed.wait_host(name, got.revision, min(wait, MAX_WAIT))
+            fresh = got.revision == feed.latest     # the head read is at the newest heard of (api/recent.py)
+            woke = await feed.wait_host(name, got.revision, min(wait, MAX_WAIT))
             # woken: the change; timed out: still nothing for this host, the newer cursor (O(1) bytes)
-            got = await reply(name, cursor)
+            got = (woke and fresh and recent is not None and recent.woken(name, cursor, feed.latest)) or \
+                await reply(name, cursor)
         return Response(got.data, media_type="application/json")
 
     async def plain(request: Request) -> Response:

@@ -33,13 +33,14 @@ Invariants:
   the answer after the wait is made as any other (a head read, then memory or the database). The
   one case it does not see at once is a database restored under a running server: that cursor is
   answered (with a snapshot) when the wait ends, as is a long-poll parked before the restore;
-- `woken(host, cursor, latest)` answers a long-poll that parked (`parks`) and was woken by news,
-  without a head read: the same proof as `answer`, with this server's newest entry standing for
-  the head, and only while nothing newer has been heard of (LATEST). It is for parked long-polls
-  only: the cursor was then at LATEST, so the news that woke it is a revision numbered above every
-  one heard of before, and the newest entry is this server's write of it or after it, whose stamp
-  chain back to the cursor holds only if the cursor is on the database's timeline (after a
-  restore it does only when the cursor's revision survived it). That entry's revision was committed with its stamp (the write
+- `woken(host, cursor, latest)` answers a long-poll woken by news, without a head read: the same
+  proof as `answer`, with this server's newest entry standing for the head, and only while nothing
+  newer has been heard of (LATEST). It is for long-polls that waited from the newest revision heard
+  of: parked ones (`parks`: the cursor was at it), and ones whose head read before waiting was at
+  it. The news that woke them is then a revision numbered above every one heard of before, and
+  the newest entry is this server's write of it or after it, whose stamp chain back to the cursor
+  holds only if the cursor is on the database's timeline (after a restore it does only when the
+  cursor's revision survived it). That entry's revision was committed with its stamp (the write
   lock held), so its answer is the database's answer at that revision: the one a head read would
   have given, or, if another server has committed since, an older but true one, whose cursor the
   next long-poll takes on (and is woken by what came after it). The cursor must be within the
