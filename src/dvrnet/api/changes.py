@@ -175,22 +175,20 @@ def routes(svc: Service, auth: Auth, feed: Feed, recent: Recent | None = None) -
         policy.require_admin(auth.context(request), "rule:get_host_view")
         cursor = parse_since(since)
         feed.bind()
-        if wait > 0 and cursor is not None and recent is not None and \
-                feed.host_revision.get(name, 0) <= cursor.revision and recent.parks(name, cursor, feed.latest):
-            # at this server's newest write, nothing newer heard of: wait first (api/recent.py)
-            await svc.beat(name, getattr(request.state, "request_id", "-"))
-            woke = await feed.wait_host(name, cursor.revision, min(wait, MAX_WAIT))
-            got = (woke and recent.woken(name, cursor, feed.latest)) or await reply(name, cursor)
-            return Response(got.data, media_type="application/json")
-        got = await reply(name, cursor)
+        # at this server's newest write, nothing newer heard of: wait at once, no head read (api/recent.py)
+        parked = wait > 0 and cursor is not None and recent is not None and \
+            feed.host_revision.get(name, 0) <= cursor.revision and recent.parks(name, cursor, feed.latest)
+        got = None if parked else await reply(name, cursor)
         await svc.beat(name, getattr(request.state, "request_id", "-"))
-        if got.empty and wait > 0 and cursor is not None:
-            feed.observe(got.revision)
-            fresh = got.revision == feed.latest     # the head read is at the newest heard of (api/recent.py)
-            woke = await feed.wait_host(name, got.revision, min(wait, MAX_WAIT))
+        if cursor is not None and wait > 0 and (got is None or got.empty):
+            start = cursor.revision if got is None else got.revision
+            feed.observe(start)
+            fresh = start == feed.latest        # waiting from the newest revision heard of (api/recent.py)
+            woke = await feed.wait_host(name, start, min(wait, MAX_WAIT))
             # woken: the change; timed out: still nothing for this host, the newer cursor (O(1) bytes)
             got = (woke and fresh and recent is not None and recent.woken(name, cursor, feed.latest)) or \
                 await reply(name, cursor)
+        assert got is not None
         return Response(got.data, media_type="application/json")
 
     async def plain(request: Request) -> Response:

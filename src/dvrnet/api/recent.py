@@ -30,9 +30,9 @@ Invariants:
   entry (its revision and stamp), and no revision above it has been heard of (LATEST, `Feed.latest`:
   this server's own writes, and other servers' as the NOTIFY listener or the poller reports them).
   Whatever commits after it then reaches the waiter as news, as it reaches any waiter (`Feed`), and
-  the answer after the wait is made as any other (a head read, then memory or the database). The
-  one case it does not see at once is a database restored under a running server: that cursor is
-  answered (with a snapshot) when the wait ends, as is a long-poll parked before the restore;
+  is answered by `woken` or, failing that, as any other request. The one case it does not see at
+  once is a database restored under a running server: that cursor is answered (with a snapshot)
+  when the wait ends, as is a long-poll parked before the restore;
 - `woken(host, cursor, latest)` answers a long-poll woken by news, without a head read: the same
   proof as `answer`, with this server's newest entry standing for the head, and only while nothing
   newer has been heard of (LATEST). It is for long-polls that waited from the newest revision heard
@@ -78,7 +78,8 @@ class Recent:
         self._fragments: dict[tuple, bytes] = {}
         self.served = 0                 # answers given from memory (tests, benchmarks)
         self.parked = 0                 # long-polls that waited without a head read (tests, benchmarks)
-        self._database: str | None = None   # the database id of the last head read
+        self._database: str | None = None   # the database id the last read of the database named
+        self._newest: int | None = None     # the newest entry's revision (record keeps none above it)
 
     def record(self, written: Written, state: State) -> None:
         """(A store commit listener.) Keep the write that made STATE."""
@@ -87,6 +88,7 @@ class Recent:
             for k in [k for k in self._entries if k >= rev or k <= rev - self.keep]:
                 del self._entries[k]    # >= rev: revisions of a timeline the database left (a restore)
             self._entries[rev] = _Entry(written, state)
+            self._newest = rev
 
     def saw_database(self, database_id: str) -> None:
         """Note the database id a read of the database named (a head read, an answer from it)."""
@@ -99,7 +101,7 @@ class Recent:
             return False
         with self._lock:
             e = self._entries.get(cursor.revision)
-            newest = max(self._entries, default=None)
+            newest = self._newest
         if e is None or newest != cursor.revision or e.written.stamp != cursor.stamp or \
                 host not in e.state.cloud.hosts:
             return False
@@ -113,7 +115,7 @@ class Recent:
         if self.log_keep is None or db is None or cursor.database != db:
             return None
         with self._lock:
-            newest = max(self._entries, default=None)
+            newest = self._newest
             e = self._entries.get(newest) if newest is not None else None
         if e is None or newest != latest:
             return None
